@@ -1,0 +1,1 @@
+"""The classifier service: identify embeddings against a FAISS index of enrolled faces."""

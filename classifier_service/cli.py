@@ -1,0 +1,95 @@
+"""The ``classifier-service`` command."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import click
+
+from classifier_service.core import Classifier
+from classifier_service.gallery import EmbeddingCache, Gallery, build_gallery
+from classifier_service.matcher import Matcher
+from classifier_service.service import ClassifierService
+from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
+from facewire.config import Settings
+from facewire.errors import ConfigError
+from facewire.faces import create_analyzer
+from facewire.mqtt import MqttConnection
+from facewire.progress import progress_bar
+from facewire.topics import Topics
+
+SESSION_EXPIRY_SECONDS = 3600
+
+
+@click.group()
+def main() -> None:
+    """facewire classifier: embeddings in, names out."""
+
+
+def load_gallery(settings: Settings) -> Gallery:
+    """Embed (or read from the cache) every enrolment photo of the configured gallery folder."""
+    gallery_dir = settings.classifier.gallery
+    if not gallery_dir.is_dir():
+        raise ConfigError(f"gallery folder not found: {gallery_dir} (expected GALLERY/<person>/*.jpg)")
+    analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
+    cache = EmbeddingCache(settings.model.cache_dir / "gallery" / "embeddings.sqlite")
+    try:
+        with progress_bar(f"enrolling {gallery_dir}") as update:
+            return build_gallery(gallery_dir, analyzer, cache, update)
+    finally:
+        cache.close()
+
+
+@main.command()
+@common_options
+@click.option("--gallery", type=click.Path(path_type=Path, file_okay=False), default=None, help="Enrolment folder.")
+@click.option("--threshold", type=float, default=None, help="Cosine score needed to name a face.")
+@click.option("--model", default=None, help="Embedder model id (must match the edges').")
+@click.option("--instance", default=None, help="Replica id (stable across restarts keeps its session).")
+@fail_cleanly
+def run(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    gallery: Path | None,
+    threshold: float | None,
+    model: str | None,
+    instance: str | None,
+) -> None:
+    """Identify embeddings from facewire/embeddings/+ and publish facewire/results/NODE."""
+    settings = settings_from(
+        config_file,
+        broker_url,
+        verbose,
+        classifier={"gallery": gallery, "threshold": threshold, "instance": instance},
+        model={"embedder": model},
+    )
+    conf = settings.classifier
+    enrolled = load_gallery(settings)
+    click.echo(
+        f"gallery {enrolled.version}: {len(enrolled.people)} people, {len(enrolled.labels)} photos"
+        f" ({len(enrolled.rejected)} rejected), model {enrolled.model_id}",
+        err=True,
+    )
+    topics = Topics(settings.mqtt.topic_prefix)
+    name = conf.instance or f"{socket.gethostname()}-{os.getpid()}"
+    matcher = Matcher(enrolled.embeddings, enrolled.labels, conf.threshold, conf.top_k)
+    classifier = Classifier(matcher, enrolled.model_id, enrolled.version, topics)
+    connection = MqttConnection(
+        settings.mqtt,
+        f"classifier-{name}",
+        session_expiry=SESSION_EXPIRY_SECONDS if conf.instance else 0,
+        manual_ack=True,
+        receive_maximum=min(conf.queue_max, 65535),
+    )
+    service = ClassifierService(classifier, connection, topics, conf, name)
+    connection.set_will(service.will())
+    connection.connect()
+    service.start()
+    click.echo(f"classifier {name} ready on {settings.mqtt.url}", err=True)
+    stop = stop_event_on_signals()
+    while not stop.wait(10.0):
+        service.heartbeat()
+    service.stop()

@@ -1,0 +1,114 @@
+"""The classifier's pure core: a batch of raw embedding messages in, results and dead letters out."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from classifier_service.matcher import Matcher
+from facewire.errors import SchemaError
+from facewire.schema import FaceEmbedding, FaceResult
+from facewire.topics import Topics
+
+
+@dataclass(frozen=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    received: float
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    detail: str
+    topic: str
+    payload: bytes
+
+    def to_json(self, service: str) -> bytes:
+        return json.dumps(
+            {
+                "service": service,
+                "reason": self.reason,
+                "detail": self.detail,
+                "topic": self.topic,
+                "size": len(self.payload),
+                "excerpt_b64": base64.b64encode(self.payload[:96]).decode(),
+                "ts": time.time(),
+            }
+        ).encode()
+
+
+class Classifier:
+    """Validates, de-duplicates and identifies embeddings in batches."""
+
+    def __init__(self, matcher: Matcher, model_id: str, gallery_version: str, topics: Topics, memory: int = 100_000):
+        self.matcher = matcher
+        self.model_id = model_id
+        self.gallery_version = gallery_version
+        self.topics = topics
+        self._answered: OrderedDict[tuple[str, int], FaceResult] = OrderedDict()
+        self._memory = memory
+
+    def decode(self, message: Incoming) -> FaceEmbedding:
+        """Decode one message and check it belongs to this classifier; SchemaError otherwise."""
+        embedding = FaceEmbedding.from_msgpack(message.payload)
+        topic_node = self.topics.node_of(message.topic, "embeddings")
+        if topic_node != embedding.node:
+            raise SchemaError("node-mismatch", f"topic says {topic_node!r}, payload says {embedding.node!r}")
+        if embedding.model != self.model_id:
+            raise SchemaError("model-mismatch", f"embedding from {embedding.model!r}, gallery is {self.model_id!r}")
+        if embedding.dim != self.matcher.dim and self.matcher.dim:
+            raise SchemaError("wrong-dimension", f"{embedding.dim} != {self.matcher.dim}")
+        return embedding
+
+    def classify(self, batch: list[Incoming]) -> list[FaceResult | DeadLetter]:
+        """One outcome per message, in order; one FAISS search for all new, valid embeddings."""
+        outcomes: list[FaceResult | DeadLetter | FaceEmbedding] = []
+        for message in batch:
+            try:
+                embedding = self.decode(message)
+            except SchemaError as exc:
+                outcomes.append(DeadLetter(exc.reason, exc.detail, message.topic, message.payload))
+                continue
+            previous = self._answered.get(embedding.key)
+            outcomes.append(previous if previous is not None else embedding)
+        fresh = [o for o in outcomes if isinstance(o, FaceEmbedding)]
+        matches = self.matcher.match(np.stack([e.emb for e in fresh])) if fresh else []
+        decided = dict(zip((id(e) for e in fresh), matches, strict=True))
+        received = {id(o): m.received for o, m in zip(outcomes, batch, strict=True)}
+        now = time.time()
+        results: list[FaceResult | DeadLetter] = []
+        for outcome in outcomes:
+            if isinstance(outcome, FaceEmbedding):
+                match = decided[id(outcome)]
+                outcome = FaceResult(
+                    node=outcome.node,
+                    seq=outcome.seq,
+                    track=outcome.track,
+                    frame=outcome.frame,
+                    ts=outcome.ts,
+                    name=match.name,
+                    score=match.score,
+                    known=match.known,
+                    threshold=self.matcher.threshold,
+                    model=self.model_id,
+                    gallery_version=self.gallery_version,
+                    classified_at=now,
+                    latency_ms=round((now - received[id(outcome)]) * 1000.0, 3),
+                    bbox=outcome.bbox,
+                    candidates=match.candidates[:3],
+                )
+                self._remember(outcome)
+            results.append(outcome)
+        return results
+
+    def _remember(self, result: FaceResult) -> None:
+        self._answered[result.key] = result
+        while len(self._answered) > self._memory:
+            self._answered.popitem(last=False)

@@ -1,0 +1,140 @@
+"""The classifier's MQTT adapter: shared subscription in, results and dead letters out.
+
+Messages arrive with manual acknowledgement. Each inbound message is acked only
+after the broker has acknowledged its result (or its dead letter), so a crash
+at any point leads to redelivery, never to a lost face; redelivered messages
+are answered from the core's memory of recent keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+
+from classifier_service.core import Classifier, Incoming
+from classifier_service.fair_queue import FairQueue
+from facewire.config import ClassifierSettings
+from facewire.logs import kv
+from facewire.mqtt import MqttConnection, Will
+from facewire.schema import FaceResult
+from facewire.topics import Topics
+
+log = logging.getLogger(__name__)
+SERVICE = "classifier"
+
+
+@dataclass
+class ServiceCounters:
+    results: int = 0
+    deadletters: int = 0
+    batches: int = 0
+
+
+class ClassifierService:
+    """Feeds the fair queue from MQTT, classifies in micro-batches on a worker thread, publishes."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        connection: MqttConnection,
+        topics: Topics,
+        settings: ClassifierSettings,
+        instance: str,
+    ) -> None:
+        self.classifier = classifier
+        self.connection = connection
+        self.topics = topics
+        self.settings = settings
+        self.instance = instance
+        self.queue: FairQueue[tuple[Incoming, paho.MQTTMessage, int]] = FairQueue(settings.queue_max)
+        self.counters = ServiceCounters()
+        self._epoch = 0
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="classifier-worker", daemon=True)
+        connection.on_connection_change = self._on_connection_change
+
+    def will(self) -> Will:
+        return Will(self.status_topic, json.dumps({"instance": self.instance, "state": "offline"}).encode())
+
+    @property
+    def status_topic(self) -> str:
+        return self.topics.service_status(SERVICE, self.instance)
+
+    def status(self, state: str) -> bytes:
+        return json.dumps(
+            {
+                "instance": self.instance,
+                "state": state,
+                "ts": time.time(),
+                "model": self.classifier.model_id,
+                "gallery_version": self.classifier.gallery_version,
+                "gallery_size": len(self.classifier.matcher.labels),
+                "people": len(set(self.classifier.matcher.labels)),
+                "threshold": self.classifier.matcher.threshold,
+                "results": self.counters.results,
+                "deadletters": self.counters.deadletters,
+                "queue": self.queue.depths(),
+            }
+        ).encode()
+
+    def start(self) -> None:
+        """Subscribe (shared) and start the worker; the connection must be connected."""
+        self._worker.start()
+        self.connection.subscribe(self.topics.embeddings_shared(self.settings.share_group), self._on_message)
+        self.connection.publish(self.status_topic, self.status("online"), retain=True)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in hand, wait for outstanding acks, announce offline."""
+        self._stop.set()
+        self._worker.join(timeout)
+        deadline = time.monotonic() + timeout
+        while self.connection.tracker.outstanding and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.connection.close(final=Will(self.status_topic, self.status("offline")))
+
+    def heartbeat(self) -> None:
+        self.connection.publish(self.status_topic, self.status("online"), retain=True)
+
+    def _on_message(self, message: paho.MQTTMessage) -> None:
+        node = self.topics.node_of(message.topic, "embeddings") or "?"
+        self.queue.put(node, (Incoming(message.topic, bytes(message.payload), time.time()), message, self._epoch))
+
+    def _work(self) -> None:
+        while not self._stop.is_set() or len(self.queue):
+            items = self.queue.take(self.settings.batch_max, self.settings.batch_wait_ms / 1000.0, timeout=0.2)
+            if items:
+                self._handle(items)
+
+    def _handle(self, items: list[tuple[Incoming, paho.MQTTMessage, int]]) -> None:
+        outcomes = self.classifier.classify([incoming for incoming, _, _ in items])
+        self.counters.batches += 1
+        for (incoming, message, epoch), outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, FaceResult):
+                topic, payload = self.topics.results(outcome.node), outcome.to_json()
+                self.counters.results += 1
+            else:
+                topic, payload = self.topics.deadletter(SERVICE), outcome.to_json(SERVICE)
+                self.counters.deadletters += 1
+                log.warning(kv("dead-letter", reason=outcome.reason, detail=outcome.detail, topic=incoming.topic))
+            self.connection.publish(topic, payload, on_acked=self._acker(message, epoch))
+
+    def _acker(self, message: paho.MQTTMessage, epoch: int) -> Callable[[], None]:
+        """Acknowledge ``message`` once its outcome is at the broker, if still on the same connection."""
+
+        def ack() -> None:
+            if epoch == self._epoch and message.qos > 0:
+                self.connection.ack(message)
+
+        return ack
+
+    def _on_connection_change(self, connected: bool) -> None:
+        # Acks for messages received on an earlier connection must not be sent on a new one:
+        # the broker redelivers those messages and the core answers them from memory.
+        if not connected:
+            self._epoch += 1

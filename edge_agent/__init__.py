@@ -1,0 +1,1 @@
+"""The edge agent: capture, detect, align, embed, track, de-duplicate and publish embeddings."""

@@ -1,0 +1,5 @@
+"""Run as ``python -m edge_agent``."""
+
+from edge_agent.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""The edge agent's MQTT adapter: announce the node, publish embeddings, send heartbeats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from edge_agent.pipeline import EdgePipeline
+from edge_agent.sources import Frame
+from facewire.logs import kv
+from facewire.mqtt import MqttConnection, Will
+from facewire.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    frames: int
+    faces: int
+    published: int
+    duplicates: int
+    seconds: float
+    unconfirmed: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class EdgeAgent:
+    """Runs frames through the pipeline and publishes each message at QoS 1 to its node's topic."""
+
+    def __init__(self, pipeline: EdgePipeline, connection: MqttConnection, topics: Topics, source_label: str) -> None:
+        self.pipeline = pipeline
+        self.connection = connection
+        self.topics = topics
+        self.node = pipeline.settings.node_id
+        self.source_label = source_label
+        self._started = time.monotonic()
+
+    @staticmethod
+    def will(topics: Topics, node: str) -> Will:
+        """The retained 'offline' status the broker publishes if this node vanishes."""
+        payload = json.dumps({"node": node, "state": "offline", "reason": "connection lost"}).encode()
+        return Will(topics.node_status(node), payload)
+
+    def offline(self) -> Will:
+        """The retained status published on a clean exit."""
+        return Will(self.topics.node_status(self.node), self.status("offline"))
+
+    def status(self, state: str) -> bytes:
+        """The JSON status / heartbeat of this node."""
+        counters = self.pipeline.counters
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return json.dumps(
+            {
+                "node": self.node,
+                "state": state,
+                "ts": time.time(),
+                "model": self.pipeline.analyzer.embedder.model_id,
+                "detector": self.pipeline.analyzer.detector.id,
+                "source": self.source_label,
+                "frames": counters.frames,
+                "faces": counters.faces,
+                "published": counters.published,
+                "fps": round(counters.frames / elapsed, 2),
+                "faces_per_s": round(counters.faces / elapsed, 2),
+                "unconfirmed": self.unconfirmed,
+            }
+        ).encode()
+
+    @property
+    def unconfirmed(self) -> int:
+        """Publishes the broker has not acknowledged yet."""
+        return self.connection.tracker.outstanding
+
+    def run(self, frames: Iterator[Frame], stop: threading.Event, heartbeat_seconds: float) -> RunSummary:
+        """Process frames until the source ends or ``stop`` is set; then wait for the broker's acks."""
+        self._started = time.monotonic()
+        self.connection.publish(self.topics.node_status(self.node), self.status("online"), retain=True)
+        next_heartbeat = time.monotonic() + heartbeat_seconds
+        for frame in frames:
+            if stop.is_set():
+                break
+            for message in self.pipeline.process(frame):
+                self.connection.publish(self.topics.embeddings(self.node), message.to_msgpack())
+            if time.monotonic() >= next_heartbeat:
+                self.connection.publish(self.topics.node_status(self.node), self.status("online"), retain=True)
+                next_heartbeat = time.monotonic() + heartbeat_seconds
+                log.info(
+                    kv("heartbeat", node=self.node, frames=self.pipeline.counters.frames, pending=self.unconfirmed)
+                )
+        return self._finish()
+
+    def _finish(self, timeout: float = 30.0) -> RunSummary:
+        deadline = time.monotonic() + timeout
+        while self.unconfirmed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        counters = self.pipeline.counters
+        summary = RunSummary(
+            counters.frames,
+            counters.faces,
+            counters.published,
+            counters.duplicates,
+            time.monotonic() - self._started,
+            self.unconfirmed,
+        )
+        if summary.unconfirmed:
+            log.warning(kv("unconfirmed-at-exit", node=self.node, count=summary.unconfirmed))
+        return summary

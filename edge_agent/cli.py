@@ -1,0 +1,90 @@
+"""The ``edge-agent`` command."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import click
+
+from edge_agent.agent import EdgeAgent
+from edge_agent.pipeline import EdgePipeline
+from edge_agent.sequence import SequenceCounter
+from edge_agent.sources import describe_source, open_frames, paced
+from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
+from facewire.errors import ConfigError
+from facewire.faces import create_analyzer
+from facewire.mqtt import MqttConnection
+from facewire.topics import Topics, valid_node_id
+
+
+@click.group()
+def main() -> None:
+    """facewire edge agent: faces in, embeddings out."""
+
+
+@main.command()
+@common_options
+@click.option("--node-id", default=None, help="This node's id (default: edge).")
+@click.option("--source", default=None, help="Video file, camera index, rtsp/http URL or image folder.")
+@click.option("--max-fps", type=float, default=None, help="Process at most this many frames per second.")
+@click.option("--skip-frames", type=int, default=None, help="Frames skipped after each processed one.")
+@click.option("--min-face", type=int, default=None, help="Smallest face side in pixels.")
+@click.option("--det-threshold", type=float, default=None, help="Detector score threshold.")
+@click.option("--model", default=None, help="Embedder model id.")
+@click.option("--once", is_flag=True, help="Stop at the end of a file or folder (default: replay it).")
+@fail_cleanly
+def run(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    node_id: str | None,
+    source: str | None,
+    max_fps: float | None,
+    skip_frames: int | None,
+    min_face: int | None,
+    det_threshold: float | None,
+    model: str | None,
+    once: bool,
+) -> None:
+    """Capture frames, publish face embeddings to facewire/embeddings/NODE."""
+    settings = settings_from(
+        config_file,
+        broker_url,
+        verbose,
+        edge={
+            "node_id": node_id,
+            "source": source,
+            "max_fps": max_fps,
+            "skip_frames": skip_frames,
+            "min_face": min_face,
+            "det_threshold": det_threshold,
+        },
+        model={"embedder": model},
+    )
+    edge = settings.edge
+    if not valid_node_id(edge.node_id):
+        raise ConfigError(f"node id {edge.node_id!r} must be letters, digits, '-', '_' or '.' (max 64)")
+    kind = describe_source(edge.source)
+    if once and kind in ("camera", "stream"):
+        raise ConfigError("--once only applies to a video file or an image folder")
+    analyzer = create_analyzer(settings.model, edge.det_threshold, edge.min_face)
+    topics = Topics(settings.mqtt.topic_prefix)
+    counter = SequenceCounter(edge.state_dir / f"{edge.node_id}.seq")
+    pipeline = EdgePipeline(analyzer, edge, counter)
+    connection = MqttConnection(
+        settings.mqtt, f"edge-{edge.node_id}-{socket.gethostname()}", will=EdgeAgent.will(topics, edge.node_id)
+    )
+    connection.connect()
+    agent = EdgeAgent(pipeline, connection, topics, source_label=kind)
+    stop = stop_event_on_signals()
+    frames = paced(open_frames(edge.source, loop=not once), edge.max_fps, edge.skip_frames)
+    try:
+        summary = agent.run(frames, stop, edge.heartbeat_seconds)
+    finally:
+        connection.close(final=agent.offline())
+    click.echo(
+        f"{edge.node_id}: {summary.frames} frames, {summary.faces} faces, {summary.published} published "
+        f"({summary.duplicates} duplicates skipped), {summary.fps:.1f} frames/s",
+        err=True,
+    )

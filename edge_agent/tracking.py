@@ -1,0 +1,86 @@
+"""IoU tracking of face boxes across frames and de-duplication of near-identical embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two [x, y, w, h] boxes."""
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    inter_w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    inter_h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    box: Box
+    last_seen: float
+    last_embedding: np.ndarray | None = field(default=None, repr=False)
+    last_published: float = float("-inf")
+
+
+class FaceTracker:
+    """Greedy IoU association of boxes to tracks; a track not seen for ``max_age`` seconds ends."""
+
+    def __init__(self, min_iou: float, max_age: float, first_id: int = 1) -> None:
+        self.min_iou = min_iou
+        self.max_age = max_age
+        self._tracks: dict[int, _Track] = {}
+        self._next_id = first_id
+
+    def update(self, boxes: list[Box], ts: float) -> list[int]:
+        """Track ids for ``boxes`` (new ids for unmatched boxes)."""
+        self._tracks = {tid: t for tid, t in self._tracks.items() if ts - t.last_seen <= self.max_age}
+        pairs = sorted(
+            (
+                (iou(box, track.box), index, tid)
+                for index, box in enumerate(boxes)
+                for tid, track in self._tracks.items()
+            ),
+            reverse=True,
+        )
+        assigned: dict[int, int] = {}
+        used: set[int] = set()
+        for overlap, index, tid in pairs:
+            if overlap < self.min_iou:
+                break
+            if index not in assigned and tid not in used:
+                assigned[index] = tid
+                used.add(tid)
+        ids = []
+        for index, box in enumerate(boxes):
+            found = assigned.get(index)
+            if found is None:
+                tid = self._next_id
+                self._next_id += 1
+                self._tracks[tid] = _Track(box, ts)
+            else:
+                tid = found
+            self._tracks[tid].box = box
+            self._tracks[tid].last_seen = ts
+            ids.append(tid)
+        return ids
+
+    def should_publish(
+        self, track_id: int, embedding: np.ndarray, ts: float, max_cosine: float, refresh: float
+    ) -> bool:
+        """True unless the track's last published embedding is at least ``max_cosine`` similar and recent."""
+        track = self._tracks[track_id]
+        last = track.last_embedding
+        if last is not None and ts - track.last_published < refresh and float(np.dot(last, embedding)) >= max_cosine:
+            return False
+        track.last_embedding = embedding
+        track.last_published = ts
+        return True
+
+    @property
+    def active(self) -> int:
+        return len(self._tracks)

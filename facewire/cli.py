@@ -1,0 +1,79 @@
+"""The ``facewire`` umbrella command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from classifier_service.cli import main as classifier_main
+from edge_agent.cli import main as edge_main
+from facewire import __version__
+from facewire.broker import LocalBroker, free_port
+from facewire.cli_common import fail_cleanly, stop_event_on_signals
+from facewire.config import reference_rows
+from facewire.demo import SAMPLE_DIR, run_demo
+from facewire.logs import setup_logging
+
+
+@click.group()
+@click.version_option(__version__)
+def main() -> None:
+    """facewire: distributed face recognition on MQTT."""
+
+
+main.add_command(edge_main, "edge")
+main.add_command(classifier_main, "classifier")
+
+
+@main.command()
+@click.option("--video", type=click.Path(path_type=Path, exists=True), default=SAMPLE_DIR / "short_hamilton_clip.mp4")
+@click.option("--gallery", type=click.Path(path_type=Path, exists=True, file_okay=False), default=SAMPLE_DIR / "enroll")
+@click.option("-v", "--verbose", count=True)
+@fail_cleanly
+def demo(video: Path, gallery: Path, verbose: int) -> None:
+    """Broker + classifier + edge agent on a sample clip; prints names as they are recognised."""
+    setup_logging(verbose)
+    console = Console()
+    names = run_demo(video, gallery, console)
+    console.print("[bold]seen:[/] " + ", ".join(f"{name} x{count}" for name, count in names.most_common()))
+
+
+@main.group()
+def broker() -> None:
+    """The development broker (mosquitto with broker/mosquitto.conf)."""
+
+
+@broker.command("run")
+@click.option("--port", type=int, default=None, help="Port on 127.0.0.1 (default: a free one).")
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=Path(".facewire-broker"))
+@fail_cleanly
+def broker_run(port: int | None, data: Path) -> None:
+    """Run mosquitto in the foreground until Ctrl-C."""
+    local = LocalBroker(data.resolve(), port=port or free_port()).start()
+    click.echo(f"mosquitto on {local.url} (data in {data})")
+    stop_event_on_signals().wait()
+    local.stop()
+
+
+@main.group()
+def config() -> None:
+    """Configuration helpers."""
+
+
+@config.command("reference")
+@click.option("--markdown", is_flag=True, help="Print a Markdown table.")
+def config_reference(markdown: bool) -> None:
+    """Every option with its environment variable, default and meaning."""
+    rows = reference_rows()
+    if markdown:
+        click.echo("| key | environment variable | default | meaning |\n|---|---|---|---|")
+        for key, env, default, text in rows:
+            click.echo(f"| `{key}` | `{env}` | `{default}` | {text} |")
+        return
+    table = Table("key", "environment variable", "default", "meaning")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)

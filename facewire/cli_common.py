@@ -1,0 +1,67 @@
+"""Options every facewire command shares (config file, broker URL, verbosity) and error handling."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from facewire.config import Settings, load_settings
+from facewire.errors import FacewireError
+from facewire.logs import setup_logging
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def common_options(func: F) -> F:
+    """--config, --broker, --verbose on a command."""
+    func = click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")(func)
+    func = click.option("--broker", "broker_url", default=None, help="Broker URL, e.g. mqtt://127.0.0.1:1883.")(func)
+    func = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="TOML config file (default: $FACEWIRE_CONFIG).",
+    )(func)
+    return func
+
+
+def settings_from(
+    config_file: Path | None, broker_url: str | None, verbose: int, **sections: dict[str, Any]
+) -> Settings:
+    """Set up logging and load settings with CLI overrides on top."""
+    setup_logging(verbose)
+    return load_settings(config_file, {"mqtt": {"url": broker_url}, **sections})
+
+
+def fail_cleanly(func: F) -> F:
+    """Turn FacewireError into a one-line message and exit code 2, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FacewireError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stop_event_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so loops finish their work and exit cleanly."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop

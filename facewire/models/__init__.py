@@ -1,0 +1,1 @@
+"""Models: the registry of detectors and embedders, and the code that runs them."""

@@ -1,0 +1,61 @@
+"""Face detectors behind one small interface; YuNet (5 landmarks) is the default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from facewire.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face box [x, y, w, h] in frame pixels, its score, and 5 landmarks (eyes, nose, mouth) if known."""
+
+    bbox: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None
+
+
+class Detector(Protocol):
+    id: str
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """All faces in a BGR frame."""
+        ...
+
+
+class YuNetDetector:
+    """OpenCV's FaceDetectorYN on the YuNet model, run at most ``max_side`` pixels on the long side."""
+
+    def __init__(self, model_path: str, score_threshold: float, max_side: int = 640, nms: float = 0.3) -> None:
+        self.id = "yunet"
+        self.max_side = max_side
+        try:
+            self._net = cv2.FaceDetectorYN.create(model_path, "", (320, 320), score_threshold, nms, 5000)
+        except cv2.error as exc:
+            raise ModelError(f"OpenCV cannot load detector {model_path}: {exc}") from exc
+        self._size = (320, 320)
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        height, width = frame.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        image = frame if scale == 1.0 else cv2.resize(frame, (round(width * scale), round(height * scale)))
+        size = (image.shape[1], image.shape[0])
+        if size != self._size:
+            self._net.setInputSize(size)
+            self._size = size
+        _, faces = self._net.detect(image)
+        if faces is None:
+            return []
+        detections = []
+        for row in faces:
+            box = row[:4] / scale
+            landmarks = row[4:14].reshape(5, 2) / scale
+            detections.append(
+                Detection((float(box[0]), float(box[1]), float(box[2]), float(box[3])), float(row[14]), landmarks)
+            )
+        return detections

@@ -1,0 +1,250 @@
+"""A thin, typed wrapper around paho-mqtt: connect or fail loudly, publish, subscribe, ack.
+
+The paho network thread only hands messages to callbacks; services push heavy
+work onto their own threads. A refused connection is a :class:`BrokerError`,
+never treated as connected. Reconnection after a drop is paho's own loop
+(exponential back-off from 1 to 30 s); subscriptions are renewed on every
+(re)connect, and persistent sessions (MQTT 5 session expiry) keep QoS-1
+messages queued at the broker while a service is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from facewire.config import MqttSettings
+from facewire.errors import BrokerError, ConfigError
+from facewire.logs import kv
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[paho.MQTTMessage], None]
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """Parse ``mqtt://host:port``, ``mqtts://host:port`` or ``host:port``."""
+    parsed = urlparse(url if "://" in url else f"mqtt://{url}")
+    if parsed.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parsed.hostname:
+        raise ConfigError(f"broker URL must look like mqtt://HOST:PORT, got {url!r}")
+    tls = parsed.scheme in ("mqtts", "ssl")
+    try:
+        port = parsed.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ConfigError(f"bad port in broker URL {url!r}") from exc
+    return BrokerAddress(parsed.hostname, port, tls)
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    retain: bool = True
+
+
+class PublishTracker:
+    """Runs a callback once the broker has acknowledged a publish.
+
+    paho may report the acknowledgement before ``publish()`` has returned its mid
+    to us; such early mids are remembered. Every publish of a connection goes
+    through the tracker, so no early mid is left behind. No lock is held while
+    paho code runs (holding one caused a deadlock with paho's own mutexes).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: dict[int, Callable[[], None] | None] = {}
+        self._early: set[int] = set()
+
+    def track(self, mid: int, callback: Callable[[], None] | None) -> None:
+        with self._lock:
+            acked_already = mid in self._early
+            if acked_already:
+                self._early.discard(mid)
+            else:
+                self._callbacks[mid] = callback
+        if acked_already and callback is not None:
+            callback()
+
+    def acknowledged(self, mid: int) -> None:
+        with self._lock:
+            if mid not in self._callbacks:
+                self._early.add(mid)
+                return
+            callback = self._callbacks.pop(mid)
+        if callback is not None:
+            callback()
+
+    @property
+    def outstanding(self) -> int:
+        with self._lock:
+            return len(self._callbacks)
+
+
+class MqttConnection:
+    """One MQTT 5 client connection with a last will, subscriptions and optional manual acks."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        *,
+        will: Will | None = None,
+        session_expiry: int = 0,
+        manual_ack: bool = False,
+        receive_maximum: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.address = parse_broker_url(settings.url)
+        self.client_id = client_id
+        self.session_expiry = session_expiry
+        self.receive_maximum = receive_maximum
+        self._manual_ack = manual_ack
+        self._subscriptions: dict[str, tuple[int, Handler]] = {}
+        self._connected = threading.Event()
+        self._connack: threading.Event = threading.Event()
+        self._refusal: str | None = None
+        self.tracker = PublishTracker()
+        self.on_connection_change: Callable[[bool], None] | None = None
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=manual_ack
+        )
+        self.client.reconnect_delay_set(1, 30)
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(1000)
+        if settings.username:
+            self.client.username_pw_set(settings.username, settings.password)
+        if self.address.tls:
+            self.client.tls_set(
+                ca_certs=str(settings.tls_ca) if settings.tls_ca else None,
+                certfile=str(settings.tls_cert) if settings.tls_cert else None,
+                keyfile=str(settings.tls_key) if settings.tls_key else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        if will is not None:
+            self.set_will(will)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+
+    def set_will(self, will: Will) -> None:
+        """The message the broker publishes if this client vanishes (set before connect)."""
+        self.client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
+        """Register ``handler`` for ``topic``; (re)subscribed on every connect."""
+        self._subscriptions[topic] = (qos, handler)
+        delivered_as = topic.split("/", 2)[2] if topic.startswith("$share/") else topic
+        self.client.message_callback_add(delivered_as, self._dispatch(handler))
+        if self.connected:
+            self.client.subscribe(topic, qos=qos)
+
+    def connect(self) -> None:
+        """Connect and start the network thread; raise BrokerError if refused or unreachable."""
+        properties = Properties(PacketTypes.CONNECT)
+        if self.session_expiry:
+            properties.SessionExpiryInterval = self.session_expiry
+        if self.receive_maximum:
+            properties.ReceiveMaximum = self.receive_maximum
+        try:
+            self.client.connect(
+                self.address.host,
+                self.address.port,
+                keepalive=self.settings.keepalive,
+                clean_start=self.session_expiry == 0,
+                properties=properties,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(f"cannot reach broker at {self.settings.url}: {exc}") from exc
+        self.client.loop_start()
+        if not self._connack.wait(self.settings.connect_timeout):
+            self.client.loop_stop()
+            raise BrokerError(f"no CONNACK from {self.settings.url} within {self.settings.connect_timeout}s")
+        if self._refusal is not None:
+            self.client.loop_stop()
+            raise BrokerError(f"broker refused connection: {self._refusal}")
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, on_acked: Callable[[], None] | None = None
+    ) -> paho.MQTTMessageInfo:
+        """Queue a publish (paho keeps it across a reconnect at QoS >= 1); ``on_acked`` runs on the broker's ack."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        self.tracker.track(info.mid, on_acked)
+        return info
+
+    def ack(self, message: paho.MQTTMessage) -> None:
+        """Acknowledge a message received with ``manual_ack`` once its effect is durable."""
+        self.client.ack(message.mid, message.qos)
+
+    def close(self, final: Will | None = None, timeout: float = 5.0) -> None:
+        """Optionally publish a final (retained) message, then disconnect cleanly."""
+        if final is not None and self.connected:
+            info = self.publish(final.topic, final.payload, retain=final.retain)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                log.warning(kv("final-publish-failed", topic=final.topic))
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _dispatch(self, handler: Handler) -> Callable[[paho.Client, object, paho.MQTTMessage], None]:
+        def call(_client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
+            try:
+                handler(message)
+            except Exception:  # a bug in one handler must not kill the network thread
+                log.exception(kv("handler-failed", topic=message.topic))
+
+        return call
+
+    def _on_connect(self, client: paho.Client, _u: object, _f: object, reason: paho.ReasonCode, _p: object) -> None:
+        if reason.is_failure:
+            self._refusal = str(reason)
+            self._connack.set()
+            return
+        self._refusal = None
+        for topic, (qos, _handler) in self._subscriptions.items():
+            client.subscribe(topic, qos=qos)
+        self._connected.set()
+        self._connack.set()
+        log.info(kv("mqtt-connected", url=self.settings.url, client=self.client_id))
+        if self.on_connection_change:
+            self.on_connection_change(True)
+
+    def _on_disconnect(self, _c: paho.Client, _u: object, _f: object, reason: paho.ReasonCode, _p: object) -> None:
+        self._connected.clear()
+        if reason.is_failure:
+            log.warning(kv("mqtt-disconnected", reason=str(reason), client=self.client_id))
+        if self.on_connection_change:
+            self.on_connection_change(False)
+
+    def _on_message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        log.debug(kv("unrouted-message", topic=message.topic))
+        if self._manual_ack and message.qos > 0:
+            self.ack(message)
+
+    def _on_publish(self, _c: paho.Client, _u: object, mid: int, _r: object, _p: object) -> None:
+        self.tracker.acknowledged(mid)

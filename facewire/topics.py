@@ -1,0 +1,81 @@
+"""Every MQTT topic facewire publishes or subscribes to, built and parsed in one place."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def valid_node_id(node: str) -> bool:
+    """True when ``node`` is usable as one topic level (no wildcards, slashes or spaces)."""
+    return bool(NODE_PATTERN.match(node))
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names under one configurable prefix (default ``facewire``)."""
+
+    prefix: str = "facewire"
+
+    def embeddings(self, node: str) -> str:
+        return f"{self.prefix}/embeddings/{node}"
+
+    def embeddings_all(self) -> str:
+        return f"{self.prefix}/embeddings/+"
+
+    def embeddings_shared(self, group: str) -> str:
+        """Shared subscription so classifier replicas split the stream between them."""
+        return f"$share/{group}/{self.embeddings_all()}"
+
+    def results(self, node: str) -> str:
+        return f"{self.prefix}/results/{node}"
+
+    def results_all(self) -> str:
+        return f"{self.prefix}/results/+"
+
+    def alerts(self, node: str) -> str:
+        return f"{self.prefix}/alerts/{node}"
+
+    def node_status(self, node: str) -> str:
+        return f"{self.prefix}/nodes/{node}/status"
+
+    def node_status_all(self) -> str:
+        return f"{self.prefix}/nodes/+/status"
+
+    def service_status(self, service: str, instance: str) -> str:
+        return f"{self.prefix}/services/{service}/{instance}/status"
+
+    def stats_thresholds(self) -> str:
+        return f"{self.prefix}/stats/thresholds"
+
+    def gallery_cmd(self) -> str:
+        return f"{self.prefix}/gallery/cmd"
+
+    def gallery_events(self) -> str:
+        return f"{self.prefix}/gallery/events"
+
+    def deadletter(self, service: str) -> str:
+        return f"{self.prefix}/deadletter/{service}"
+
+    def node_of(self, topic: str, kind: str) -> str | None:
+        """The node level of ``<prefix>/<kind>/<node>``, or None if ``topic`` is not of that kind."""
+        parts = topic.split("/")
+        head = self.prefix.split("/")
+        if len(parts) != len(head) + 2 or parts[: len(head)] != head or parts[len(head)] != kind:
+            return None
+        return parts[-1]
+
+
+def matches(subscription: str, topic: str) -> bool:
+    """MQTT wildcard match of ``topic`` against ``subscription`` (``$share/<group>/`` stripped)."""
+    if subscription.startswith("$share/"):
+        subscription = subscription.split("/", 2)[2]
+    sub_parts, topic_parts = subscription.split("/"), topic.split("/")
+    for index, part in enumerate(sub_parts):
+        if part == "#":
+            return True
+        if index >= len(topic_parts) or (part != "+" and part != topic_parts[index]):
+            return False
+    return len(sub_parts) == len(topic_parts)
