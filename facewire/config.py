@@ -31,6 +31,9 @@ class MqttSettings(Section):
     url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL: mqtt://HOST:PORT or mqtts://HOST:PORT")
     username: str | None = Field(None, description="Broker user name (none: anonymous)")
     password: str | None = Field(None, description="Broker password; prefer the environment variable")
+    password_file: Path | None = Field(
+        None, description="File holding the broker password (e.g. a Docker secret); used when set"
+    )
     topic_prefix: str = Field("facewire", description="First level of every topic", min_length=1)
     keepalive: int = Field(30, description="MQTT keep-alive in seconds", ge=5, le=3600)
     connect_timeout: float = Field(10.0, description="Seconds to wait for the broker's CONNACK", gt=0)
@@ -74,6 +77,56 @@ class ClassifierSettings(Section):
     instance: str = Field("", description="Replica id (default: host name and process id)")
 
 
+DEFAULT_RESULTS_DB = DEFAULT_STATE_DIR / "results.sqlite"
+
+
+class RecorderSettings(Section):
+    database: Path = Field(DEFAULT_RESULTS_DB, description="SQLite file of the detection log (shared with alerts)")
+    batch_max: int = Field(500, description="Most results written in one transaction", ge=1, le=100_000)
+    batch_wait_ms: float = Field(200.0, description="How long to gather a batch before writing it", ge=0)
+    retention_days: float = Field(30.0, description="Delete results older than this many days (0: keep)", ge=0)
+    retention_rows: int = Field(10_000_000, description="Keep at most this many results (0: no limit)", ge=0)
+    retention_interval: float = Field(300.0, description="Seconds between retention passes", gt=0)
+    share_group: str = Field("recorders", description="Shared-subscription group of the replicas ('': none)")
+    instance: str = Field("", description="Replica id; a stable id keeps a persistent session")
+
+
+class AccessRule(Section):
+    person: str = Field("*", description="Person the rule is about ('*': every known person)", min_length=1)
+    nodes: list[str] = Field(default_factory=list, description="Nodes where the person may be seen (empty: all)")
+    hours: str = Field("", description="Allowed local time span HH:MM-HH:MM, may wrap midnight ('': any time)")
+
+
+class AlertSettings(Section):
+    database: Path = Field(DEFAULT_RESULTS_DB, description="SQLite file holding alerts and incidents")
+    unknown_count: int = Field(3, description="Unknown results on one node that raise an alert (0: rule off)", ge=0)
+    unknown_window: float = Field(30.0, description="Seconds within which unknown_count results must fall", gt=0)
+    watchlist: list[str] = Field(default_factory=list, description="People whose every sighting raises an alert")
+    access: list[AccessRule] = Field(default_factory=list, description="Where and when known people may be seen")
+    timezone: str = Field("", description="IANA time zone for access hours ('': the host's local time)")
+    cooldown: float = Field(300.0, description="Seconds of quiet before the same subject raises a new alert", ge=0)
+    webhook_url: str | None = Field(None, description="POST every alert as JSON to this URL")
+    webhook_timeout: float = Field(5.0, description="Seconds per webhook attempt", gt=0, le=120)
+    webhook_retries: int = Field(3, description="Webhook attempts after the first one fails", ge=0, le=20)
+    webhook_queue: int = Field(1000, description="Alerts waiting for the webhook before new ones are dropped", ge=1)
+    share_group: str = Field("alerts", description="Shared-subscription group of the replicas ('': none)")
+    instance: str = Field("", description="Replica id; a stable id keeps a persistent session")
+
+
+class StatsSettings(Section):
+    target_far: float = Field(1e-3, description="False-accept rate the recommended threshold aims at", gt=0, lt=1)
+    grid_step: float = Field(0.01, description="Step of the published threshold grid", ge=0.001, le=0.1)
+    publish_interval: float = Field(5.0, description="Least seconds between two published statistics", gt=0)
+    gallery_poll: float = Field(60.0, description="Seconds between checks of the gallery folder for changes", gt=0)
+    confirmations_poll: float = Field(10.0, description="Seconds between reads of new operator confirmations", gt=0)
+    instance: str = Field("", description="Instance id (default: host name and process id)")
+
+
+class NodeSettings(Section):
+    stale_after: float = Field(35.0, description="Seconds without a heartbeat before an online node is stale", gt=0)
+    publish_interval: float = Field(5.0, description="Seconds between published node summaries", gt=0)
+
+
 class Settings(BaseSettings):
     """All of facewire's configuration."""
 
@@ -83,6 +136,10 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     edge: EdgeSettings = EdgeSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    recorder: RecorderSettings = RecorderSettings()
+    alerts: AlertSettings = AlertSettings()
+    stats: StatsSettings = StatsSettings()
+    nodes: NodeSettings = NodeSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -179,6 +179,71 @@ class FaceResult:
         )
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """One result that contributed to an alert."""
+
+    node: str
+    seq: int
+    track: int
+    name: str
+    score: float
+    ts: float
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One incident raised by the alert service, published as JSON on ``<prefix>/alerts/<node>``.
+
+    ``id`` is the incident key: a redelivered or replicated alert has the same id.
+    """
+
+    id: str
+    rule: str
+    node: str
+    subject: str
+    message: str
+    ts: float
+    raised_at: float
+    evidence: tuple[Evidence, ...] = ()
+    v: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["evidence"] = [{**asdict(e), "score": round(e.score, 5)} for e in self.evidence]
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> Alert:
+        """Decode and validate an Alert; raise SchemaError with the reason otherwise."""
+        data = _json_map(payload)
+        _check_version(data)
+        raw = data.get("evidence", [])
+        if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+            raise SchemaError("wrong-type", "evidence must be a list of objects")
+        evidence = tuple(
+            Evidence(
+                node=_node(e),
+                seq=_int(e, "seq", 0, 2**63 - 1),
+                track=_int(e, "track", 0, 2**63 - 1),
+                name=_text(e, "name"),
+                score=_float(e, "score"),
+                ts=_float(e, "ts"),
+            )
+            for e in raw
+        )
+        return cls(
+            id=_text(data, "id"),
+            rule=_text(data, "rule"),
+            node=_node(data),
+            subject=_text(data, "subject"),
+            message=_text(data, "message"),
+            ts=_float(data, "ts"),
+            raised_at=_float(data, "raised_at"),
+            evidence=evidence,
+        )
+
+
 def _json_map(payload: bytes) -> dict[str, Any]:
     try:
         data = json.loads(payload)

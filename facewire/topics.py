@@ -35,6 +35,10 @@ class Topics:
     def results_all(self) -> str:
         return f"{self.prefix}/results/+"
 
+    def results_shared(self, group: str) -> str:
+        """Shared subscription so replicas of one results subscriber split the stream ('' : not shared)."""
+        return f"$share/{group}/{self.results_all()}" if group else self.results_all()
+
     def alerts(self, node: str) -> str:
         return f"{self.prefix}/alerts/{node}"
 
@@ -49,6 +53,13 @@ class Topics:
 
     def stats_thresholds(self) -> str:
         return f"{self.prefix}/stats/thresholds"
+
+    def stats_nodes(self) -> str:
+        """Retained summary of every node's state (online / stale / offline), from the nodes subscriber."""
+        return f"{self.prefix}/stats/nodes"
+
+    def service_status_all(self) -> str:
+        return f"{self.prefix}/services/+/+/status"
 
     def gallery_cmd(self) -> str:
         return f"{self.prefix}/gallery/cmd"
