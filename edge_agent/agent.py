@@ -64,6 +64,7 @@ class EdgeAgent:
                 "ts": time.time(),
                 "model": self.pipeline.analyzer.embedder.model_id,
                 "detector": self.pipeline.analyzer.detector.id,
+                "provider": self.provider,
                 "source": self.source_label,
                 "frames": counters.frames,
                 "faces": counters.faces,
@@ -75,6 +76,11 @@ class EdgeAgent:
         ).encode()
 
     @property
+    def provider(self) -> str:
+        """The onnxruntime execution provider the embedder runs on (TensorRT, CUDA or CPU)."""
+        return str(getattr(self.pipeline.analyzer.embedder, "provider", "unknown"))
+
+    @property
     def unconfirmed(self) -> int:
         """Publishes the broker has not acknowledged yet."""
         return self.connection.tracker.outstanding
@@ -82,6 +88,7 @@ class EdgeAgent:
     def run(self, frames: Iterator[Frame], stop: threading.Event, heartbeat_seconds: float) -> RunSummary:
         """Process frames until the source ends or ``stop`` is set; then wait for the broker's acks."""
         self._started = time.monotonic()
+        log.info(kv("edge-start", node=self.node, source=self.source_label, provider=self.provider))
         self.connection.publish(self.topics.node_status(self.node), self.status("online"), retain=True)
         next_heartbeat = time.monotonic() + heartbeat_seconds
         for frame in frames:

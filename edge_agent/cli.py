@@ -77,6 +77,7 @@ def run(
     )
     connection.connect()
     agent = EdgeAgent(pipeline, connection, topics, source_label=kind)
+    click.echo(f"{edge.node_id}: {kind} source, embedder on {agent.provider}, broker {settings.mqtt.url}", err=True)
     stop = stop_event_on_signals()
     frames = paced(open_frames(edge.source, loop=not once), edge.max_fps, edge.skip_frames)
     try:

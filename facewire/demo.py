@@ -53,7 +53,8 @@ class ResultPrinter:
 
 
 def _service(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    with log.open("wb") as output:
+        return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
 def wait_for_status(url: str, topic: str, timeout: float) -> None:

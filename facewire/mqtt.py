@@ -51,6 +51,20 @@ def parse_broker_url(url: str) -> BrokerAddress:
     return BrokerAddress(parsed.hostname, port, tls)
 
 
+def broker_password(settings: MqttSettings) -> str | None:
+    """The broker password: the first line of ``password_file`` (a Docker secret) when set, else ``password``."""
+    if settings.password_file is None:
+        return settings.password
+    try:
+        text = settings.password_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read mqtt.password_file {settings.password_file}: {exc}") from exc
+    lines = text.splitlines()
+    if not lines or not lines[0]:
+        raise ConfigError(f"mqtt.password_file {settings.password_file} is empty")
+    return lines[0]
+
+
 @dataclass(frozen=True)
 class Will:
     topic: str
@@ -129,7 +143,7 @@ class MqttConnection:
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(1000)
         if settings.username:
-            self.client.username_pw_set(settings.username, settings.password)
+            self.client.username_pw_set(settings.username, broker_password(settings))
         if self.address.tls:
             self.client.tls_set(
                 ca_certs=str(settings.tls_ca) if settings.tls_ca else None,

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up everything, then lint, type-check and run the whole test suite.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m "not slow"` for the fast tests only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy facewire edge_agent classifier_service $( [ -d alert_service ] && echo alert_service )
+status=0
+.venv/bin/pytest "$@" || status=$?
+# pytest's 5 means "no tests collected": that is a failure of the suite, not a pass.
+exit $status
