@@ -1,0 +1,64 @@
+"""Shared benchmark helpers: machine description, JSON output, result collection through a broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from facewire.config import MqttSettings
+from facewire.mqtt import MqttConnection
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """Cores, CPU model and Python version of this machine."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def write_json(name: str, data: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
+    return path
+
+
+class Counter:
+    """Counts messages on a topic filter until ``target`` arrive."""
+
+    def __init__(self, url: str, topic: str, target: int) -> None:
+        self.target = target
+        self.count = 0
+        self.done = threading.Event()
+        self.first = 0.0
+        self.last = 0.0
+        self.connection = MqttConnection(MqttSettings(url=url), f"bench-counter-{id(self)}")
+        self.connection.subscribe(topic, self._on)
+
+    def _on(self, _message: paho.MQTTMessage) -> None:
+        now = time.perf_counter()
+        self.first = self.first or now
+        self.count += 1
+        self.last = now
+        if self.count >= self.target:
+            self.done.set()
