@@ -11,6 +11,7 @@ inputs are dropped. The batch axis can be made dynamic so faces embed in batches
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,9 @@ def fold_dequantize(model: onnx.ModelProto, dynamic_batch: bool = False) -> onnx
 def fold_file(source: Path, target: Path, dynamic_batch: bool = False) -> None:
     """Fold ``source`` and write the fp32 model to ``target`` atomically."""
     model = fold_dequantize(onnx.load(str(source)), dynamic_batch=dynamic_batch)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    # Unique per process *and* host: classifier replicas in containers share the cache volume
+    # and often have the same pid.
+    tmp = target.with_suffix(f".{socket.gethostname()}.{os.getpid()}.tmp")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(tmp))
     tmp.replace(target)
