@@ -1,0 +1,43 @@
+"""Search by photo: every face in an image, its box and the nearest enrolled people."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from classifier_service.matcher import Matcher
+from facewire.faces import FaceAnalyzer
+from facewire.schema import Candidate
+
+
+@dataclass(frozen=True)
+class Identification:
+    """One face of a photo: where it is and who it is (or ``unknown``), with the top-k candidates."""
+
+    bbox: tuple[float, float, float, float]
+    det: float
+    name: str
+    score: float
+    known: bool
+    candidates: tuple[Candidate, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["bbox"] = [round(v, 1) for v in self.bbox]
+        data["score"] = round(self.score, 4)
+        data["candidates"] = [{"name": c.name, "score": round(c.score, 4)} for c in self.candidates]
+        return data
+
+
+def identify_image(analyzer: FaceAnalyzer, matcher: Matcher, image: np.ndarray) -> list[Identification]:
+    """Detect, embed and match every face of ``image``, largest first."""
+    faces = sorted(analyzer.faces(image), key=lambda f: -f.size)
+    if not faces:
+        return []
+    analyzer.embed(faces)
+    matches = matcher.match(np.stack([f.embedding for f in faces if f.embedding is not None]))
+    return [
+        Identification(f.detection.bbox, f.detection.score, m.name, m.score, m.known, m.candidates)
+        for f, m in zip(faces, matches, strict=True)
+    ]

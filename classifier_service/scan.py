@@ -1,0 +1,98 @@
+"""Photo-library scan: recognise the faces of a whole collection, resumable and parallel across cores.
+
+Each worker process loads the models and the gallery once; the parent appends one JSON line per
+file to the report as results arrive, so an interrupted scan resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifier_service.identify import identify_image
+from classifier_service.matcher import Matcher
+from facewire.config import ModelSettings
+from facewire.errors import ImageError
+from facewire.faces import FaceAnalyzer, create_analyzer
+from facewire.images import is_image_file, load_image
+
+
+@dataclass(frozen=True)
+class ScanSetup:
+    """What a worker needs to rebuild the analyzer and matcher in its own process."""
+
+    model: ModelSettings
+    embeddings: np.ndarray
+    labels: list[str]
+    threshold: float
+    top_k: int
+    min_face: int
+
+
+_worker: tuple[FaceAnalyzer, Matcher] | None = None
+
+
+def _init(setup: ScanSetup) -> None:
+    global _worker
+    analyzer = create_analyzer(setup.model, det_threshold=0.6, min_face=setup.min_face)
+    _worker = (analyzer, Matcher(setup.embeddings, setup.labels, setup.threshold, setup.top_k))
+
+
+def scan_file(path: Path) -> dict[str, object]:
+    """The report line of one file (faces with names and scores, or the error)."""
+    assert _worker is not None, "worker not initialised"
+    analyzer, matcher = _worker
+    try:
+        faces = identify_image(analyzer, matcher, load_image(path))
+    except ImageError as exc:
+        return {"file": str(path), "error": str(exc), "faces": []}
+    return {"file": str(path), "faces": [f.to_dict() for f in faces]}
+
+
+def photos(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if is_image_file(p))
+
+
+def already_done(report: Path) -> set[str]:
+    """Files already in a report from an earlier (possibly interrupted) scan."""
+    if not report.exists():
+        return set()
+    done = set()
+    for line in report.read_text().splitlines():
+        try:
+            done.add(json.loads(line)["file"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by an interruption: that file is scanned again
+    return done
+
+
+def run_scan(files: list[Path], setup: ScanSetup, workers: int, on_result: Callable[[dict[str, object]], None]) -> None:
+    """Scan ``files`` on ``workers`` processes, calling ``on_result`` in the parent for each file."""
+    if workers <= 1:
+        _init(setup)
+        for path in files:
+            on_result(scan_file(path))
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init, initargs=(setup,)) as pool:
+        for line in pool.imap_unordered(scan_file, files, chunksize=4):
+            on_result(line)
+
+
+def summarise(lines: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per person: number of photos and faces, and the files they are in."""
+    people: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        for face in line.get("faces", []):
+            entry = people.setdefault(face["name"], {"photos": 0, "faces": 0, "files": []})
+            entry["faces"] += 1
+            if line["file"] not in entry["files"]:
+                entry["files"].append(line["file"])
+                entry["photos"] += 1
+    return people

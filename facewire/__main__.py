@@ -1,0 +1,5 @@
+"""Run as ``python -m facewire``."""
+
+from facewire.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""Operator tools from the seed systems: ``facewire identify``, ``facewire extract``, ``facewire scan``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from classifier_service.cli import load_gallery
+from classifier_service.identify import identify_image
+from classifier_service.matcher import Matcher
+from classifier_service.scan import ScanSetup, already_done, photos, run_scan, summarise
+from edge_agent.extract import ExtractOptions, collect_tracks, merge_same_person, write_tracks
+from facewire.cli_common import common_options, fail_cleanly, settings_from
+from facewire.config import Settings
+from facewire.errors import ConfigError
+from facewire.faces import create_analyzer
+from facewire.images import load_image
+from facewire.progress import progress_bar
+
+
+def gallery_matcher(settings: Settings) -> tuple[Matcher, Any]:
+    gallery = load_gallery(settings)
+    conf = settings.classifier
+    return Matcher(gallery.embeddings, gallery.labels, conf.threshold, conf.top_k), gallery
+
+
+@click.command()
+@common_options
+@click.argument("photos_", metavar="PHOTO...", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--gallery", type=click.Path(path_type=Path, file_okay=False), default=None, help="Enrolment folder.")
+@click.option("--top-k", type=int, default=3, show_default=True, help="Candidates shown per face.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
+@fail_cleanly
+def identify(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    photos_: tuple[Path, ...],
+    gallery: Path | None,
+    top_k: int,
+    as_json: bool,
+) -> None:
+    """Every face in each PHOTO: its box, the nearest enrolled people and the decision."""
+    settings = settings_from(config_file, broker_url, verbose, classifier={"gallery": gallery})
+    matcher, _ = gallery_matcher(settings)
+    analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
+    report: list[dict[str, Any]] = []
+    for path in photos_:
+        faces = identify_image(analyzer, matcher, load_image(path))
+        report.append({"file": str(path), "faces": [f.to_dict() for f in faces]})
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    table = Table("file", "box (x,y,w,h)", "name", "score", f"top {top_k}")
+    for entry in report:
+        for face in entry["faces"]:
+            style = "green" if face["known"] else "red"
+            tops = ", ".join(f"{c['name']} {c['score']:.2f}" for c in face["candidates"][:top_k])
+            box = ",".join(str(int(v)) for v in face["bbox"])
+            table.add_row(Path(entry["file"]).name, box, f"[{style}]{face['name']}[/]", f"{face['score']:.3f}", tops)
+        if not entry["faces"]:
+            table.add_row(Path(entry["file"]).name, "-", "[dim]no face[/]", "", "")
+    Console().print(table)
+
+
+@click.command()
+@common_options
+@click.argument("source", metavar="VIDEO_OR_DIR")
+@click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--min-face", type=int, default=40, show_default=True, help="Smallest face side in pixels.")
+@click.option("--max-per-track", type=int, default=5, show_default=True, help="Best crops kept per face.")
+@click.option("--target-fps", type=float, default=5.0, show_default=True, help="Frames per second examined (0: all).")
+@click.option("--originals", is_flag=True, help="Also write unaligned crops with some margin.")
+@click.option("--no-merge", is_flag=True, help="Keep tracks of one person separate.")
+@fail_cleanly
+def extract(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    source: str,
+    out_dir: Path,
+    min_face: int,
+    max_per_track: int,
+    target_fps: float,
+    originals: bool,
+    no_merge: bool,
+) -> None:
+    """Aligned crops of every distinct face in VIDEO_OR_DIR, one folder per face, ready to rename and enrol."""
+    settings = settings_from(config_file, broker_url, verbose)
+    options = ExtractOptions(min_face, max_per_track, target_fps, originals=originals)
+    analyzer = create_analyzer(settings.model, det_threshold=0.7, min_face=min_face)
+    with progress_bar(f"extracting {source}") as update:
+        tracks = collect_tracks(analyzer, source, options, lambda index: update(index + 1, 0))
+    is_video = not Path(source).is_dir()
+    kept = {k: v for k, v in tracks.items() if v[0] >= (options.min_track_frames if is_video else 1)}
+    if is_video and not no_merge:
+        kept = merge_same_person(kept, min_cosine=settings.classifier.threshold + 0.05)
+    index: list[dict[str, Any]] = write_tracks(kept, out_dir, min_frames=1)
+    click.echo(f"{len(index)} faces, {sum(len(e['crops']) for e in index)} crops in {out_dir}", err=True)
+
+
+@click.command()
+@common_options
+@click.argument("root", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--gallery", type=click.Path(path_type=Path, file_okay=False), default=None, help="Enrolment folder.")
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="JSON-lines report (default ROOT/.facewire-scan.jsonl); an existing one is resumed.",
+)
+@click.option(
+    "--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Also write CSV."
+)
+@click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True, help="Processes.")
+@click.option("--dry-run", is_flag=True, help="List what would be scanned and stop.")
+@click.option("--min-face", type=int, default=20, show_default=True)
+@fail_cleanly
+def scan(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    root: Path,
+    gallery: Path | None,
+    report: Path | None,
+    csv_path: Path | None,
+    workers: int,
+    dry_run: bool,
+    min_face: int,
+) -> None:
+    """Recognise the faces in every photo under ROOT: a line per file, a summary per person."""
+    settings = settings_from(config_file, broker_url, verbose, classifier={"gallery": gallery})
+    report = report or root / ".facewire-scan.jsonl"
+    done = already_done(report)
+    todo = [p for p in photos(root) if str(p) not in done]
+    click.echo(f"{len(todo)} photos to scan ({len(done)} already in {report})", err=True)
+    if dry_run:
+        for path in todo:
+            click.echo(str(path))
+        return
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    matcher, enrolled = gallery_matcher(settings)
+    setup = ScanSetup(settings.model, enrolled.embeddings, enrolled.labels, matcher.threshold, matcher.top_k, min_face)
+    with report.open("a") as out, progress_bar("scanning") as update:
+        count = 0
+
+        def record(line: dict[str, Any]) -> None:
+            nonlocal count
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+            count += 1
+            update(count, len(todo))
+
+        run_scan(todo, setup, min(workers, max(1, len(todo))), record)
+    lines = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
+    if csv_path:
+        write_csv(lines, csv_path)
+    people = summarise(lines)
+    table = Table("person", "photos", "faces")
+    for name, entry in sorted(people.items(), key=lambda item: -item[1]["photos"]):
+        table.add_row(
+            f"[{'red' if name == 'unknown' else 'green'}]{name}[/]", str(entry["photos"]), str(entry["faces"])
+        )
+    Console().print(table)
+
+
+def write_csv(lines: list[dict[str, Any]], path: Path) -> None:
+    import csv
+
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "face", "x", "y", "w", "h", "name", "score", "known", "error"])
+        for line in lines:
+            if line.get("error"):
+                writer.writerow([line["file"], "", "", "", "", "", "", "", "", line["error"]])
+            for number, face in enumerate(line["faces"]):
+                writer.writerow([line["file"], number, *face["bbox"], face["name"], face["score"], face["known"], ""])
+
+
+COMMANDS = [identify, extract, scan]

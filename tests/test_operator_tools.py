@@ -1,0 +1,110 @@
+"""Operator tools on real photos and the real clip: identify, extract, scan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facewire.faces import FaceAnalyzer
+from facewire.images import load_image
+from tests.support import run_module
+from tests.test_spine_integration import split_sample
+
+
+def group_photo(sample_dir: Path, out: Path) -> Path:
+    """Three real LFW photos side by side: two enrolled people and a stranger."""
+    parts = [
+        "lfw/known/Colin_Powell/Colin_Powell_0011.jpg",
+        "lfw/unknown/Jessica_Simpson/Jessica_Simpson_0001.jpg",
+        "lfw/known/Tony_Blair/Tony_Blair_0011.jpg",
+    ]
+    cv2.imwrite(str(out), np.hstack([load_image(sample_dir / p) for p in parts]))
+    return out
+
+
+def facewire(args: list[str], tmp_path: Path) -> tuple[int, str, str]:
+    run = run_module("facewire", args, {"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    return run.returncode, run.stdout, run.stderr
+
+
+@pytest.fixture
+def gallery(sample_dir: Path, tmp_path: Path) -> Path:
+    return split_sample(sample_dir, tmp_path)[0]
+
+
+def test_identify_names_enrolled_people_in_a_group_photo_and_marks_a_stranger(
+    sample_dir: Path, tmp_path: Path, gallery: Path
+) -> None:
+    photo = group_photo(sample_dir, tmp_path / "group.jpg")
+    code, out, err = facewire(["identify", str(photo), "--gallery", str(gallery), "--json"], tmp_path)
+    assert code == 0, err
+    faces = json.loads(out)[0]["faces"]
+    # the main face of each 250-pixel-wide part (LFW photos also show people in the background)
+    big = [
+        max(
+            (f for f in faces if part * 250 <= f["bbox"][0] + f["bbox"][2] / 2 < (part + 1) * 250),
+            key=lambda f: f["bbox"][2],
+        )
+        for part in range(3)
+    ]
+    assert [f["name"] for f in big] == ["Colin_Powell", "unknown", "Tony_Blair"]
+    assert big[0]["known"] and not big[1]["known"] and big[0]["candidates"][0]["name"] == "Colin_Powell"
+
+
+def test_identify_on_the_shared_obama_biden_photos(shared_data: Path, tmp_path: Path) -> None:
+    gallery = tmp_path / "gallery"
+    for name in ("obama", "biden"):
+        (gallery / name).mkdir(parents=True)
+        shutil.copy(shared_data / "images" / f"{name}.jpg", gallery / name)
+    code, out, err = facewire(
+        ["identify", str(shared_data / "images/two_people.jpg"), "--gallery", str(gallery), "--json"], tmp_path
+    )
+    assert code == 0, err
+    assert sorted(f["name"] for f in json.loads(out)[0]["faces"]) == ["biden", "obama"]
+
+
+def test_extract_gives_one_folder_per_person_with_only_their_crops(
+    analyzer: FaceAnalyzer, sample_dir: Path, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "faces"
+    code, _out, err = facewire(["extract", str(sample_dir / "short_hamilton_clip.mp4"), str(out_dir)], tmp_path)
+    assert code == 0, err
+    lin = analyzer.analyze(load_image(next((sample_dir / "enroll/Lin_Manuel_Miranda").iterdir())))[0].embedding
+    assert lin is not None
+    scores: dict[str, list[float]] = {}
+    for folder in sorted(p for p in out_dir.iterdir() if p.is_dir()):
+        crops = sorted(folder.glob("frame_*.jpg"))
+        assert 1 <= len(crops) <= 5
+        embeddings = analyzer.embedder.embed([load_image(c) for c in crops])
+        scores[folder.name] = [float(e @ lin) for e in embeddings]
+    lin_folders = [name for name, values in scores.items() if max(values) >= 0.45]
+    assert len(lin_folders) == 1, scores
+    assert min(scores[lin_folders[0]]) >= 0.4, "every crop in Lin's folder is Lin"
+    index = json.loads((out_dir / "index.json").read_text())
+    assert {entry["folder"] for entry in index} == set(scores)
+
+
+def test_scan_matches_identify_resumes_and_dry_runs(sample_dir: Path, tmp_path: Path, gallery: Path) -> None:
+    library = tmp_path / "library"
+    shutil.copytree(sample_dir / "lfw/unknown", library / "strangers")
+    group_photo(sample_dir, library / "group.jpg")
+    (library / "broken.jpg").write_bytes(b"garbage")
+    report = tmp_path / "scan.jsonl"
+    args = ["scan", str(library), "--gallery", str(gallery), "--report", str(report), "--csv", str(tmp_path / "s.csv")]
+    code, out, err = facewire([*args, "--workers", "2"], tmp_path)
+    assert code == 0, err
+    lines = {Path(line["file"]).name: line for line in map(json.loads, report.read_text().splitlines())}
+    assert len(lines) == 8 and "error" in lines["broken.jpg"]
+    code, identified, err = facewire(
+        ["identify", str(library / "group.jpg"), "--gallery", str(gallery), "--json"], tmp_path
+    )
+    assert json.loads(identified)[0]["faces"] == lines["group.jpg"]["faces"]
+    assert "Colin_Powell" in out and "Tony_Blair" in out
+    code, out, err = facewire([*args, "--dry-run"], tmp_path)
+    assert code == 0 and "0 photos to scan (8 already" in err
+    assert (tmp_path / "s.csv").read_text().count("\n") >= 9
