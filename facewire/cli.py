@@ -8,6 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from alert_service.views import alerts_command, nodes_command, stats_command
+from alert_service.views_log import log_command
 from classifier_service.cli import main as classifier_main
 from edge_agent.cli import main as edge_main
 from facewire import __version__
@@ -26,6 +28,8 @@ def main() -> None:
 
 main.add_command(edge_main, "edge")
 main.add_command(classifier_main, "classifier")
+for _view in (log_command, alerts_command, stats_command, nodes_command):
+    main.add_command(_view)
 
 
 @main.command()

@@ -1,0 +1,1 @@
+"""facewire result subscribers: detection log (recorder), intruder alerts, threshold statistics, active nodes."""

@@ -1,0 +1,4 @@
+from alert_service.cli import main
+
+if __name__ == "__main__":
+    main()

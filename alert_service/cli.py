@@ -1,0 +1,181 @@
+"""The ``alert-service`` command: ``alert-service run recorder|alerts|stats|nodes|all``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import click
+
+from alert_service.alerts import AlertEngine, AlertService
+from alert_service.nodes import NodeRegistry, NodeWatcher
+from alert_service.recorder import Recorder
+from alert_service.rules import RuleBook
+from alert_service.stats import ThresholdStats
+from alert_service.stats_service import StatsService
+from alert_service.store import open_alert_store, open_result_log
+from alert_service.subscriber import SESSION_EXPIRY_SECONDS
+from alert_service.supervisor import ROLES, supervise
+from alert_service.webhook import WebhookSender
+from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
+from facewire.config import Settings
+from facewire.mqtt import MqttConnection
+from facewire.topics import Topics
+
+HEARTBEAT_SECONDS = 10.0
+
+
+@click.group()
+def main() -> None:
+    """facewire result subscribers: detection log, alerts, threshold statistics, active nodes."""
+
+
+@main.command()
+@click.argument("role", type=click.Choice([*ROLES, "all"]))
+@common_options
+@click.option("--instance", default=None, help="Replica id (stable across restarts keeps its session).")
+@click.option("--database", type=click.Path(path_type=Path, dir_okay=False), default=None, help="SQLite file.")
+@click.option("--gallery", type=click.Path(path_type=Path, file_okay=False), default=None, help="Enrolment folder.")
+@click.option("--webhook", default=None, help="POST alerts to this URL.")
+@fail_cleanly
+def run(
+    role: str,
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    instance: str | None,
+    database: Path | None,
+    gallery: Path | None,
+    webhook: str | None,
+) -> None:
+    """Run one subscriber (or all of them, each in its own process) until SIGTERM / Ctrl-C."""
+    settings = settings_from(
+        config_file,
+        broker_url,
+        verbose,
+        recorder={"database": database, "instance": instance},
+        alerts={"database": database, "instance": instance, "webhook_url": webhook},
+        stats={"instance": instance},
+        classifier={"gallery": gallery},
+    )
+    stop = stop_event_on_signals()
+    if role == "all":
+        supervise(_child_args(config_file, broker_url, verbose, instance, database, gallery, webhook), stop)
+        return
+    name = instance or f"{socket.gethostname()}-{os.getpid()}"
+    {"recorder": run_recorder, "alerts": run_alerts, "stats": run_stats, "nodes": run_nodes}[role](
+        settings, name, bool(instance), stop
+    )
+
+
+def _child_args(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    instance: str | None,
+    database: Path | None,
+    gallery: Path | None,
+    webhook: str | None,
+) -> list[str]:
+    args = ["-v"] * verbose
+    for flag, value in (
+        ("--config", config_file),
+        ("--broker", broker_url),
+        ("--instance", instance),
+        ("--database", database),
+        ("--gallery", gallery),
+        ("--webhook", webhook),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def _connection(settings: Settings, service: str, name: str, persistent: bool, manual_ack: bool) -> MqttConnection:
+    return MqttConnection(
+        settings.mqtt,
+        f"{service}-{name}",
+        session_expiry=SESSION_EXPIRY_SECONDS if persistent else 0,
+        manual_ack=manual_ack,
+        receive_maximum=1000 if manual_ack else 0,
+    )
+
+
+def run_recorder(settings: Settings, name: str, persistent: bool, stop: threading.Event) -> None:
+    store = open_result_log(settings.recorder.database)
+    connection = _connection(settings, "recorder", name, persistent, manual_ack=True)
+    recorder = Recorder(store, connection, Topics(settings.mqtt.topic_prefix), settings.recorder, name)
+    connection.set_will(recorder.will())
+    connection.connect()
+    recorder.start()
+    click.echo(f"recorder {name} writing {settings.recorder.database}", err=True)
+    while not stop.wait(HEARTBEAT_SECONDS):
+        recorder.heartbeat()
+    recorder.stop()
+    store.close()
+
+
+def run_alerts(settings: Settings, name: str, persistent: bool, stop: threading.Event) -> None:
+    conf = settings.alerts
+    rules = RuleBook(conf)
+    store = open_alert_store(conf.database)
+    hook = None
+    if conf.webhook_url:
+        hook = WebhookSender(
+            conf.webhook_url, conf.webhook_timeout, conf.webhook_retries, conf.webhook_queue, store.set_webhook_status
+        )
+    connection = _connection(settings, "alerts", name, persistent, manual_ack=True)
+    service = AlertService(AlertEngine(rules, store), connection, Topics(settings.mqtt.topic_prefix), conf, name, hook)
+    connection.set_will(service.will())
+    connection.connect()
+    service.start()
+    click.echo(f"alerts {name} ready ({conf.database})", err=True)
+    while not stop.wait(HEARTBEAT_SECONDS):
+        service.heartbeat()
+    service.stop()
+    store.close()
+
+
+def run_stats(settings: Settings, name: str, _persistent: bool, stop: threading.Event) -> None:
+    from classifier_service.cli import load_gallery
+
+    conf = settings.stats
+    gallery_dir = settings.classifier.gallery if settings.classifier.gallery.is_dir() else None
+    if gallery_dir is None:
+        click.echo(f"stats: no gallery folder at {settings.classifier.gallery}; live scores only", err=True)
+    database = settings.recorder.database
+    result_log = open_result_log(database) if database.exists() else None
+    connection = _connection(settings, "stats", name, False, manual_ack=False)
+    service = StatsService(
+        ThresholdStats(conf.target_far, conf.grid_step),
+        connection,
+        Topics(settings.mqtt.topic_prefix),
+        conf,
+        name,
+        gallery_dir,
+        lambda: load_gallery(settings),
+        result_log,
+    )
+    connection.set_will(service.will())
+    connection.connect()
+    service.start()
+    click.echo(f"stats {name} ready", err=True)
+    service.run(stop, HEARTBEAT_SECONDS)
+    service.stop()
+    if result_log is not None:
+        result_log.close()
+
+
+def run_nodes(settings: Settings, name: str, _persistent: bool, stop: threading.Event) -> None:
+    connection = _connection(settings, "nodes", name, False, manual_ack=False)
+    watcher = NodeWatcher(
+        NodeRegistry(settings.nodes.stale_after), connection, Topics(settings.mqtt.topic_prefix), name
+    )
+    connection.set_will(watcher.will())
+    connection.connect()
+    watcher.start()
+    click.echo(f"nodes {name} watching", err=True)
+    watcher.run(stop, settings.nodes.publish_interval)
+    watcher.stop()

@@ -1,0 +1,95 @@
+"""The recorder: every FaceResult into the detection log, batched, acked after commit, retention in the background."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from alert_service.store import LogRow, ResultLog
+from alert_service.subscriber import ResultSubscriber, take_batch
+from facewire.config import RecorderSettings
+from facewire.logs import kv
+from facewire.mqtt import MqttConnection
+from facewire.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class Recorder(ResultSubscriber):
+    """Writes results in batches (INSERT OR IGNORE on (node, seq)); acks each message once its batch is committed."""
+
+    service = "recorder"
+
+    def __init__(
+        self,
+        store: ResultLog,
+        connection: MqttConnection,
+        topics: Topics,
+        settings: RecorderSettings,
+        instance: str,
+    ) -> None:
+        super().__init__(connection, topics, instance, settings.share_group)
+        self.store = store
+        self.settings = settings
+        self.received = 0
+        self.inserted = 0
+        self.retention = RetentionThread(store, settings)
+
+    def counters(self) -> dict[str, Any]:
+        return {"received": self.received, "inserted": self.inserted, "database": str(self.settings.database)}
+
+    def start(self) -> None:
+        self.retention.start()
+        super().start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self.retention.stop()
+
+    def work(self, timeout: float) -> None:
+        batch = take_batch(self.inbox, self.settings.batch_max, self.settings.batch_wait_ms / 1000.0, timeout)
+        if not batch:
+            return
+        added = self.store.insert([LogRow.from_result(item.result) for item in batch])
+        self.received += len(batch)
+        self.inserted += added
+        log.debug(kv("batch-recorded", size=len(batch), added=added))
+        for item in batch:
+            self.ack(item)
+
+
+class RetentionThread:
+    """Deletes rows beyond the retention bounds every ``retention_interval`` seconds."""
+
+    def __init__(self, store: ResultLog, settings: RecorderSettings, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.deleted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="recorder-retention", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30.0)
+
+    def run_once(self) -> int:
+        deleted = self.store.enforce_retention(self.settings.retention_days, self.settings.retention_rows, self.clock())
+        self.deleted += deleted
+        if deleted:
+            log.info(kv("retention", deleted=deleted))
+        return deleted
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # a failed purge is retried next interval
+                log.exception(kv("retention-failed"))
+            self._stop.wait(self.settings.retention_interval)

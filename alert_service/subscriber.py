@@ -1,0 +1,153 @@
+"""The shared MQTT adapter of the results subscribers: decode, queue, ack once the effect is durable.
+
+The paho network thread only decodes and queues; a worker thread of the
+subclass does the work and calls :meth:`ResultSubscriber.ack`. The broker's
+receive-maximum bounds the queue. Acks of messages from an earlier
+connection are dropped: the broker redelivers those, and every subscriber is
+idempotent on (node, seq).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from classifier_service.core import DeadLetter
+from facewire.errors import SchemaError
+from facewire.logs import kv
+from facewire.mqtt import MqttConnection, Will
+from facewire.schema import FaceResult
+from facewire.topics import Topics
+
+log = logging.getLogger(__name__)
+SESSION_EXPIRY_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Received:
+    result: FaceResult
+    message: paho.MQTTMessage
+    epoch: int
+
+
+def take_batch(source: queue.Queue[Received], most: int, wait: float, timeout: float) -> list[Received]:
+    """Up to ``most`` items: block ``timeout`` for the first, then gather for at most ``wait`` seconds."""
+    try:
+        batch = [source.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    deadline = time.monotonic() + wait
+    while len(batch) < most:
+        remaining = deadline - time.monotonic()
+        try:
+            batch.append(source.get(timeout=remaining) if remaining > 0 else source.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
+class ResultSubscriber(ABC):
+    """Subscribes to results (optionally shared), hands decoded results to :meth:`work` on a worker thread."""
+
+    service = "subscriber"
+
+    def __init__(self, connection: MqttConnection, topics: Topics, instance: str, share_group: str) -> None:
+        self.connection = connection
+        self.topics = topics
+        self.instance = instance
+        self.share_group = share_group
+        self.inbox: queue.Queue[Received] = queue.Queue()
+        self.deadletters = 0
+        self._epoch = 0
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work_loop, name=f"{self.service}-worker", daemon=True)
+        connection.on_connection_change = self._on_connection_change
+
+    @property
+    def status_topic(self) -> str:
+        return self.topics.service_status(self.service, self.instance)
+
+    def will(self) -> Will:
+        return Will(self.status_topic, json.dumps({"instance": self.instance, "state": "offline"}).encode())
+
+    def status(self, state: str) -> bytes:
+        return json.dumps(
+            {"instance": self.instance, "state": state, "ts": time.time(), "deadletters": self.deadletters}
+            | self.counters()
+        ).encode()
+
+    def counters(self) -> dict[str, Any]:
+        """Service-specific numbers for the status message."""
+        return {}
+
+    def start(self) -> None:
+        """Start the worker and subscribe; the connection must be connected."""
+        self._worker.start()
+        self.connection.subscribe(self.topics.results_shared(self.share_group), self._on_message)
+        self.heartbeat()
+
+    def heartbeat(self) -> None:
+        self.connection.publish(self.status_topic, self.status("online"), retain=True)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish queued work, wait for outstanding publishes, announce offline, disconnect."""
+        self._stop.set()
+        self._worker.join(timeout)
+        deadline = time.monotonic() + timeout
+        while self.connection.tracker.outstanding and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.connection.close(final=Will(self.status_topic, self.status("offline")))
+
+    def ack(self, item: Received) -> None:
+        """Acknowledge ``item`` if it came on the current connection (else the broker redelivers it)."""
+        self._ack_message(item.message, item.epoch)
+
+    def _ack_message(self, message: paho.MQTTMessage, epoch: int) -> None:
+        if epoch == self._epoch and message.qos > 0:
+            self.connection.ack(message)
+
+    @abstractmethod
+    def work(self, timeout: float) -> None:
+        """Take what is queued in :attr:`inbox` (waiting at most ``timeout``), do it, ack it."""
+
+    def _work_loop(self) -> None:
+        while not self._stop.is_set() or not self.inbox.empty():
+            try:
+                self.work(0.2)
+            except Exception:  # the worker must outlive a bad batch; the broker redelivers what was not acked
+                log.exception(kv("worker-failed", service=self.service))
+                time.sleep(1.0)
+
+    def _on_message(self, message: paho.MQTTMessage) -> None:
+        payload = bytes(message.payload)
+        try:
+            result = FaceResult.from_json(payload)
+            topic_node = self.topics.node_of(message.topic, "results")
+            if topic_node != result.node:
+                raise SchemaError("node-mismatch", f"topic says {topic_node!r}, payload says {result.node!r}")
+        except SchemaError as exc:
+            self._dead_letter(message, DeadLetter(exc.reason, exc.detail, message.topic, payload))
+            return
+        self.inbox.put(Received(result, message, self._epoch))
+
+    def _dead_letter(self, message: paho.MQTTMessage, letter: DeadLetter) -> None:
+        self.deadletters += 1
+        log.warning(kv("dead-letter", service=self.service, reason=letter.reason, topic=letter.topic))
+        epoch = self._epoch
+        self.connection.publish(
+            self.topics.deadletter(self.service),
+            letter.to_json(self.service),
+            on_acked=lambda: self._ack_message(message, epoch),
+        )
+
+    def _on_connection_change(self, connected: bool) -> None:
+        if not connected:
+            self._epoch += 1
