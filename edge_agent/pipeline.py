@@ -12,6 +12,15 @@ from facewire.faces import FaceAnalyzer
 from facewire.schema import FaceEmbedding
 
 
+@dataclass(frozen=True)
+class TrackedFace:
+    """A face of the last frame: its box, track and the seq it was published as (None: de-duplicated)."""
+
+    bbox: tuple[float, float, float, float]
+    track: int
+    seq: int | None
+
+
 @dataclass
 class PipelineCounters:
     frames: int = 0
@@ -29,10 +38,12 @@ class EdgePipeline:
         self.next_seq = next_seq
         self.tracker = FaceTracker(settings.track_iou, settings.track_max_age)
         self.counters = PipelineCounters()
+        self.last_faces: list[TrackedFace] = []
 
     def process(self, frame: Frame) -> list[FaceEmbedding]:
         """The messages this frame produces (new faces, or tracked faces that changed enough)."""
         self.counters.frames += 1
+        self.last_faces = []
         faces = self.analyzer.faces(frame.image)
         if not faces:
             return []
@@ -46,11 +57,14 @@ class EdgePipeline:
                 track, face.embedding, frame.ts, self.settings.dedup_cosine, self.settings.refresh_seconds
             ):
                 self.counters.duplicates += 1
+                self.last_faces.append(TrackedFace(face.detection.bbox, track, None))
                 continue
+            seq = self.next_seq()
+            self.last_faces.append(TrackedFace(face.detection.bbox, track, seq))
             messages.append(
                 FaceEmbedding(
                     node=self.settings.node_id,
-                    seq=self.next_seq(),
+                    seq=seq,
                     ts=frame.ts,
                     frame=frame.index,
                     track=track,
