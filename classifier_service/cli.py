@@ -46,7 +46,9 @@ def load_gallery(settings: Settings) -> Gallery:
 @common_options
 @click.option("--gallery", type=click.Path(path_type=Path, file_okay=False), default=None, help="Enrolment folder.")
 @click.option("--threshold", type=float, default=None, help="Cosine score needed to name a face.")
-@click.option("--model", default=None, help="Embedder model id (must match the edges').")
+@click.option("--model", default=None, help="Embedder model id or exported .onnx path (must match the edges').")
+@click.option("--detector", type=click.Choice(["yunet", "haar", "mediapipe"]), default=None, help="Face detector.")
+@click.option("--mask", type=click.Choice(["none", "facemesh"]), default=None, help="Background mask of face crops.")
 @click.option("--instance", default=None, help="Replica id (stable across restarts keeps its session).")
 @fail_cleanly
 def run(
@@ -56,6 +58,8 @@ def run(
     gallery: Path | None,
     threshold: float | None,
     model: str | None,
+    detector: str | None,
+    mask: str | None,
     instance: str | None,
 ) -> None:
     """Identify embeddings from facewire/embeddings/+ and publish facewire/results/NODE."""
@@ -64,7 +68,7 @@ def run(
         broker_url,
         verbose,
         classifier={"gallery": gallery, "threshold": threshold, "instance": instance},
-        model={"embedder": model},
+        model={"embedder": model, "detector": detector, "mask": mask},
     )
     conf = settings.classifier
     enrolled = load_gallery(settings)

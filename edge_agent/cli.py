@@ -31,7 +31,9 @@ def main() -> None:
 @click.option("--skip-frames", type=int, default=None, help="Frames skipped after each processed one.")
 @click.option("--min-face", type=int, default=None, help="Smallest face side in pixels.")
 @click.option("--det-threshold", type=float, default=None, help="Detector score threshold.")
-@click.option("--model", default=None, help="Embedder model id.")
+@click.option("--model", default=None, help="Embedder model id, or the path of an exported .onnx file.")
+@click.option("--detector", type=click.Choice(["yunet", "haar", "mediapipe"]), default=None, help="Face detector.")
+@click.option("--mask", type=click.Choice(["none", "facemesh"]), default=None, help="Background mask of face crops.")
 @click.option("--once", is_flag=True, help="Stop at the end of a file or folder (default: replay it).")
 @fail_cleanly
 def run(
@@ -45,6 +47,8 @@ def run(
     min_face: int | None,
     det_threshold: float | None,
     model: str | None,
+    detector: str | None,
+    mask: str | None,
     once: bool,
 ) -> None:
     """Capture frames, publish face embeddings to facewire/embeddings/NODE."""
@@ -60,7 +64,7 @@ def run(
             "min_face": min_face,
             "det_threshold": det_threshold,
         },
-        model={"embedder": model},
+        model={"embedder": model, "detector": detector, "mask": mask},
     )
     edge = settings.edge
     if not valid_node_id(edge.node_id):

@@ -18,6 +18,7 @@ from facewire.cli_common import fail_cleanly, stop_event_on_signals
 from facewire.config import reference_rows
 from facewire.demo import SAMPLE_DIR, run_demo
 from facewire.logs import setup_logging
+from facewire.models.cli import models as models_group
 
 
 @click.group()
@@ -28,6 +29,7 @@ def main() -> None:
 
 main.add_command(edge_main, "edge")
 main.add_command(classifier_main, "classifier")
+main.add_command(models_group, "models")
 for _view in (log_command, alerts_command, stats_command, nodes_command):
     main.add_command(_view)
 

@@ -44,7 +44,12 @@ class MqttSettings(Section):
 
 class ModelSettings(Section):
     embedder: str = Field("sface-2021dec", description="Embedder model id from the registry, or a path to an ONNX file")
-    detector: Literal["yunet"] = Field("yunet", description="Face detector")
+    detector: Literal["yunet", "haar", "mediapipe"] = Field(
+        "yunet", description="Face detector: yunet (5 landmarks), haar (the seed's cascade), mediapipe (extra)"
+    )
+    mask: Literal["none", "facemesh"] = Field(
+        "none", description="Background mask of face crops: none, or facemesh (MediaPipe Face Mesh oval, extra)"
+    )
     threads: int = Field(1, description="Inference threads per model (1 is fastest on 2 cores)", ge=1, le=64)
     cache_dir: Path = Field(DEFAULT_CACHE_DIR, description="Where converted models and gallery caches live")
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from facewire.config import ModelSettings
 from facewire.models.align import align_face, crop_face
-from facewire.models.detector import Detection, Detector, YuNetDetector
+from facewire.models.detector import Detection, Detector, HaarDetector, YuNetDetector
 from facewire.models.embedder import Embedder, OnnxEmbedder
-from facewire.models.registry import DETECTORS, embedder_spec, folded_model, package_file
+from facewire.models.registry import YUNET, package_file, resolve_embedder
 
 
 @dataclass
@@ -44,13 +45,36 @@ def yaw_ratio(landmarks: np.ndarray | None) -> float:
     return float((landmarks[2][0] - eye_mid[0]) / eye_distance)
 
 
-class FaceAnalyzer:
-    """Detector + aligner + quality + embedder with a minimum face size."""
+class FaceMasker(Protocol):
+    id: str
 
-    def __init__(self, detector: Detector, embedder: Embedder, min_face: int) -> None:
+    def mask(self, crop: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The crop with its background blacked out, and whether a face outline was found."""
+        ...
+
+
+class FaceAnalyzer:
+    """Detector + aligner (or crop rule) + optional mask + quality + embedder, with a minimum face size.
+
+    Crop rule (detectors without landmarks, or embedders that need no alignment): a square centred
+    on the box, ``max(w, h) * (1 + 2 * crop_margin)`` pixels a side, resized to the embedder's input.
+    With a masker, a face whose crop shows no face outline is dropped (counted in ``unmasked_dropped``).
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        embedder: Embedder,
+        min_face: int,
+        masker: FaceMasker | None = None,
+        crop_margin: float = 0.1,
+    ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.min_face = min_face
+        self.masker = masker
+        self.crop_margin = crop_margin
+        self.unmasked_dropped = 0
 
     def faces(self, frame: np.ndarray) -> list[Face]:
         """Every face at least ``min_face`` pixels, aligned and scored, not yet embedded."""
@@ -64,6 +88,11 @@ class FaceAnalyzer:
                 "sharpness": round(sharpness(crop), 1),
                 "yaw": round(yaw_ratio(detection.landmarks), 3),
             }
+            if self.masker is not None:
+                crop, masked = self.masker.mask(crop)
+                if not masked:  # no face outline in the crop: a detector false positive, or unusable
+                    self.unmasked_dropped += 1
+                    continue
             faces.append(Face(detection, crop, quality))
         return faces
 
@@ -85,22 +114,40 @@ class FaceAnalyzer:
                 return align_face(frame, detection.landmarks, size)
             except ValueError:
                 pass
-        return crop_face(frame, detection.bbox, size)
+        return crop_face(frame, detection.bbox, size, margin=self.crop_margin)
 
 
-def create_embedder(settings: ModelSettings) -> Embedder:
-    """The embedder named in the settings, loaded from its verified, cached file."""
-    spec = embedder_spec(settings.embedder)
-    path = folded_model(spec.file, settings.cache_dir, dynamic_batch=True)
+def create_embedder(settings: ModelSettings) -> OnnxEmbedder:
+    """The embedder named in the settings (registry id or exported ONNX path), from its verified file."""
+    spec, path = resolve_embedder(settings.embedder, settings.cache_dir)
     return OnnxEmbedder(path, spec, threads=settings.threads)
 
 
 def create_detector(settings: ModelSettings, score_threshold: float, max_side: int = 640) -> Detector:
-    """The detector named in the settings."""
+    """The detector named in the settings: yunet, haar or mediapipe (optional extra)."""
     cv2.setNumThreads(settings.threads)
-    spec = DETECTORS[settings.detector]
-    return YuNetDetector(str(package_file(spec.file)), score_threshold, max_side=max_side)
+    if settings.detector == "haar":
+        return HaarDetector(max_side=max_side)
+    if settings.detector == "mediapipe":
+        from facewire.models.mediapipe_faces import MediaPipeDetector
+
+        return MediaPipeDetector(score_threshold)
+    assert YUNET.file is not None
+    return YuNetDetector(str(package_file(YUNET.file)), score_threshold, max_side=max_side)
+
+
+def create_masker(settings: ModelSettings) -> FaceMasker | None:
+    """The background mask named in the settings: none, or facemesh (optional MediaPipe extra)."""
+    if settings.mask == "none":
+        return None
+    from facewire.models.mediapipe_faces import FaceMeshMasker
+
+    return FaceMeshMasker()
 
 
 def create_analyzer(settings: ModelSettings, det_threshold: float, min_face: int) -> FaceAnalyzer:
-    return FaceAnalyzer(create_detector(settings, det_threshold), create_embedder(settings), min_face)
+    """Detector, mask and embedder of the settings, wired into one FaceAnalyzer."""
+    masker = create_masker(settings)  # first: a missing extra fails before any model loads
+    detector = create_detector(settings, det_threshold)
+    embedder = create_embedder(settings)
+    return FaceAnalyzer(detector, embedder, min_face, masker=masker, crop_margin=embedder.crop_margin)

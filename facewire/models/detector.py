@@ -1,8 +1,12 @@
-"""Face detectors behind one small interface; YuNet (5 landmarks) is the default."""
+"""Face detectors behind one small interface: YuNet (5 landmarks, the default) and the Haar cascade.
+
+MediaPipe face detection lives in ``facewire.models.mediapipe_faces`` (optional extra).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -59,3 +63,38 @@ class YuNetDetector:
                 Detection((float(box[0]), float(box[1]), float(box[2]), float(box[3])), float(row[14]), landmarks)
             )
         return detections
+
+
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+class HaarDetector:
+    """OpenCV's Haar cascade (the seed's detector): boxes only, no landmarks, no calibrated score.
+
+    Every box gets score 1.0; the cascade's own threshold is ``min_neighbors``. Frames are
+    scanned in grey, histogram-equalised, at most ``max_side`` pixels on the long side.
+    """
+
+    def __init__(self, max_side: int = 640, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24):
+        self.id = "haar"
+        self.max_side = max_side
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = min_size
+        path = Path(cv2.data.haarcascades) / HAAR_CASCADE  # type: ignore[attr-defined]
+        self._cascade = cv2.CascadeClassifier(str(path))
+        if self._cascade.empty():
+            raise ModelError(f"OpenCV cannot load the Haar cascade {path}")
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        height, width = frame.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        image = frame if scale == 1.0 else cv2.resize(frame, (round(width * scale), round(height * scale)))
+        grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        boxes = self._cascade.detectMultiScale(
+            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_size,) * 2
+        )
+        return [
+            Detection((float(x / scale), float(y / scale), float(w / scale), float(h / scale)), 1.0, None)
+            for x, y, w, h in boxes
+        ]

