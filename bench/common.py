@@ -7,6 +7,7 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,39 @@ class Counter:
         self.last = now
         if self.count >= self.target:
             self.done.set()
+
+
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def machine_line(command: str) -> str:
+    """The provenance line printed above every table: command, date, cores, CPU model, Python."""
+    info = machine()
+    return (
+        f"Command: `{command}` · {info['date']} · {info['cores']} cores, {info['cpu'] or 'unknown CPU'},"
+        f" Python {info['python']}"
+    )
+
+
+def update_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> Path:
+    """Replace the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` (appended if absent).
+
+    Hand-written readings outside the markers are kept.
+    """
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+    return path
+
+
+def table(header: list[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -13,6 +13,7 @@ from alert_service.views_log import log_command
 from classifier_service.cli import main as classifier_main
 from edge_agent.cli import main as edge_main
 from facewire import __version__
+from facewire.bench_cli import bench as bench_group
 from facewire.broker import LocalBroker, free_port
 from facewire.cli_common import fail_cleanly, stop_event_on_signals
 from facewire.config import reference_rows
@@ -29,6 +30,7 @@ def main() -> None:
 
 main.add_command(edge_main, "edge")
 main.add_command(classifier_main, "classifier")
+main.add_command(bench_group, "bench")
 main.add_command(models_group, "models")
 for _view in (log_command, alerts_command, stats_command, nodes_command):
     main.add_command(_view)

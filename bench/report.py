@@ -1,0 +1,115 @@
+"""Turn benchmark results into bench/results/*.json and the generated tables of BENCHMARKS.md.
+
+Each table sits between ``<!-- bench:NAME -->`` markers and is regenerated on every run; the
+hand-written reading of each table sits below the end marker and is left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from bench.common import machine_line, table, update_section, write_json
+
+
+def publish(name: str, data: dict[str, Any], command: str, body: str) -> None:
+    """Write the JSON, regenerate the section, echo where both went."""
+    data = {"command": command, **data}
+    path = write_json(name, data)
+    update_section(name, machine_line(command) + "\n\n" + body)
+    click.echo(body)
+    click.echo(f"written {path} and the '{name}' table of BENCHMARKS.md", err=True)
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def accuracy(data: dict[str, Any], command: str) -> None:
+    dataset = data["dataset"]
+    rows = []
+    for model in data["models"]:
+        ident, verif = model["identification"], model["verification"]
+        rows.append(
+            [
+                f"`{model['model']}`",
+                pct(ident["rank1"]),
+                pct(ident["tar_at_far_0.01"]),
+                pct(ident["tar_at_far_0.001"]),
+                pct(ident["unknown_rejected_at_threshold"]),
+                pct(ident["known_correct_at_threshold"]),
+                f"{pct(verif['accuracy'])} ± {100 * verif['std']:.1f}",
+                f"{ident['threshold_at_far_0.01']:.3f} / {ident['threshold_at_far_0.001']:.3f}",
+            ]
+        )
+    first = data["models"][0]["identification"] if data["models"] else {}
+    body = (
+        f"Dataset `{dataset['path']}`: {dataset['files']} files, {dataset['known_people']} known and "
+        f"{dataset['unknown_people']} unknown people, content SHA-256 `{dataset['content_sha256'][:16]}…`. "
+        f"Enrolled {first.get('enrolled_photos', 0)} photos; probes: {first.get('known_probes', 0)} known "
+        f"({first.get('known_missed', 0)} without a detected face, counted wrong) and "
+        f"{first.get('unknown_probes', 0)} unknown. Default threshold {data['default_threshold']}.\n\n"
+        + table(
+            [
+                "model",
+                "rank-1",
+                "TAR @ FAR 1e-2",
+                "TAR @ FAR 1e-3",
+                "unknown rejected @ default",
+                "known correct @ default",
+                "1:1 verification (10-fold)",
+                "threshold @ FAR 1e-2 / 1e-3",
+            ],
+            rows,
+        )
+    )
+    publish("accuracy", data, command, body)
+
+
+def ms(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def edge(data: dict[str, Any], command: str) -> None:
+    base = data["decode_only"]
+    rows = []
+    for run in data["runs"]:
+        name = f"{run['style']} · {run['detector']} · {run['threads']} thr"
+        if "error" in run:
+            rows.append([name, "not run: " + run["error"].replace("|", "/")[:120], "", "", "", "", "", ""])
+            continue
+        stage = run["ms_per_frame"]
+        stages = " / ".join(ms(stage[k]) for k in ("decode", "detect", "align", "embed", "track", "publish"))
+        ratio = run.get("ratio_to_default")
+        rows.append(
+            [
+                name,
+                f"{run['fps']:.1f}",
+                f"{run['faces_per_s']:.1f}",
+                f"{run['ratio_to_decode']:.4f}",
+                "" if ratio is None else f"{ratio:.2f}",
+                stages,
+                f"{run['cpu_per_wall']:.2f}",
+                f"{run['peak_rss_mb']:.0f}",
+            ]
+        )
+    body = (
+        f"Clip `{data['clip']}`, {base['frames']} frames per run, each run in its own process, "
+        f"embeddings published to a local mosquitto. Baseline in the same run: decoding alone, "
+        f"{base['fps']:.0f} frames/s.\n\n"
+        + table(
+            [
+                "pipeline · detector · threads",
+                "frames/s",
+                "faces embedded/s",
+                "÷ decode-only",
+                "÷ default yunet 1 thr",
+                "ms/frame: decode / detect / align / embed / track / publish",
+                "CPU s per wall s",
+                "peak RSS MB",
+            ],
+            rows,
+        )
+    )
+    publish("edge", data, command, body)

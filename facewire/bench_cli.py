@@ -1,0 +1,131 @@
+"""``facewire bench``: reproducible benchmarks writing bench/results/*.json and the tables of BENCHMARKS.md.
+
+The benchmark code lives in the ``bench/`` folder of a source checkout (it uses the test helpers);
+this module only parses options and imports it on demand.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import click
+
+from facewire.cli_common import fail_cleanly
+from facewire.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_module(name: str) -> ModuleType:
+    """``bench.<name>`` from the source checkout this package runs from."""
+    if (ROOT / "bench" / "__init__.py").is_file() and str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        return importlib.import_module(f"bench.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("bench", f"bench.{name}"):
+            raise ConfigError("facewire bench needs a source checkout (the bench/ folder beside facewire/)") from exc
+        raise
+
+
+def command_line() -> str:
+    return "facewire " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: JSON into bench/results/, tables into BENCHMARKS.md (each speed beside a same-run baseline)."""
+
+
+@bench.command()
+@click.option(
+    "--dataset",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="DIR with known/<person>/*.jpg and unknown/<person>/*.jpg (default: ../shared/data/lfw-dev).",
+)
+@click.option("--model", "models", multiple=True, help="Embedder id (repeatable; default: every one with weights).")
+@click.option("--limit-people", type=int, default=None, help="Only the first N known and N unknown people.")
+@click.option("--quick", is_flag=True, help="Same as the full run (embeddings are cached); kept for symmetry.")
+@fail_cleanly
+def accuracy(dataset: Path | None, models: tuple[str, ...], limit_people: int | None, quick: bool) -> None:
+    """Rank-1, TAR at FAR 1e-2/1e-3, rejection at the default threshold, LFW-style verification."""
+    module = bench_module("accuracy")
+    report = bench_module("report")
+    start = time.perf_counter()
+    data = module.run(dataset or module.DEFAULT_DATASET, list(models) or module.models_with_weights(), limit_people)
+    data["seconds"] = time.perf_counter() - start
+    report.accuracy(data, command_line())
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="Fewer combinations and one pass.")
+@fail_cleanly
+def edge(quick: bool) -> None:
+    """Frames/s per detector/embedder and thread count, ms per stage, CPU and peak RSS; the seed's way beside."""
+    data = bench_module("edge").run(quick)
+    bench_module("report").edge(data, command_line())
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="Fewer messages.")
+@fail_cleanly
+def wire(quick: bool) -> None:
+    """Bytes per face (embedding message vs JPEG crop vs frame) and broker messages/s beside mosquitto's clients."""
+    data = bench_module("wire").run(quick)
+    bench_module("report").wire(data, command_line())
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="Galleries up to 100k and fewer messages.")
+@click.option("--sizes", default=None, help="Comma-separated gallery sizes (overrides the default list).")
+@click.option("--messages", type=int, default=None, help="Embeddings pushed through the broker per run.")
+@fail_cleanly
+def classifier(quick: bool, sizes: str | None, messages: int | None) -> None:
+    """Embeddings/s through a real broker by gallery size, index kind, batching and replicas; the seed's HTTP way."""
+    gallery_sizes = [int(size) for size in sizes.split(",")] if sizes else None
+    data = bench_module("classifier").run(quick, gallery_sizes, messages)
+    bench_module("report").classifier(data, command_line())
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="Shorter runs per load level.")
+@click.option("--seconds", type=float, default=None, help="Seconds per load level.")
+@fail_cleanly
+def e2e(quick: bool, seconds: float | None) -> None:
+    """Capture-to-result latency p50/p95/p99 with 1, 4, 16 simulated edge nodes, and the saturation point."""
+    data = bench_module("e2e").run(quick, seconds)
+    bench_module("report").e2e(data, command_line())
+
+
+@bench.command("all")
+@click.option("--quick", is_flag=True, help="The short version of every benchmark (under 10 minutes on 2 cores).")
+@click.option("--dataset", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.pass_context
+@fail_cleanly
+def all_(ctx: click.Context, quick: bool, dataset: Path | None) -> None:
+    """Every benchmark in turn (and bench_models / bench_recorder when present)."""
+    started = time.perf_counter()
+    ctx.invoke(accuracy, dataset=dataset, models=(), limit_people=None, quick=quick)
+    for command in (edge, wire, classifier, e2e):
+        ctx.invoke(command, quick=quick)
+    for extra in ("bench_models", "bench_recorder"):
+        try:
+            module = bench_module(extra)
+        except ConfigError:
+            continue
+        except ImportError as exc:
+            click.echo(f"skipping bench.{extra}: {exc}", err=True)
+            continue
+        main = getattr(module, "main", None)
+        if isinstance(main, click.Command):
+            click.echo(f"running bench.{extra}", err=True)
+            main.main(
+                ["--quick"] if quick and any(p.name == "quick" for p in main.params) else [], standalone_mode=False
+            )
+    click.echo(f"all benchmarks done in {time.perf_counter() - started:.0f} s", err=True)
