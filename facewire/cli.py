@@ -20,6 +20,7 @@ from facewire.config import reference_rows
 from facewire.demo import SAMPLE_DIR, run_demo
 from facewire.logs import setup_logging
 from facewire.models.cli import models as models_group
+from facewire.monitor.cli import COMMANDS as MONITOR_COMMANDS
 
 
 @click.group()
@@ -34,6 +35,8 @@ main.add_command(bench_group, "bench")
 main.add_command(models_group, "models")
 for _view in (log_command, alerts_command, stats_command, nodes_command):
     main.add_command(_view)
+for _command in MONITOR_COMMANDS:
+    main.add_command(_command)
 
 
 @main.command()

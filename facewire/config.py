@@ -132,6 +132,12 @@ class NodeSettings(Section):
     publish_interval: float = Field(5.0, description="Seconds between published node summaries", gt=0)
 
 
+class HomeAssistantSettings(Section):
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery from `facewire monitor`")
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's MQTT discovery prefix", min_length=1)
+    instance: str = Field("facewire", description="Id of this bridge in discovery unique_ids and its status topic")
+
+
 class Settings(BaseSettings):
     """All of facewire's configuration."""
 
@@ -145,6 +151,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     stats: StatsSettings = StatsSettings()
     nodes: NodeSettings = NodeSettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
     @classmethod
     def settings_customise_sources(

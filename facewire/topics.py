@@ -42,6 +42,20 @@ class Topics:
     def alerts(self, node: str) -> str:
         return f"{self.prefix}/alerts/{node}"
 
+    def alerts_all(self) -> str:
+        return f"{self.prefix}/alerts/+"
+
+    def deadletter_all(self) -> str:
+        return f"{self.prefix}/deadletter/+"
+
+    def ha_node_state(self, node: str) -> str:
+        """Retained last person seen on ``node``, the state of its Home Assistant sensor."""
+        return f"{self.prefix}/homeassistant/nodes/{node}/last_person"
+
+    def ha_person_state(self, object_id: str) -> str:
+        """Retained last node a person was seen on, the state of their Home Assistant sensor."""
+        return f"{self.prefix}/homeassistant/people/{object_id}/last_node"
+
     def node_status(self, node: str) -> str:
         return f"{self.prefix}/nodes/{node}/status"
 

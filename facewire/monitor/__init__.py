@@ -1,0 +1,1 @@
+"""The ``facewire monitor`` live terminal view, ``facewire tail`` and Home Assistant discovery."""
