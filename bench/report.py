@@ -113,3 +113,29 @@ def edge(data: dict[str, Any], command: str) -> None:
         )
     )
     publish("edge", data, command, body)
+
+
+def wire(data: dict[str, Any], command: str) -> None:
+    sizes, rates = data["bytes"], data["rates"]
+    message = sizes["mean_bytes"]["message"]
+    named = [
+        ("facewire FaceEmbedding message (msgpack, 128 × float16)", message),
+        ("JPEG of the face box, quality 90 (edge+cloud design)", sizes["mean_bytes"]["crop_q90"]),
+        ("JPEG of the face box, quality 75", sizes["mean_bytes"]["crop_q75"]),
+        ("JPEG of the 112×112 aligned face, quality 90", sizes["mean_bytes"]["aligned_q90"]),
+        ("whole frame JPEG q90, per face", sizes["frame_jpeg_q90_per_face"]),
+        ("the clip's H.264 stream, per face", sizes["h264_per_face"]),
+    ]
+    byte_rows = [[name, f"{value:,.0f}", f"{value / message:.1f}×"] for name, value in named]
+    rate_rows = [
+        [name.replace("_", " "), f"{value:,.0f}", f"{rates['ratio_to_c_clients'].get(name, float('nan')):.2f}"]
+        for name, value in rates["per_s"].items()
+    ]
+    body = (
+        f"Faces of the first {sizes['frames']} frames of the bundled clip ({sizes['faces']} faces, "
+        f"{sizes['faces_per_frame']:.1f} per frame).\n\n"
+        + table(["what goes on the network per face", "bytes", "× the embedding message"], byte_rows)
+        + f"\n\n{rates['messages']:,} messages of {rates['payload_bytes']} bytes, QoS 1, one local mosquitto:\n\n"
+        + table(["publisher → subscriber", "messages/s", "÷ C clients (same run)"], rate_rows)
+    )
+    publish("wire", data, command, body)
