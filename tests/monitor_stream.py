@@ -66,7 +66,7 @@ def make_results(count: int, now: float, first_seq: int = 0) -> list[FaceResult]
 def make_stream(now: float, count: int = 12) -> Stream:
     """Statuses (retained), results with one redelivered duplicate, an alert, a dead letter and stats."""
     stream = Stream(results=make_results(count, now))
-    for node, fps in zip(NODES, (7.5, 4.0)):
+    for node, fps in zip(NODES, (7.5, 4.0), strict=True):
         status = {"node": node, "state": "online", "ts": now, "fps": fps, "faces_per_s": fps / 3, "model": "sface"}
         stream.messages.append((TOPICS.node_status(node), json.dumps(status).encode(), True))
     stream.messages.append(

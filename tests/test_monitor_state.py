@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -157,3 +158,13 @@ def test_tail_describes_embedding_without_vector_unless_asked() -> None:
     assert len(with_vector["vector"]) == 128
     broken = describe_embedding("t", b"\x93garbage")
     assert broken["error"] in {"not-msgpack", "wrong-type"} and "INVALID" in format_line(broken)
+
+
+def test_late_older_result_does_not_replace_last_person() -> None:
+    state = MonitorState()
+    newer, older = make_results(2, NOW, first_seq=10)
+    older = dataclasses.replace(older, node=newer.node, ts=newer.ts - 5, name="Alex_Lacamoire")
+    for result in (newer, older):
+        state.ingest(TOPICS.results(result.node), result.to_json(), NOW)
+    node = state.snapshot(NOW)["nodes"][0]
+    assert (node["results"], node["last_person"]) == (2, newer.name)

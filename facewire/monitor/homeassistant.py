@@ -55,7 +55,7 @@ class HomeAssistantBridge:
         self.instance = slug(instance)
         self.nodes: set[str] = set()
         self.people: set[str] = set()
-        self._states: dict[str, str] = {}
+        self._states: dict[str, tuple[float, str]] = {}
 
     @property
     def status_topic(self) -> str:
@@ -85,10 +85,10 @@ class HomeAssistantBridge:
         except SchemaError:
             return []
         publications = self._node(result.node)
-        publications += self._state(self.topics.ha_node_state(result.node), result.name)
+        publications += self._state(self.topics.ha_node_state(result.node), result.name, result.ts)
         if result.known:
             publications += self._person(result.name)
-            publications += self._state(self.topics.ha_person_state(slug(result.name)), result.node)
+            publications += self._state(self.topics.ha_person_state(slug(result.name)), result.node, result.ts)
         return publications
 
     def node_configs(self, node: str) -> list[tuple[str, dict[str, Any]]]:
@@ -156,11 +156,13 @@ class HomeAssistantBridge:
         topic, config = self.person_config(person)
         return [Publication(topic, json.dumps(config).encode())]
 
-    def _state(self, topic: str, value: str) -> list[Publication]:
-        if self._states.get(topic) == value:
+    def _state(self, topic: str, value: str, ts: float) -> list[Publication]:
+        """Publish ``value`` when it changes; an older result (redelivered, late) never overwrites a newer one."""
+        last_ts, last_value = self._states.get(topic, (float("-inf"), ""))
+        if ts < last_ts:
             return []
-        self._states[topic] = value
-        return [Publication(topic, value.encode())]
+        self._states[topic] = (ts, value)
+        return [] if value == last_value else [Publication(topic, value.encode())]
 
     def _status_node(self, topic: str) -> str | None:
         parts, head = topic.split("/"), self.topics.prefix.split("/")

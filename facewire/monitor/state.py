@@ -24,6 +24,7 @@ RESULTS_KEPT = 200
 ALERTS_KEPT = 50
 LATENCY_WINDOW = 2000
 THROUGHPUT_WINDOW = 10.0
+KEYS_REMEMBERED = 100_000  # (node, seq) keys kept to drop QoS-1 redeliveries
 
 
 @dataclass
@@ -34,6 +35,7 @@ class NodeInfo:
     received: float
     results: int = 0
     last_person: str = ""
+    last_ts: float = float("-inf")
 
 
 @dataclass
@@ -64,6 +66,7 @@ class MonitorState:
         self.latencies: deque[tuple[str, str, float]] = deque(maxlen=LATENCY_WINDOW)
         self.arrivals: deque[tuple[float, str, str]] = deque()
         self.seen: set[tuple[str, int]] = set()
+        self._seen_order: deque[tuple[str, int]] = deque()
         self.names: Counter[str] = Counter()
         self.nodes: dict[str, NodeInfo] = {}
         self.services: dict[str, dict[str, Any]] = {}
@@ -107,6 +110,9 @@ class MonitorState:
         if result.key in self.seen:  # QoS 1 redelivery
             return
         self.seen.add(result.key)
+        self._seen_order.append(result.key)
+        if len(self._seen_order) > KEYS_REMEMBERED:
+            self.seen.discard(self._seen_order.popleft())
         self.total_results += 1
         self.results.append(result)
         self.names[result.name] += 1
@@ -114,7 +120,8 @@ class MonitorState:
         self.latencies.append((result.node, result.name, (result.classified_at - result.ts) * 1000.0))
         node = self.nodes.setdefault(result.node, NodeInfo({"node": result.node}, 0.0))
         node.results += 1
-        node.last_person = result.name
+        if result.ts >= node.last_ts:  # a late or redelivered older result does not overwrite a newer one
+            node.last_person, node.last_ts = result.name, result.ts
 
     def _node_status(self, node: str, status: dict[str, Any], now: float) -> None:
         info = self.nodes.setdefault(node, NodeInfo(status, now))

@@ -1,0 +1,137 @@
+"""Home Assistant MQTT discovery: configs carry the discovery schema fields with the right types; live bridge."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from facewire.broker import LocalBroker
+from facewire.monitor.homeassistant import HomeAssistantBridge, gallery_people, slug
+from facewire.topics import Topics, matches
+from tests.monitor_stream import TOPICS, facewire_command, make_results, make_stream, publish
+from tests.support import Collector
+
+# The fields of Home Assistant's MQTT discovery schema we use, with their types
+# (https://www.home-assistant.io/integrations/sensor.mqtt/ and /integrations/mqtt/#discovery-messages).
+COMMON_FIELDS: dict[str, type] = {"name": str, "unique_id": str, "object_id": str, "state_topic": str, "device": dict}
+AVAILABILITY_FIELDS: dict[str, type] = {
+    "availability_topic": str,
+    "availability_template": str,
+    "payload_available": str,
+    "payload_not_available": str,
+}
+OBJECT_ID = r"[a-z0-9_]+"
+
+
+def check_config(topic: str, config: dict[str, Any], discovery_prefix: str = "homeassistant") -> None:
+    """Assert a discovery message is well formed (topic layout, required fields and their types)."""
+    parts = topic.split("/")
+    assert parts[0] == discovery_prefix and parts[1] in {"sensor", "binary_sensor"} and parts[-1] == "config", topic
+    assert parts[-2] == config["object_id"] and len(parts) == 5
+    for key, kind in COMMON_FIELDS.items():
+        assert isinstance(config.get(key), kind), (key, config)
+    assert config["object_id"].replace("_", "").isalnum() and config["object_id"] == config["object_id"].lower()
+    assert config["unique_id"].startswith(config["device"]["identifiers"][0])
+    identifiers = config["device"]["identifiers"]
+    assert isinstance(identifiers, list) and identifiers and all(isinstance(i, str) for i in identifiers)
+    assert isinstance(config["device"]["name"], str)
+    assert "#" not in config["state_topic"] and "+" not in config["state_topic"]
+
+
+def test_node_configs_have_discovery_fields_and_availability() -> None:
+    bridge = HomeAssistantBridge(Topics(), "homeassistant", "facewire")
+    (sensor_topic, sensor), (online_topic, online) = bridge.node_configs("cam-front")
+    check_config(sensor_topic, sensor)
+    check_config(online_topic, online)
+    for key, kind in AVAILABILITY_FIELDS.items():
+        assert isinstance(sensor[key], kind), key
+    assert sensor["availability_topic"] == TOPICS.node_status("cam-front")
+    assert (sensor["payload_available"], sensor["payload_not_available"]) == ("online", "offline")
+    assert sensor["state_topic"] == TOPICS.ha_node_state("cam-front")
+    assert online["device_class"] == "connectivity" and online["state_topic"] == TOPICS.node_status("cam-front")
+    assert sensor["device"] == online["device"]  # one HA device per node with both entities
+
+
+def test_person_config_and_unique_ids_are_distinct() -> None:
+    bridge = HomeAssistantBridge(Topics(), "ha", "Site 1")
+    topic, config = bridge.person_config("Lin-Manuel Miranda")
+    check_config(topic, config, "ha")
+    for key, kind in AVAILABILITY_FIELDS.items():
+        assert isinstance(config[key], kind), key
+    assert config["availability_topic"] == bridge.status_topic
+    assert config["object_id"] == "site_1_person_lin_manuel_miranda_last_node"
+    ids = {c["unique_id"] for _t, c in bridge.node_configs("a")} | {bridge.person_config("a")[1]["unique_id"]}
+    assert len(ids) == 3
+
+
+def test_bridge_publishes_configs_once_and_states_on_change() -> None:
+    bridge = HomeAssistantBridge(Topics(), "homeassistant", "facewire")
+    published = bridge.start(["Alex_Lacamoire"])
+    assert published[0].topic == bridge.status_topic and json.loads(published[0].payload)["state"] == "online"
+    for topic, payload, _retain in make_stream(time.time()).messages:
+        published += bridge.ingest(topic, payload)
+    by_topic: dict[str, list[bytes]] = {}
+    for item in published:
+        assert item.retain
+        by_topic.setdefault(item.topic, []).append(item.payload)
+    configs = [t for t in by_topic if t.endswith("/config")]
+    assert all(len(by_topic[t]) == 1 for t in configs)  # discovery sent once per entity
+    assert len(configs) == 3 * 2 + 2  # cam-front, cam-back, cam-old x 2 entities; two people
+    assert by_topic[TOPICS.ha_person_state(slug("Alex_Lacamoire"))][-1] in {b"cam-front", b"cam-back"}
+    assert TOPICS.ha_person_state("unknown") not in by_topic  # unknown faces are not a person
+    last = [r for r in make_results(12, 0.0) if r.node == "cam-back"][-1]
+    assert by_topic[TOPICS.ha_node_state("cam-back")][-1] == last.name.encode()
+
+
+def test_gallery_people_are_its_folders(tmp_path: Path) -> None:
+    for name in ("Bob", "Alice", ".hidden"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    assert gallery_people(tmp_path) == ["Alice", "Bob"]
+    assert gallery_people(tmp_path / "missing") == []
+
+
+def test_monitor_ha_publishes_retained_discovery_on_a_real_broker(broker: LocalBroker, tmp_path: Path) -> None:
+    gallery = tmp_path / "gallery"
+    (gallery / "Alex_Lacamoire").mkdir(parents=True)
+    process = subprocess.Popen(
+        [
+            *facewire_command(),
+            "monitor",
+            "--broker",
+            broker.url,
+            "--json",
+            "--duration",
+            "2",
+            "--ha",
+            "--gallery",
+            gallery,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    assert "connected to" in process.stderr.readline()
+    time.sleep(0.2)
+    publish(broker.url, make_stream(time.time()).messages)
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    # A subscriber that comes later (Home Assistant restarting) gets everything as retained messages.
+    late = Collector(
+        broker.url, ["homeassistant/#", "facewire/homeassistant/#", "facewire/services/+/+/status"]
+    ).start()
+    try:
+        found = late.wait_for(lambda t: t.endswith("/config"), count=8, timeout=10)
+        assert len(found) == 8, [t for t, _p in found]
+        for topic, payload in found:
+            check_config(topic, json.loads(payload))
+        states = dict(late.wait_for(lambda t: matches("facewire/homeassistant/#", t), count=5, timeout=5))
+        assert states[TOPICS.ha_person_state("alex_lacamoire")] in {b"cam-front", b"cam-back"}
+        status = dict(late.matching(lambda t: t == "facewire/services/homeassistant/facewire/status"))
+        assert json.loads(status["facewire/services/homeassistant/facewire/status"])["state"] == "offline"
+    finally:
+        late.stop()
