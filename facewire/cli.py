@@ -74,15 +74,29 @@ def config() -> None:
     """Configuration helpers."""
 
 
+MARKDOWN_HEADER = """# Configuration reference
+
+Generated from the settings schema (`facewire/config.py`) by `facewire config reference --markdown`;
+do not edit by hand (a test compares this file with the command's output).
+
+Precedence, lowest to highest: built-in defaults < TOML file (`--config` or `FACEWIRE_CONFIG`) <
+environment variables < command-line flags. In a TOML file an option `section.field` is `field = ...`
+under `[section]`. `~/.cache` and `~/.local/state` stand for `$XDG_CACHE_HOME` and `$XDG_STATE_HOME`
+when those are set.
+"""
+
+
 @config.command("reference")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table.")
 def config_reference(markdown: bool) -> None:
     """Every option with its environment variable, default and meaning."""
     rows = reference_rows()
     if markdown:
+        click.echo(MARKDOWN_HEADER)
         click.echo("| key | environment variable | default | meaning |\n|---|---|---|---|")
         for key, env, default, text in rows:
-            click.echo(f"| `{key}` | `{env}` | `{default}` | {text} |")
+            shown = f"`{default}`" if default else ""
+            click.echo(f"| `{key}` | `{env}` | {shown} | {text.replace('|', chr(92) + '|')} |")
         return
     table = Table("key", "environment variable", "default", "meaning")
     for row in rows:

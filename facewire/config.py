@@ -202,6 +202,17 @@ def _describe(exc: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(lines)
 
 
+def _readable_default(default: object) -> str:
+    """A default as the reference shows it: cache and state folders as ~/..., not this machine's home."""
+    if default is None:
+        return ""
+    text = str(default)
+    for folder, shown in ((DEFAULT_CACHE_DIR, "~/.cache/facewire"), (DEFAULT_STATE_DIR, "~/.local/state/facewire")):
+        if isinstance(default, Path) and default.is_relative_to(folder):
+            return shown + text[len(str(folder)) :]
+    return text
+
+
 def reference_rows() -> list[tuple[str, str, str, str]]:
     """(key, environment variable, default, description) for every option, generated from the schema."""
     rows = []
@@ -214,7 +225,7 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
                 (
                     f"{section_name}.{name}",
                     f"FACEWIRE_{section_name.upper()}__{name.upper()}",
-                    "" if default is None else str(default),
+                    _readable_default(default),
                     info.description or "",
                 )
             )
