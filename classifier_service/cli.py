@@ -10,7 +10,8 @@ import click
 
 from classifier_service.core import Classifier
 from classifier_service.gallery import EmbeddingCache, Gallery, build_gallery
-from classifier_service.matcher import Matcher
+from classifier_service.gallery_service import GalleryService
+from classifier_service.gallery_setup import legacy_cache_file, open_manager
 from classifier_service.service import ClassifierService
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
@@ -71,16 +72,21 @@ def run(
         model={"embedder": model, "detector": detector, "mask": mask},
     )
     conf = settings.classifier
-    enrolled = load_gallery(settings)
+    if not conf.gallery.is_dir():
+        raise ConfigError(f"gallery folder not found: {conf.gallery} (expected GALLERY/<person>/*.jpg)")
+    manager = open_manager(settings, conf.instance)
+    with progress_bar(f"gallery {conf.gallery}") as update:
+        report = manager.open(update)
     click.echo(
-        f"gallery {enrolled.version}: {len(enrolled.people)} people, {len(enrolled.labels)} photos"
-        f" ({len(enrolled.rejected)} rejected), model {enrolled.model_id}",
+        f"gallery {manager.version}: {len(set(manager.matcher.labels))} people, {len(manager.matcher.labels)}"
+        f" embeddings ({report.embedded} photos embedded now, {len(report.rejected)} rejected,"
+        f" index {'restored from file' if manager.restored_from_file else 'built'}), model {manager.model_id}",
         err=True,
     )
     topics = Topics(settings.mqtt.topic_prefix)
     name = conf.instance or f"{socket.gethostname()}-{os.getpid()}"
-    matcher = Matcher(enrolled.embeddings, enrolled.labels, conf.threshold, conf.top_k)
-    classifier = Classifier(matcher, enrolled.model_id, enrolled.version, topics)
+    classifier = Classifier(manager.matcher, manager.model_id, manager.version, topics)
+    manager.on_swap, manager.on_forget, classifier.observer = classifier.swap, classifier.forget_name, manager.observe
     connection = MqttConnection(
         settings.mqtt,
         f"classifier-{name}",
@@ -89,11 +95,15 @@ def run(
         receive_maximum=min(conf.queue_max, 65535),
     )
     service = ClassifierService(classifier, connection, topics, conf, name)
+    gallery_service = GalleryService(manager, connection, topics, legacy_cache_file(settings))
     connection.set_will(service.will())
     connection.connect()
+    gallery_service.start()
     service.start()
     click.echo(f"classifier {name} ready on {settings.mqtt.url}", err=True)
     stop = stop_event_on_signals()
     while not stop.wait(10.0):
         service.heartbeat()
+    gallery_service.stop()
     service.stop()
+    manager.store.close()

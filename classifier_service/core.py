@@ -6,6 +6,7 @@ import base64
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,12 +49,32 @@ class Classifier:
     """Validates, de-duplicates and identifies embeddings in batches."""
 
     def __init__(self, matcher: Matcher, model_id: str, gallery_version: str, topics: Topics, memory: int = 100_000):
-        self.matcher = matcher
+        self._state = (matcher, gallery_version)
         self.model_id = model_id
-        self.gallery_version = gallery_version
         self.topics = topics
         self._answered: OrderedDict[tuple[str, int], FaceResult] = OrderedDict()
         self._memory = memory
+        # Called with every freshly classified (embedding, result) pair, e.g. to keep probes and unknowns.
+        self.observer: Callable[[list[tuple[FaceEmbedding, FaceResult]]], None] | None = None
+
+    @property
+    def matcher(self) -> Matcher:
+        return self._state[0]
+
+    @property
+    def gallery_version(self) -> str:
+        return self._state[1]
+
+    def swap(self, matcher: Matcher, gallery_version: str) -> None:
+        """Serve a new gallery from the next batch on (one atomic assignment: no pause, no mixed state)."""
+        self._state = (matcher, gallery_version)
+
+    def forget_name(self, name: str) -> int:
+        """Drop remembered results naming ``name`` (erasure); returns how many."""
+        keys = [key for key, result in list(self._answered.items()) if result.name == name]
+        for key in keys:
+            self._answered.pop(key, None)
+        return len(keys)
 
     def decode(self, message: Incoming) -> FaceEmbedding:
         """Decode one message and check it belongs to this classifier; SchemaError otherwise."""
@@ -79,14 +100,17 @@ class Classifier:
             previous = self._answered.get(embedding.key)
             outcomes.append(previous if previous is not None else embedding)
         fresh = [o for o in outcomes if isinstance(o, FaceEmbedding)]
-        matches = self.matcher.match(np.stack([e.emb for e in fresh])) if fresh else []
+        matcher, gallery_version = self._state
+        matches = matcher.match(np.stack([e.emb for e in fresh])) if fresh else []
         decided = dict(zip((id(e) for e in fresh), matches, strict=True))
         received = {id(o): m.received for o, m in zip(outcomes, batch, strict=True)}
         now = time.time()
         results: list[FaceResult | DeadLetter] = []
+        observed: list[tuple[FaceEmbedding, FaceResult]] = []
         for outcome in outcomes:
             if isinstance(outcome, FaceEmbedding):
                 match = decided[id(outcome)]
+                embedding_of = outcome
                 outcome = FaceResult(
                     node=outcome.node,
                     seq=outcome.seq,
@@ -96,16 +120,19 @@ class Classifier:
                     name=match.name,
                     score=match.score,
                     known=match.known,
-                    threshold=self.matcher.threshold,
+                    threshold=matcher.threshold,
                     model=self.model_id,
-                    gallery_version=self.gallery_version,
+                    gallery_version=gallery_version,
                     classified_at=now,
                     latency_ms=round((now - received[id(outcome)]) * 1000.0, 3),
                     bbox=outcome.bbox,
                     candidates=match.candidates[:3],
                 )
+                observed.append((embedding_of, outcome))
                 self._remember(outcome)
             results.append(outcome)
+        if observed and self.observer is not None:
+            self.observer(observed)
         return results
 
     def _remember(self, result: FaceResult) -> None:

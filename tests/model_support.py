@@ -39,3 +39,10 @@ def export_random(folder: Path, config: str) -> Path:
     done = run_exporter(["--random-init", config, "--output", str(folder)])
     assert done.returncode == 0, done.stdout + done.stderr
     return folder / f"clip-{config}.onnx"
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny CLIP vision model (32-d) exported by the real exporter."""
+    need_torch()
+    return export_random(tmp_path_factory.mktemp("tiny-clip"), "tiny")

@@ -112,11 +112,17 @@ class RunningClassifier:
     def log(self) -> Path:
         return self.workdir / f"classifier-{self.instance}.log"
 
+    @property
+    def store_dir(self) -> Path:
+        """Where this replica's gallery store lives (the workdir, so tests never share a store)."""
+        return self.workdir / "gallery-store"
+
     def start(self, timeout: float = 120) -> RunningClassifier:
         status = f"facewire/services/classifier/{self.instance}/status"
         watcher = Collector(self.url, [status]).start()
         args = ["run", "--gallery", str(self.gallery), "--instance", self.instance, *self.extra]
-        self.process = start_module("classifier_service", args, {"FACEWIRE_MQTT__URL": self.url}, self.log)
+        env = {"FACEWIRE_MQTT__URL": self.url, "FACEWIRE_GALLERY__STORE_DIR": str(self.store_dir)}
+        self.process = start_module("classifier_service", args, env, self.log)
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

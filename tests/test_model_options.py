@@ -21,17 +21,11 @@ from facewire.images import load_image
 from facewire.models.detector import HaarDetector
 from facewire.models.metadata import ExportMetadata, read_metadata
 from facewire.models.registry import SFACE, exported_model, resolve_embedder, spec_from_metadata
-from tests.model_support import export_random, need_mediapipe, need_torch, run_exporter
+from tests.model_support import need_mediapipe, need_torch, run_exporter, tiny_clip
 from tests.support import ROOT, run_module
 
 PHOTO = "lfw/known/Colin_Powell/Colin_Powell_0001.jpg"
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised tiny CLIP vision model exported by the real exporter."""
-    need_torch()
-    return export_random(tmp_path_factory.mktemp("tiny-clip"), "tiny")
+__all__ = ["tiny_clip"]  # a fixture
 
 
 def settings(tmp_path: Path, **fields: str) -> ModelSettings:

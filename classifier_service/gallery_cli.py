@@ -1,0 +1,302 @@
+"""Gallery commands: ``facewire enroll / forget / reload / unknowns / whereis / gallery``.
+
+Online (default): the command is published on gallery/cmd and the CLI waits for
+the classifiers' events. ``--offline`` acts on one replica's store directly; it
+is only safe while no classifier runs on that store (see docs/gallery.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from classifier_service.commands import parse_command
+from classifier_service.enrolment import check_photo, valid_person
+from classifier_service.gallery_client import GalleryClient
+from classifier_service.gallery_manager import GalleryManager, b64_vectors
+from classifier_service.gallery_ops import apply_command
+from classifier_service.gallery_setup import legacy_cache_file, open_manager
+from facewire.cli_common import common_options, fail_cleanly, settings_from
+from facewire.config import Settings
+from facewire.errors import FacewireError, ImageError, SchemaError
+from facewire.faces import create_analyzer
+from facewire.images import is_image_file, load_image
+from facewire.progress import progress_bar
+
+CHUNK = 512
+console = Console(stderr=True)
+
+
+def gallery_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--offline, --instance, --replicas, --timeout on top of the common options."""
+    func = click.option("--timeout", type=float, default=None, help="Seconds to wait for the classifiers.")(func)
+    func = click.option("--replicas", type=int, default=1, show_default=True, help="Replicas that must answer.")(func)
+    func = click.option("--instance", default="", help="Offline: the replica whose store to use ('' : default).")(func)
+    func = click.option("--offline", is_flag=True, help="Act on the store directly (no classifier may be running).")(
+        func
+    )
+    return common_options(func)
+
+
+def run_command(
+    settings: Settings, command: dict[str, Any], offline: bool, instance: str, replicas: int, timeout: float | None
+) -> list[dict[str, Any]]:
+    """Apply one gallery command offline, or send it and wait for ``replicas`` answers."""
+    if offline:
+        manager = _offline_manager(settings, instance)
+        try:
+            return _apply_offline(manager, settings, command)
+        finally:
+            manager.store.close()
+    with GalleryClient(settings.mqtt) as client:
+        return client.request(command, replicas, timeout or settings.gallery.command_timeout)
+
+
+def _offline_manager(settings: Settings, instance: str) -> GalleryManager:
+    manager = open_manager(settings, instance)
+    manager.restore()
+    return manager
+
+
+def _apply_offline(manager: GalleryManager, settings: Settings, command: dict[str, Any]) -> list[dict[str, Any]]:
+    import json
+
+    parsed = parse_command(json.dumps({"id": "offline", "actor": "cli-offline", **command}).encode())
+    outcome = apply_command(manager, parsed, legacy_cache_file(settings))
+    for forwarded in outcome.forward:
+        outcome.events += _apply_offline(manager, settings, forwarded)
+    return outcome.events
+
+
+def collect_photos(paths: tuple[Path, ...], person: str | None) -> list[tuple[str, Path]]:
+    """(person, photo) pairs; without ``person`` each photo's person is its top folder under the given dir."""
+    pairs: list[tuple[str, Path]] = []
+    for path in paths:
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if is_image_file(p))
+        for file in files:
+            owner = person or (file.relative_to(path).parts[0] if path.is_dir() and file.parent != path else "")
+            if not owner:
+                raise click.UsageError(f"{file}: with --by-folder, photos must be in DIR/<person>/")
+            pairs.append((owner, file))
+    return pairs
+
+
+@click.command()
+@gallery_options
+@click.argument("args", metavar="PERSON PHOTO_OR_DIR...", nargs=-1, required=True)
+@click.option("--by-folder", is_flag=True, help="No PERSON: every DIR/<person>/ folder is one person.")
+@click.option("--list", "list_all", is_flag=True, help="Print accepted photos too, not only rejected ones.")
+@fail_cleanly
+def enroll(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    offline: bool,
+    instance: str,
+    replicas: int,
+    timeout: float | None,
+    args: tuple[str, ...],
+    by_folder: bool,
+    list_all: bool,
+) -> None:
+    """Check, embed and enrol photos of PERSON (photos are checked here; only embeddings are sent)."""
+    settings = settings_from(config_file, broker_url, verbose)
+    person = None if by_folder else valid_person(args[0])
+    paths = tuple(Path(a) for a in (args if by_folder else args[1:]))
+    missing = [p for p in paths if not p.exists()]
+    if not paths or missing:
+        raise click.UsageError(f"photos not found: {', '.join(map(str, missing))}" if missing else "no photos given")
+    pairs = collect_photos(paths, person)
+    analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
+    started = time.perf_counter()
+    accepted: dict[str, list[tuple[Path, np.ndarray]]] = {}
+    rejected = 0
+    with progress_bar(f"checking {len(pairs)} photos") as update:
+        for done, (owner, path) in enumerate(pairs, start=1):
+            try:
+                valid_person(owner)
+                check = check_photo(analyzer, load_image(path), settings.gallery)
+                reason = check.reason
+            except (ImageError, SchemaError) as exc:
+                check, reason = None, str(exc)
+            if check is not None and check.vector is not None:
+                accepted.setdefault(owner, []).append((path, check.vector))
+                if list_all:
+                    click.echo(f"ok       {path}")
+            else:
+                rejected += 1
+                click.echo(f"rejected {path}: {reason}")
+            update(done, len(pairs))
+    checked = time.perf_counter() - started
+    model = analyzer.embedder.model_id
+    enrolled, duplicates = _send(settings, model, accepted, offline, instance, replicas, timeout)
+    elapsed = time.perf_counter() - started
+    click.echo(
+        f"{len(pairs)} photos: {enrolled} enrolled, {rejected} rejected by checks, {duplicates} rejected by the"
+        f" gallery; {len(pairs) / max(checked, 1e-9):.1f} photos/s checked, {elapsed:.1f}s in all"
+    )
+
+
+def _send(
+    settings: Settings,
+    model: str,
+    accepted: dict[str, list[tuple[Path, np.ndarray]]],
+    offline: bool,
+    instance: str,
+    replicas: int,
+    timeout: float | None,
+) -> tuple[int, int]:
+    enrolled = duplicates = 0
+    for owner, items in accepted.items():
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            command = {
+                "op": "enroll",
+                "person": owner,
+                "model": model,
+                "embeddings": b64_vectors(np.stack([v for _p, v in chunk])),
+            }
+            event = run_command(settings, command, offline, instance, replicas, timeout)[0]
+            if event["event"] == "error":
+                raise FacewireError(f"{owner}: {event.get('reason')}: {event.get('detail')}")
+            enrolled += int(event.get("accepted", 0))
+            for result in event.get("results", []):
+                if not result["accepted"]:
+                    duplicates += 1
+                    click.echo(f"rejected {chunk[result['index']][0]}: {result['reason']}")
+    return enrolled, duplicates
+
+
+@click.command()
+@gallery_options
+@click.argument("person")
+@fail_cleanly
+def forget(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    offline: bool,
+    instance: str,
+    replicas: int,
+    timeout: float | None,
+    person: str,
+) -> None:
+    """Erase PERSON from every replica: embeddings, negatives, enrolment photos, cached vectors."""
+    settings = settings_from(config_file, broker_url, verbose)
+    for event in run_command(settings, {"op": "forget", "person": person}, offline, instance, replicas, timeout):
+        click.echo(f"{event['instance']}: forgot {person}: {event['removed']} (gallery {event['gallery_version']})")
+
+
+@click.command()
+@gallery_options
+@fail_cleanly
+def reload(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    offline: bool,
+    instance: str,
+    replicas: int,
+    timeout: float | None,
+) -> None:
+    """Re-read the dataset folder (new photos enrolled, removed ones dropped) on every replica."""
+    settings = settings_from(config_file, broker_url, verbose)
+    for event in run_command(settings, {"op": "reload"}, offline, instance, replicas, timeout):
+        click.echo(
+            f"{event['instance']}: +{event['added']} -{event['removed']} ={event['unchanged']}"
+            f" ({event['rejected']} rejected), gallery {event['gallery_version']}"
+        )
+
+
+def clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.group(invoke_without_command=True)
+@gallery_options
+@click.option("--min-size", type=int, default=2, show_default=True, help="Smallest cluster listed.")
+@click.pass_context
+@fail_cleanly
+def unknowns(
+    ctx: click.Context,
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    offline: bool,
+    instance: str,
+    replicas: int,
+    timeout: float | None,
+    min_size: int,
+) -> None:
+    """List clusters of unknown faces (size, first/last seen, nodes); ``unknowns name`` enrols one."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = (config_file, broker_url, verbose, offline, instance, replicas, timeout)
+        return
+    settings = settings_from(config_file, broker_url, verbose)
+    if offline:
+        events = run_command(settings, {"op": "unknowns"}, True, instance, 1, timeout)
+    else:
+        with GalleryClient(settings.mqtt) as client:
+            events = client.gather({"op": "unknowns"}, quiet=1.0, timeout=timeout or 10.0)
+    table = Table("cluster", "size", "first seen", "last seen", "nodes")
+    clusters = sorted((c for e in events for c in e["clusters"]), key=lambda c: -c["size"])
+    for cluster in (c for c in clusters if c["size"] >= min_size):
+        nodes = ", ".join(f"{n} x{k}" for n, k in sorted(cluster["nodes"].items()))
+        table.add_row(
+            cluster["cluster"], str(cluster["size"]), clock(cluster["first_seen"]), clock(cluster["last_seen"]), nodes
+        )
+    Console().print(table)
+
+
+@unknowns.command("name")
+@click.argument("cluster")
+@click.argument("person")
+@click.pass_obj
+@fail_cleanly
+def unknowns_name(obj: tuple[Any, ...], cluster: str, person: str) -> None:
+    """Enrol every face of CLUSTER (as listed, e.g. ``default:3``) as PERSON."""
+    config_file, broker_url, verbose, offline, instance, replicas, timeout = obj
+    settings = settings_from(config_file, broker_url, verbose)
+    command = {"op": "name-cluster", "cluster": cluster, "person": person}
+    for event in run_command(settings, command, offline, instance, replicas, timeout):
+        click.echo(f"{event['instance']}: {event['event']} {person}: {event.get('accepted', 0)} faces")
+
+
+@click.command()
+@gallery_options
+@click.argument("person")
+@fail_cleanly
+def whereis(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    offline: bool,
+    instance: str,
+    replicas: int,
+    timeout: float | None,
+    person: str,
+) -> None:
+    """Last known location (node and time) of PERSON, from the classifiers' results."""
+    settings = settings_from(config_file, broker_url, verbose)
+    if offline:
+        events = run_command(settings, {"op": "whereis", "person": person}, True, instance, 1, timeout)
+    else:
+        with GalleryClient(settings.mqtt) as client:
+            events = client.gather({"op": "whereis", "person": person}, quiet=0.5, timeout=timeout or 10.0)
+    seen = [e for e in events if e.get("seen_at")]
+    if not seen:
+        click.echo(f"{person}: not seen (see also `facewire log --last-seen {person}`)")
+        return
+    newest = max(seen, key=lambda e: e["seen_at"])
+    click.echo(f"{person} last seen on {newest['node']} at {clock(newest['seen_at'])}")
+
+
+COMMANDS = [enroll, forget, reload, unknowns, whereis]

@@ -1,0 +1,111 @@
+"""Send gallery commands to running classifiers and wait for their events (used by the CLI and tests)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from facewire.config import MqttSettings
+from facewire.errors import FacewireError
+from facewire.mqtt import MqttConnection
+from facewire.topics import Topics
+
+# The event that ends a command, per op ("not-held"/"forwarded" are intermediate).
+FINAL_EVENTS = {
+    "enroll": {"enrolled", "rejected", "error"},
+    "forget": {"forgotten", "error"},
+    "reload": {"reloaded", "error"},
+    "reject": {"negative-added", "error"},
+    "relabel": {"enrolled", "rejected", "error"},
+    "name-cluster": {"enrolled", "rejected", "error"},
+    "unknowns": {"unknowns"},
+    "whereis": {"whereis"},
+    "status": {"status"},
+}
+
+
+class GalleryTimeout(FacewireError):
+    """No replica answered a gallery command in time."""
+
+
+class GalleryClient:
+    """One MQTT connection that publishes gallery commands and collects their events by request id."""
+
+    def __init__(self, settings: MqttSettings, actor: str = "cli") -> None:
+        self.topics = Topics(settings.topic_prefix)
+        self.actor = actor
+        self._events: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self.connection = MqttConnection(settings, f"gallery-cli-{uuid.uuid4().hex[:8]}")
+        self.connection.subscribe(self.topics.gallery_events(), self._record)
+
+    def __enter__(self) -> GalleryClient:
+        self.connection.connect()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.connection.close()
+
+    def _record(self, message: paho.MQTTMessage) -> None:
+        try:
+            event = json.loads(message.payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return
+        if isinstance(event, dict):
+            with self._cond:
+                self._events.append(event)
+                self._cond.notify_all()
+
+    def send(self, command: dict[str, Any]) -> str:
+        """Publish ``command`` (an id is added) and return its id once the broker has it."""
+        request = {"id": uuid.uuid4().hex[:12], "actor": self.actor, **command}
+        info = self.connection.publish(self.topics.gallery_cmd(), json.dumps(request).encode())
+        info.wait_for_publish(10)
+        return str(request["id"])
+
+    def events(self, request_id: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self._events if e.get("id") == request_id]
+
+    def wait(self, request_id: str, op: str, replicas: int, timeout: float) -> list[dict[str, Any]]:
+        """Final events of ``request_id`` from ``replicas`` distinct replicas; GalleryTimeout if fewer came."""
+        final = FINAL_EVENTS[op]
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                done = {e["instance"]: e for e in self._events if e.get("id") == request_id and e.get("event") in final}
+                if len(done) >= replicas:
+                    return list(done.values())
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [e.get("event") for e in self._events if e.get("id") == request_id]
+                    raise GalleryTimeout(
+                        f"{op}: {len(done)} of {replicas} replica(s) answered within {timeout:g}s (events seen: {seen})"
+                    )
+                self._cond.wait(min(left, 0.2))
+
+    def request(self, command: dict[str, Any], replicas: int = 1, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """``send`` then ``wait``."""
+        return self.wait(self.send(command), str(command["op"]), replicas, timeout)
+
+    def gather(self, command: dict[str, Any], quiet: float, timeout: float) -> list[dict[str, Any]]:
+        """Send and collect final events from every replica that answers (until ``quiet`` s pass with none new)."""
+        request_id = self.send(command)
+        final = FINAL_EVENTS[str(command["op"])]
+        deadline, last_count, last_change = time.monotonic() + timeout, 0, time.monotonic()
+        while time.monotonic() < deadline:
+            found = [e for e in self.events(request_id) if e.get("event") in final]
+            if len(found) != last_count:
+                last_count, last_change = len(found), time.monotonic()
+            if found and time.monotonic() - last_change >= quiet:
+                return found
+            time.sleep(0.05)
+        found = [e for e in self.events(request_id) if e.get("event") in final]
+        if not found:
+            raise GalleryTimeout(f"{command['op']}: no classifier answered within {timeout:g}s")
+        return found

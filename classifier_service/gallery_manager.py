@@ -1,0 +1,181 @@
+"""The gallery's pure core: apply gallery commands to the store and swap a fresh Matcher into the classifier.
+
+Every change builds a new Matcher aside and hands it to ``on_swap`` in one
+assignment, so recognition never pauses. The gallery version is a content hash
+of the store (people x sources, negatives), so replicas applying the same
+commands converge on the same version.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifier_service.clusters import LeaderClusters
+from classifier_service.commands import Command
+from classifier_service.folder_sync import SyncReport, sync_folder
+from classifier_service.gallery_store import GalleryStore
+from classifier_service.index_file import load_index, save_index
+from classifier_service.matcher import UNKNOWN, Matcher
+from facewire.config import GallerySettings
+from facewire.faces import FaceAnalyzer
+from facewire.logs import kv
+from facewire.schema import FaceEmbedding, FaceResult
+
+log = logging.getLogger(__name__)
+Event = dict[str, Any]
+
+
+class GalleryManager:
+    """Owns the store, the in-memory gallery arrays, probe memory and unknown clusters of one replica."""
+
+    def __init__(
+        self,
+        store: GalleryStore,
+        store_dir: Path,
+        folder: Path,
+        model_id: str,
+        policy: GallerySettings,
+        analyzer: Callable[[], FaceAnalyzer],
+        threshold: float,
+        top_k: int,
+        instance: str,
+    ) -> None:
+        self.store, self.store_dir, self.folder = store, store_dir, folder
+        self.model_id, self.policy, self.analyzer = model_id, policy, analyzer
+        self.threshold, self.top_k, self.instance = threshold, top_k, instance
+        self.on_swap: Callable[[Matcher, str], None] | None = None
+        self.on_forget: Callable[[str], int] | None = None  # drops results the classifier remembers
+        self.version = ""
+        self.matcher = Matcher(np.zeros((0, 0), dtype=np.float32), [], threshold, top_k)
+        self._ids: list[int] = []
+        self._vectors = np.zeros((0, 0), dtype=np.float32)
+        self._probes: OrderedDict[tuple[str, int], tuple[np.ndarray, str]] = OrderedDict()
+        self._probe_lock = threading.Lock()
+        self.clusters = LeaderClusters(policy.cluster_cosine)
+        self._unknowns_added = 0
+        self.restored_from_file = False
+
+    # -- start-up -----------------------------------------------------------------------------------
+    def open(self, on_progress: Callable[[int, int], None] | None = None) -> SyncReport:
+        """Restore from the index file (or rebuild it from the store), then sync the dataset folder."""
+        self.restore()
+        report = self.sync(on_progress)
+        self.clusters.restore(self.store.unknowns(self.model_id))
+        return report
+
+    def restore(self) -> None:
+        """Serve the store's gallery: from the saved index when it checks out, else rebuilt from SQLite."""
+        rows = self.store.rows(self.model_id, with_vectors=False)
+        version = self.store.version(self.model_id)
+        index = load_index(self.store_dir, rows.ids, version) if rows.ids else None
+        if index is not None:
+            vectors = index.reconstruct_n(0, index.ntotal)
+            self.restored_from_file = True
+            self._install(rows.ids, rows.people, vectors, version, index=index, save=False)
+        else:
+            self.rebuild()
+
+    def rebuild(self) -> None:
+        """Reload every row from the store and serve it (and rewrite the index file)."""
+        rows = self.store.rows(self.model_id)
+        assert rows.vectors is not None
+        self._install(rows.ids, rows.people, rows.vectors, self.store.version(self.model_id))
+
+    def sync(self, on_progress: Callable[[int, int], None] | None = None) -> SyncReport:
+        report = sync_folder(
+            self.folder, self.store, self.model_id, self.analyzer, self.policy, self._vectors, on_progress
+        )
+        if report.added or report.removed:
+            self.rebuild()
+        return report
+
+    def _install(
+        self, ids: list[int], people: list[str], vectors: np.ndarray, version: str, index: Any = None, save: bool = True
+    ) -> None:
+        negatives = self.store.negatives(self.model_id)
+        matcher = Matcher(
+            vectors if index is None else None,
+            people,
+            self.threshold,
+            self.top_k,
+            index=index,
+            negatives=(negatives.vectors, negatives.people) if negatives.vectors is not None else None,
+        )
+        self._ids, self._vectors = list(ids), vectors
+        self.matcher, self.version = matcher, version
+        if self.on_swap is not None:
+            self.on_swap(matcher, version)
+        if save and ids:
+            save_index(self.store_dir, matcher.index, self._ids, version)
+
+    @property
+    def dim(self) -> int:
+        return self.matcher.dim or (int(self._vectors.shape[1]) if self._vectors.ndim == 2 else 0)
+
+    # -- probes and unknowns (called from the classifier's worker thread) ---------------------------
+    def observe(self, items: list[tuple[FaceEmbedding, FaceResult]]) -> None:
+        """Remember recent probes (for reject/relabel) and keep unknown faces, clustered."""
+        with self._probe_lock:
+            for embedding, result in items:
+                self._probes[embedding.key] = (embedding.emb, result.name)
+            while len(self._probes) > self.policy.probe_memory:
+                self._probes.popitem(last=False)
+        seen = [(r.name, r.node, r.ts) for _e, r in items if r.known]
+        if seen:
+            self.store.update_last_seen(seen)
+        fresh = [
+            (e.node, e.seq, e.ts, self.clusters.assign(e.emb), e.emb)
+            for e, r in items
+            if r.name == UNKNOWN and self.policy.unknown_max
+        ]
+        if fresh:
+            self.store.add_unknowns(self.model_id, fresh)
+            self._unknowns_added += len(fresh)
+            if self._unknowns_added >= 500:
+                self._unknowns_added = 0
+                cutoff = time.time() - self.policy.unknown_retention_days * 86400
+                self.store.prune_unknowns(self.policy.unknown_max, cutoff)
+
+    def probe(self, key: tuple[str, int]) -> tuple[np.ndarray, str] | None:
+        with self._probe_lock:
+            return self._probes.get(key)
+
+    def forget_probes(self, person: str) -> int:
+        with self._probe_lock:
+            keys = [k for k, (_v, name) in self._probes.items() if name == person]
+            for key in keys:
+                del self._probes[key]
+        return len(keys)
+
+    def event(self, command: Command, event: str, **fields: Any) -> Event:
+        """An event on gallery/events about ``command``."""
+        return {
+            "v": 1,
+            "event": event,
+            "id": command.id,
+            "op": command.op,
+            "instance": self.instance,
+            "gallery_version": self.version,
+            "people": len(set(self.matcher.labels)),
+            "embeddings": len(self._ids),
+            "ts": time.time(),
+            **fields,
+        }
+
+
+def b64_vectors(vectors: np.ndarray) -> list[str]:
+    """Embeddings as base64 little-endian float16 (the gallery command format)."""
+    return [base64.b64encode(np.asarray(v, dtype="<f2").tobytes()).decode() for v in vectors]
+
+
+def log_event(event: Event) -> None:
+    log.info(kv("gallery-event", **{k: v for k, v in event.items() if k in ("event", "id", "op", "gallery_version")}))

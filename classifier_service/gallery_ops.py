@@ -1,0 +1,210 @@
+"""Apply one gallery command: a list of events to publish and of commands to forward to every replica.
+
+Commands that only one replica can act on (``reject``/``relabel`` of a result it
+classified, ``name-cluster`` of its own cluster) are turned by that replica into
+replica-neutral commands (``negative``, ``enroll`` with embeddings) and
+forwarded on gallery/cmd, so every replica applies the same change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifier_service.clusters import summarise
+from classifier_service.commands import Command
+from classifier_service.enrolment import PhotoCheck, check_image_bytes, near_duplicate
+from classifier_service.erasure import delete_enrolment_photos, erasure_marker, purge_embedding_cache
+from classifier_service.gallery_manager import Event, GalleryManager, b64_vectors
+from classifier_service.gallery_store import NewEmbedding, vector_source
+from classifier_service.matcher import UNKNOWN
+
+
+@dataclass
+class Outcome:
+    events: list[Event] = field(default_factory=list)
+    forward: list[dict[str, Any]] = field(default_factory=list)
+
+
+def apply_command(manager: GalleryManager, command: Command, cache_file: Path | None = None) -> Outcome:
+    """Apply ``command`` to this replica's gallery."""
+    handler = {
+        "enroll": _enroll,
+        "negative": _negative,
+        "forget": lambda m, c: _forget(m, c, cache_file),
+        "reload": _reload,
+        "reject": _reject_or_relabel,
+        "relabel": _reject_or_relabel,
+        "unknowns": _unknowns,
+        "name-cluster": _name_cluster,
+        "whereis": _whereis,
+        "status": lambda m, c: Outcome([m.event(c, "status", people_list=m.store.people(m.model_id))]),
+    }[command.op]
+    return handler(manager, command)
+
+
+def _enroll(manager: GalleryManager, command: Command) -> Outcome:
+    if command.embeddings is not None:
+        mismatch = _model_mismatch(manager, command, command.embeddings)
+        if mismatch:
+            return mismatch
+        checks = [PhotoCheck(v, "", {}) for v in command.embeddings]
+        sources = [vector_source(v) for v in command.embeddings]
+        origin = "embedding"
+    else:
+        policy, analyzer = manager.policy, manager.analyzer()
+        checks = [check_image_bytes(analyzer, data, policy, f"image {i}") for i, data in enumerate(command.images)]
+        sources = [hashlib.sha256(data).hexdigest() for data in command.images]
+        origin = "image"
+    results, accepted = _dedup(manager, checks, sources, origin)
+    added = manager.store.add_embeddings(command.person, manager.model_id, accepted, time.time()) if accepted else []
+    for item, was_added in zip(accepted, added, strict=True):
+        if not was_added:
+            results[sources.index(item.source)].update(accepted=False, reason="already enrolled")
+    count = sum(added)
+    if count:
+        manager.rebuild()
+    manager.store.audit(
+        "enroll", command.actor, command.person, {"accepted": count, "rejected": len(results) - count}, time.time()
+    )
+    event = "enrolled" if count else "rejected"
+    return Outcome([manager.event(command, event, person=command.person, accepted=count, results=results)])
+
+
+def _dedup(
+    manager: GalleryManager, checks: list[PhotoCheck], sources: list[str], origin: str
+) -> tuple[list[dict[str, Any]], list[NewEmbedding]]:
+    """Per-item results and the items that pass the near-duplicate check (against the gallery and each other)."""
+    known = manager._vectors if manager._vectors.ndim == 2 and len(manager._vectors) else None
+    results: list[dict[str, Any]] = []
+    accepted: list[NewEmbedding] = []
+    for index, (check, source) in enumerate(zip(checks, sources, strict=True)):
+        result: dict[str, Any] = {"index": index, "accepted": False, "reason": check.reason, "quality": check.quality}
+        if check.vector is not None:
+            batch = np.stack([a.vector for a in accepted]) if accepted else None
+            duplicate = near_duplicate(check.vector, known, manager.policy.duplicate_cosine)
+            duplicate = duplicate or near_duplicate(check.vector, batch, manager.policy.duplicate_cosine)
+            if duplicate is not None:
+                result["reason"] = f"near-duplicate of an enrolled face (cosine {duplicate:.3f})"
+            else:
+                result.update(accepted=True, reason="")
+                accepted.append(NewEmbedding(source, origin, check.vector))
+        results.append(result)
+    return results, accepted
+
+
+def _model_mismatch(manager: GalleryManager, command: Command, vectors: np.ndarray) -> Outcome | None:
+    if command.model != manager.model_id:
+        detail = f"embeddings from {command.model!r}, gallery is {manager.model_id!r}"
+        return Outcome([manager.event(command, "error", reason="model-mismatch", detail=detail)])
+    if manager.dim and vectors.shape[1] != manager.dim:
+        detail = f"dimension {vectors.shape[1]} != {manager.dim}"
+        return Outcome([manager.event(command, "error", reason="wrong-dimension", detail=detail)])
+    return None
+
+
+def _negative(manager: GalleryManager, command: Command) -> Outcome:
+    assert command.embeddings is not None
+    mismatch = _model_mismatch(manager, command, command.embeddings)
+    if mismatch:
+        return mismatch
+    now, origin = time.time(), "negative:" + "/".join(map(str, command.result or ("", "")))
+    added = sum(
+        manager.store.add_negative(command.person, manager.model_id, NewEmbedding(vector_source(v), origin, v), now)
+        for v in command.embeddings
+    )
+    if added:
+        manager.rebuild()
+    manager.store.audit("negative", command.actor, command.person, {"added": added}, now)
+    return Outcome([manager.event(command, "negative-added", person=command.person, added=added)])
+
+
+def _forget(manager: GalleryManager, command: Command, cache_file: Path | None) -> Outcome:
+    person = command.person
+    counts = manager.store.forget(person)
+    photos = delete_enrolment_photos(manager.folder, person, counts.origins)
+    cached = purge_embedding_cache(cache_file, counts.sources) if cache_file else 0
+    probes = manager.forget_probes(person) + (manager.on_forget(person) if manager.on_forget else 0)
+    manager.rebuild()
+    removed = {
+        "embeddings": counts.embeddings,
+        "negatives": counts.negatives,
+        "photos": photos,
+        "cache_rows": cached,
+        "probes": probes,
+    }
+    manager.store.audit("forget", command.actor, erasure_marker(person), removed, time.time())
+    return Outcome([manager.event(command, "forgotten", person=person, removed=removed)])
+
+
+def _reload(manager: GalleryManager, command: Command) -> Outcome:
+    report = manager.sync()
+    manager.store.audit("reload", command.actor, str(manager.folder), {"added": report.added}, time.time())
+    fields = {"added": report.added, "removed": report.removed, "unchanged": report.unchanged}
+    return Outcome([manager.event(command, "reloaded", rejected=len(report.rejected), **fields)])
+
+
+def _reject_or_relabel(manager: GalleryManager, command: Command) -> Outcome:
+    assert command.result is not None
+    node, seq = command.result
+    held = manager.probe(command.result)
+    if held is None:
+        return Outcome([manager.event(command, "not-held", result=f"{node}/{seq}")])
+    vector, name = held
+    base = {"id": command.id, "actor": command.actor, "model": manager.model_id}
+    probe = b64_vectors(vector[None, :])
+    forward: list[dict[str, Any]] = []
+    if name != UNKNOWN and name != command.person:
+        forward.append({**base, "op": "negative", "person": name, "embeddings": probe, "result": f"{node}/{seq}"})
+    if command.op == "relabel":
+        forward.append({**base, "op": "enroll", "person": command.person, "embeddings": probe})
+    if not forward:
+        return Outcome([manager.event(command, "error", reason="nothing-to-reject", detail="the result was unknown")])
+    return Outcome([manager.event(command, "forwarded", result=f"{node}/{seq}", was=name)], forward)
+
+
+def _unknowns(manager: GalleryManager, command: Command) -> Outcome:
+    clusters = [
+        {
+            "cluster": f"{manager.instance}:{s.cluster}",
+            "size": s.size,
+            "first_seen": s.first_seen,
+            "last_seen": s.last_seen,
+            "nodes": s.nodes,
+        }
+        for s in summarise(manager.store.unknowns(manager.model_id))
+    ]
+    return Outcome([manager.event(command, "unknowns", clusters=clusters)])
+
+
+def _name_cluster(manager: GalleryManager, command: Command) -> Outcome:
+    instance, _, number = command.cluster.rpartition(":")
+    if instance != manager.instance or not number.isdigit():
+        return Outcome([manager.event(command, "not-held", cluster=command.cluster)])
+    members = manager.store.unknowns(manager.model_id, int(number))
+    if not members:
+        return Outcome([manager.event(command, "error", reason="no-such-cluster", cluster=command.cluster)])
+    vectors = np.stack([m.vector for m in members])
+    forward = {
+        "id": command.id,
+        "actor": command.actor,
+        "op": "enroll",
+        "person": command.person,
+        "model": manager.model_id,
+        "embeddings": b64_vectors(vectors),
+    }
+    manager.store.delete_unknowns([m.id for m in members])
+    manager.clusters.remove(int(number))
+    event = manager.event(command, "forwarded", cluster=command.cluster, size=len(members))
+    return Outcome([event], [forward])
+
+
+def _whereis(manager: GalleryManager, command: Command) -> Outcome:
+    found = manager.store.last_seen(command.person)
+    fields = {"node": found[0], "seen_at": found[1]} if found else {"node": None, "seen_at": None}
+    return Outcome([manager.event(command, "whereis", person=command.person, **fields)])

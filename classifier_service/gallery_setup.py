@@ -1,0 +1,39 @@
+"""Open one replica's gallery (store + index file + dataset folder) from the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from classifier_service.gallery_manager import GalleryManager
+from classifier_service.gallery_store import open_gallery_store
+from facewire.config import Settings
+from facewire.faces import FaceAnalyzer, create_analyzer
+
+
+def store_dir(settings: Settings, instance: str) -> Path:
+    """``<gallery.store_dir>/<instance or 'default'>``: each replica keeps its own store."""
+    return settings.gallery.store_dir / (instance or "default")
+
+
+def legacy_cache_file(settings: Settings) -> Path:
+    """The photo-hash embedding cache of classifier_service.gallery (purged on forget)."""
+    return settings.model.cache_dir / "gallery" / "embeddings.sqlite"
+
+
+def open_manager(settings: Settings, instance: str, analyzer: FaceAnalyzer | None = None) -> GalleryManager:
+    """A GalleryManager on this replica's store; call ``open()`` on it to restore and sync."""
+    folder = store_dir(settings, instance)
+    store = open_gallery_store(folder)
+    face_analyzer = analyzer or create_analyzer(settings.model, det_threshold=0.6, min_face=20)
+    conf = settings.classifier
+    return GalleryManager(
+        store,
+        folder,
+        conf.gallery,
+        face_analyzer.embedder.model_id,
+        settings.gallery,
+        lambda: face_analyzer,
+        conf.threshold,
+        conf.top_k,
+        instance or "default",
+    )
