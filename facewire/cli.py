@@ -11,6 +11,7 @@ from rich.table import Table
 from alert_service.views import alerts_command, nodes_command, stats_command
 from alert_service.views_log import log_command
 from classifier_service.cli import main as classifier_main
+from classifier_service.gallery_cli import COMMANDS as GALLERY_COMMANDS
 from edge_agent.cli import main as edge_main
 from facewire import __version__
 from facewire.bench_cli import bench as bench_group
@@ -36,6 +37,8 @@ main.add_command(models_group, "models")
 for _view in (log_command, alerts_command, stats_command, nodes_command):
     main.add_command(_view)
 for _command in MONITOR_COMMANDS:
+    main.add_command(_command)
+for _command in GALLERY_COMMANDS:
     main.add_command(_command)
 
 

@@ -82,6 +82,25 @@ class ClassifierSettings(Section):
     instance: str = Field("", description="Replica id (default: host name and process id)")
 
 
+class GallerySettings(Section):
+    store_dir: Path = Field(
+        DEFAULT_STATE_DIR / "gallery", description="Gallery store (SQLite + FAISS index), one subfolder per replica"
+    )
+    min_face: int = Field(48, description="Smallest face side in pixels accepted for enrolment", ge=8)
+    min_sharpness: float = Field(25.0, description="Least Laplacian variance of an enrolment face crop", ge=0)
+    second_face_ratio: float = Field(
+        0.6, description="A second face at least this fraction of the largest's size rejects a photo", gt=0, le=1
+    )
+    duplicate_cosine: float = Field(
+        0.97, description="Cosine at which a new embedding duplicates an enrolled one", gt=0, le=1
+    )
+    probe_memory: int = Field(10_000, description="Recent probe embeddings kept for reject/relabel", ge=0)
+    unknown_max: int = Field(20_000, description="Unknown embeddings kept for clustering (oldest dropped)", ge=0)
+    unknown_retention_days: float = Field(30.0, description="Drop unknown embeddings older than this", gt=0)
+    cluster_cosine: float = Field(0.5, description="Cosine to a cluster centre that joins an unknown to it", gt=0, lt=1)
+    command_timeout: float = Field(60.0, description="Seconds the CLI waits for a gallery event", gt=0)
+
+
 DEFAULT_RESULTS_DB = DEFAULT_STATE_DIR / "results.sqlite"
 
 
@@ -147,6 +166,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     edge: EdgeSettings = EdgeSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    gallery: GallerySettings = GallerySettings()
     recorder: RecorderSettings = RecorderSettings()
     alerts: AlertSettings = AlertSettings()
     stats: StatsSettings = StatsSettings()

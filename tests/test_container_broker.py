@@ -1,0 +1,216 @@
+"""The compose stack's broker configuration, run by the real mosquitto binary.
+
+docker-compose.yml starts mosquitto with ``sh broker/docker-start.sh``; these
+tests run that same script, with temporary folders and free ports in place of
+the container's paths and port 1883, and talk to the result through facewire's
+own MQTT client: passwords from files (Docker secrets), the ACL, the shared
+subscription the classifier replicas use, the health check, persistence.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+import yaml
+
+from facewire.broker import free_port
+from facewire.config import MqttSettings
+from facewire.errors import BrokerError, ConfigError
+from facewire.mqtt import MqttConnection, Will, broker_password
+from facewire.topics import Topics
+from tests.support import ROOT
+
+START_SCRIPT = ROOT / "broker" / "docker-start.sh"
+SERVICE_PASSWORD = "service-secret-1"
+EDGE_USER, EDGE_PASSWORD = "front-door", "door-secret-2"
+TOPICS = Topics()
+
+
+@dataclass
+class ContainerBroker:
+    port: int
+    health_port: int
+    secrets: Path
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def settings(self, username: str | None = None, password_file: Path | None = None) -> MqttSettings:
+        return MqttSettings(url=self.url, username=username, password_file=password_file, connect_timeout=5)
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+    if found is None:
+        pytest.fail("mosquitto is not installed (scripts/setup.sh installs it)")
+    return found
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"docker-start.sh / mosquitto exited: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"nothing listens on {port}: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def container_broker(tmp_path: Path) -> Iterator[ContainerBroker]:
+    """broker/docker-start.sh as the container runs it, with temporary paths and free ports."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "mqtt_password").write_text(SERVICE_PASSWORD + "\n")
+    (secrets / "mqtt_edge_users").write_text(f"# one line per edge node\n{EDGE_USER}:{EDGE_PASSWORD}\n\n")
+    (secrets / "edge_password").write_text(EDGE_PASSWORD + "\n")
+    port, health_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "CONF_DIR": str(ROOT / "broker"),
+        "RUN_DIR": str(tmp_path / "run"),
+        "DATA_DIR": str(tmp_path / "data"),
+        "SECRETS_DIR": str(secrets),
+        "MQTT_PORT": str(port),
+        "HEALTH_PORT": str(health_port),
+        "RUN_USER": pwd.getpwuid(os.geteuid()).pw_name,
+        "MOSQUITTO": mosquitto_binary(),
+        "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/bin",
+    }
+    log = tmp_path / "broker.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(["sh", str(START_SCRIPT)], env=env, stdout=output, stderr=subprocess.STDOUT)
+    wait_listening(port, process, log)
+    wait_listening(health_port, process, log)
+    broker = ContainerBroker(port, health_port, secrets, tmp_path / "data", process)
+    yield broker
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class Inbox:
+    """Messages one connection received, by topic."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+
+    def record(self, message: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload)))
+
+    def wait_for(self, topic: str, timeout: float = 5.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                found = [payload for t, payload in self.messages if t == topic]
+            if found:
+                return found
+            time.sleep(0.05)
+        return []
+
+
+def test_the_compose_health_check_passes(container_broker: ContainerBroker) -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    argv = compose["services"]["mosquitto"]["healthcheck"]["test"][1:]
+    default_port = re.search(r"HEALTH_PORT=\$\{HEALTH_PORT:-(\d+)\}", START_SCRIPT.read_text())
+    assert default_port and argv[argv.index("-p") + 1] == default_port.group(1)
+    argv[argv.index("-p") + 1] = str(container_broker.health_port)
+    argv = [arg.replace("$$", "$") for arg in argv]  # compose's escape of '$'
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert "seconds" in result.stdout
+
+
+def test_the_network_listener_refuses_anonymous_and_wrong_passwords(
+    container_broker: ContainerBroker, tmp_path: Path
+) -> None:
+    with pytest.raises(BrokerError, match="refused"):
+        MqttConnection(container_broker.settings(), "anonymous").connect()
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    with pytest.raises(BrokerError, match="refused"):
+        MqttConnection(container_broker.settings("facewire", wrong), "wrong-password").connect()
+
+
+def test_services_and_edges_log_in_with_secrets_and_edges_publish_only_as_themselves(
+    container_broker: ContainerBroker,
+) -> None:
+    inbox = Inbox()
+    service = MqttConnection(
+        container_broker.settings("facewire", container_broker.secrets / "mqtt_password"), "classifier-test"
+    )
+    service.subscribe(TOPICS.embeddings_shared("classifiers"), inbox.record)
+    service.subscribe(TOPICS.node_status_all(), inbox.record)
+    service.connect()
+    edge = MqttConnection(
+        container_broker.settings(EDGE_USER, container_broker.secrets / "edge_password"),
+        f"edge-{EDGE_USER}",
+        will=Will(TOPICS.node_status(EDGE_USER), b'{"state": "offline"}'),
+    )
+    edge.connect()
+    try:
+        time.sleep(0.3)
+        edge.publish(TOPICS.node_status(EDGE_USER), b'{"state": "online"}', retain=True)
+        edge.publish(TOPICS.embeddings("back-door"), b"impersonation")  # someone else's topic
+        edge.publish(TOPICS.embeddings(EDGE_USER), b"face")
+        assert inbox.wait_for(TOPICS.embeddings(EDGE_USER)) == [b"face"]
+        assert inbox.wait_for(TOPICS.node_status(EDGE_USER)) == [b'{"state": "online"}']
+        time.sleep(0.5)
+        assert inbox.wait_for(TOPICS.embeddings("back-door"), timeout=0.1) == []
+    finally:
+        edge.close()
+        service.close()
+
+
+def test_persistence_goes_to_the_data_volume(container_broker: ContainerBroker) -> None:
+    publisher = MqttConnection(
+        container_broker.settings("facewire", container_broker.secrets / "mqtt_password"), "retainer"
+    )
+    publisher.connect()
+    publisher.publish(TOPICS.node_status("kept"), b'{"state": "online"}', retain=True).wait_for_publish(5)
+    publisher.close()
+    container_broker.process.terminate()  # SIGTERM: mosquitto writes its persistence file
+    container_broker.process.wait(10)
+    assert (container_broker.data_dir / "mosquitto.db").is_file()
+
+
+def test_password_file_wins_and_is_read_to_the_end_of_its_first_line(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret with spaces\r\nignored\n")
+    settings = MqttSettings(username="u", password="from-env", password_file=secret)
+    assert broker_password(settings) == "s3cret with spaces"
+    assert broker_password(MqttSettings(username="u", password="from-env")) == "from-env"
+
+
+@pytest.mark.parametrize("content", [None, "", "\nsecond line\n"])
+def test_a_missing_or_empty_password_file_is_a_config_error(tmp_path: Path, content: str | None) -> None:
+    secret = tmp_path / "secret"
+    if content is not None:
+        secret.write_text(content)
+    with pytest.raises(ConfigError, match="password_file"):
+        MqttConnection(MqttSettings(username="u", password_file=secret), "client")
