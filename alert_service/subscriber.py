@@ -1,6 +1,7 @@
 """The shared MQTT adapter of the results subscribers: decode, queue, ack once the effect is durable.
 
-The paho network thread only decodes and queues; a worker thread of the
+Construct the subscriber before connecting (it registers its subscription
+first). The paho network thread only decodes and queues; a worker thread of the
 subclass does the work and calls :meth:`ResultSubscriber.ack`. The broker's
 receive-maximum bounds the queue. Acks of messages from an earlier
 connection are dropped: the broker redelivers those, and every subscriber is
@@ -70,6 +71,9 @@ class ResultSubscriber(ABC):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work_loop, name=f"{self.service}-worker", daemon=True)
         connection.on_connection_change = self._on_connection_change
+        # Subscribed before connecting: a resumed session delivers its queued messages right after the
+        # CONNACK, and a message without a handler would be acked by the connection's default handler.
+        connection.subscribe(self.topics.results_shared(share_group), self._on_message)
 
     @property
     def status_topic(self) -> str:
@@ -89,9 +93,8 @@ class ResultSubscriber(ABC):
         return {}
 
     def start(self) -> None:
-        """Start the worker and subscribe; the connection must be connected."""
+        """Start the worker and announce the service; the connection must be connected."""
         self._worker.start()
-        self.connection.subscribe(self.topics.results_shared(self.share_group), self._on_message)
         self.heartbeat()
 
     def heartbeat(self) -> None:
