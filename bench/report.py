@@ -139,3 +139,54 @@ def wire(data: dict[str, Any], command: str) -> None:
         + table(["publisher → subscriber", "messages/s", "÷ C clients (same run)"], rate_rows)
     )
     publish("wire", data, command, body)
+
+
+def classifier(data: dict[str, Any], command: str) -> None:
+    index_rows = [
+        [f"{r['size']:,}", r["index"], r["omp_threads"], f"{r['build_s']:.2f}", f"{r['single_ms']:.3f}",
+         f"{r['batched_ms']:.4f}",
+         f"{r['recall_at_1']:.3f}"]
+        for r in data["index"]
+    ]  # fmt: skip
+    broker_rows = [
+        [f"{r['size']:,}", r["index"], r["batch_max"], r["replicas"], r["omp_threads"], f"{r['results_per_s']:,.0f}",
+         f"{r['ratio_to_broker_only']:.2f}"]
+        for r in data["broker"]
+    ]  # fmt: skip
+    http_rows = [
+        [
+            f"{r['size']:,}",
+            f"{r['requests_per_s']:,.0f}",
+            f"{r['facewire_per_s']:,.0f}",
+            f"{r['ratio_facewire_to_http']:.1f}×",
+        ]
+        for r in data["seed_http"]
+    ]
+    body = (
+        f"Synthetic {data['dim']}-d galleries (5 photos per person, same-person cosine ≈ 0.6); probes are new "
+        "photos of enrolled people.\n\nSearch cost in one process (top-5; recall@1 against flat):\n\n"
+        + table(
+            [
+                "gallery",
+                "index",
+                "OpenMP threads",
+                "build s",
+                "ms/query alone",
+                "ms/query in batches of 64",
+                "recall@1",
+            ],
+            index_rows,
+        )
+        + f"\n\nThrough one local mosquitto, {data['messages']:,} embeddings from 4 nodes, QoS 1 in and out. "
+        f"Baseline in the same run: the same payloads through the broker to one subscriber, no classifier: "
+        f"{data['broker_only_per_s']:,.0f} msg/s.\n\n"
+        + table(
+            ["gallery", "index", "batch max", "replicas", "FAISS OpenMP threads", "results/s", "÷ broker only"],
+            broker_rows,
+        )
+        + "\n\nThe seed's way: ThreadingHTTPServer, one JSON embedding per POST (new connection each, 4 client "
+        "threads), flat search per request with 1 OpenMP thread (its best case here), same probes; compared "
+        "with facewire's best flat single-replica row:\n\n"
+        + table(["gallery", "HTTP requests/s", "facewire results/s (best flat row)", "facewire ÷ HTTP"], http_rows)
+    )
+    publish("classifier", data, command, body)
