@@ -19,11 +19,12 @@ from alert_service.thresholds import ScoreHistogram, ThresholdReport, leave_one_
 from alert_service.views_log import parse_when
 from facewire.config import AccessRule, AlertSettings
 from facewire.errors import ConfigError
+from facewire.schema import FaceResult
 from tests.alert_support import T0, face
 
 
-def rows(*results: object) -> list[LogRow]:
-    return [LogRow.from_result(r) for r in results]  # type: ignore[arg-type]
+def rows(*results: FaceResult) -> list[LogRow]:
+    return [LogRow.from_result(r) for r in results]
 
 
 def test_log_is_idempotent_on_node_and_seq(tmp_path: Path) -> None:
@@ -75,7 +76,7 @@ def test_confirmations_are_read_incrementally_and_replaced(tmp_path: Path) -> No
 
 
 def engine(tmp_path: Path, **overrides: object) -> AlertEngine:
-    settings = AlertSettings(unknown_count=3, unknown_window=10.0, cooldown=60.0, **overrides)  # type: ignore[arg-type]
+    settings = AlertSettings(unknown_count=3, unknown_window=10.0, cooldown=60.0, **overrides)
     return AlertEngine(RuleBook(settings), SqliteAlertStore(tmp_path / "alerts.sqlite"))
 
 

@@ -37,7 +37,7 @@ def test_two_replicas_record_each_result_exactly_once(broker: LocalBroker, tmp_p
     try:
         first, second = results[:40], results[40:]
         # every result twice (a redelivery), plus a payload that is not a FaceResult
-        publish_all(broker.url, results_payloads(first + first[::3]) + [(Topics().results("cam1"), b"{not json")])
+        publish_all(broker.url, [*results_payloads(first + first[::3]), (Topics().results("cam1"), b"{not json")])
         replicas[1].kill()  # one replica dies; a restart with the same instance resumes its session
         replicas[1].wait()
         publish_all(broker.url, results_payloads(second + first[:5]))
@@ -46,7 +46,8 @@ def test_two_replicas_record_each_result_exactly_once(broker: LocalBroker, tmp_p
         log = SqliteResultLog(database)
         complete = wait_until(lambda: log.count() >= len(results), 30)
         missing = {r.key for r in results} - {(r.node, r.seq) for r in log.query(LogQuery(limit=0))}
-        assert complete, f"missing {sorted(missing)}: {log_tail(tmp_path / 'rec-a.log')} {log_tail(tmp_path / 'rec-b.log')}"
+        logs = log_tail(tmp_path / "rec-a.log") + log_tail(tmp_path / "rec-b.log")
+        assert complete, f"missing {sorted(missing)}: {logs}"
         recorded = sorted(log.query(LogQuery(limit=0)), key=lambda r: (r.node, r.seq))
         sent = (FaceResult.from_json(r.to_json()) for r in results)  # as on the wire (scores rounded)
         expected = sorted((LogRow.from_result(r) for r in sent), key=lambda r: (r.node, r.seq))
@@ -84,7 +85,9 @@ def test_log_views_query_export_and_last_seen(broker: LocalBroker, tmp_path: Pat
     rows = json.loads(exported.stdout)
     assert sorted(r["seq"] for r in rows) == [s for s in range(60) if s % 5 == 1]
     csv_out = tmp_path / "unknown.csv"
-    exported = run_module("facewire", ["log", *db, "--unknown", "--node", "cam0", "--output", str(csv_out), "--format", "csv", "--limit", "0"], {})  # fmt: skip
+    unknown_args = ["--unknown", "--node", "cam0", "--output", str(csv_out), "--format", "csv", "--limit", "0"]
+    exported = run_module("facewire", ["log", *db, *unknown_args], {})
+    assert exported.returncode == 0, exported.stderr
     lines = csv_out.read_text().splitlines()
     assert lines[0].startswith("node,seq,") and len(lines) == 1 + len([s for s in range(0, 60, 3) if s % 5 in (0, 3)])
     seen = run_module("facewire", ["log", *db, "--last-seen", "Colin_Powell"], {})
