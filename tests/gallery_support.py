@@ -1,0 +1,98 @@
+"""Helpers for gallery tests: real embeddings of real photos, a manager on a temporary store, probes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifier_service.commands import parse_command
+from classifier_service.gallery_manager import GalleryManager
+from classifier_service.gallery_ops import Outcome, apply_command
+from classifier_service.gallery_setup import open_manager
+from facewire.config import Settings, load_settings
+from facewire.faces import FaceAnalyzer
+from facewire.images import load_image
+from facewire.schema import FaceEmbedding, FaceResult
+from tests.support import SAMPLE
+
+KNOWN = SAMPLE / "lfw" / "known"
+
+
+def photos(person_dir: Path) -> list[Path]:
+    return sorted(p for p in person_dir.iterdir() if p.suffix.lower() == ".jpg")
+
+
+def make_gallery(root: Path, people: dict[str, list[Path]]) -> Path:
+    """Copy photos into ROOT/<person>/ and return ROOT."""
+    for person, files in people.items():
+        (root / person).mkdir(parents=True, exist_ok=True)
+        for file in files:
+            shutil.copy(file, root / person / file.name)
+    return root
+
+
+def settings_for(tmp: Path, gallery: Path, threshold: float = 0.45, **gallery_conf: Any) -> Settings:
+    return load_settings(
+        None,
+        {
+            "classifier": {"gallery": str(gallery), "threshold": threshold},
+            "gallery": {"store_dir": str(tmp / "store"), **gallery_conf},
+        },
+    )
+
+
+def open_test_manager(settings: Settings, analyzer: FaceAnalyzer, instance: str = "t") -> GalleryManager:
+    manager = open_manager(settings, instance, analyzer)
+    manager.open()
+    return manager
+
+
+def largest_embedding(analyzer: FaceAnalyzer, path: Path) -> np.ndarray:
+    faces = analyzer.analyze(load_image(path))
+    largest = max(faces, key=lambda f: f.size)
+    assert largest.embedding is not None
+    return largest.embedding
+
+
+def probe(vector: np.ndarray, node: str, seq: int, model: str = "sface-2021dec") -> FaceEmbedding:
+    """A FaceEmbedding as an edge would publish it (float16 on the wire, as decoded)."""
+    emb = np.asarray(vector, dtype="<f2").astype(np.float32)
+    emb /= np.linalg.norm(emb)
+    return FaceEmbedding(node, seq, time.time(), seq, 1, (0.0, 0.0, 100.0, 100.0), 0.9, {"size": 100.0}, model, emb)
+
+
+def result_for(embedding: FaceEmbedding, name: str = "unknown") -> FaceResult:
+    """The result a classifier would have published for ``embedding`` naming ``name``."""
+    return FaceResult(
+        node=embedding.node,
+        seq=embedding.seq,
+        track=1,
+        frame=embedding.seq,
+        ts=embedding.ts,
+        name=name,
+        score=0.1 if name == "unknown" else 0.6,
+        known=name != "unknown",
+        threshold=0.45,
+        model=embedding.model,
+        gallery_version="x",
+        classified_at=time.time(),
+        latency_ms=1.0,
+    )
+
+
+def command(manager: GalleryManager, body: dict[str, Any]) -> Outcome:
+    """Apply a command (and whatever it forwards) as the MQTT adapter would."""
+    outcome = apply_command(manager, parse_command(json.dumps({"id": "t", **body}).encode()))
+    for forwarded in outcome.forward:
+        outcome.events += command(manager, forwarded).events
+    return outcome
+
+
+def b64_file(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
