@@ -97,8 +97,8 @@ def run(
     service = ClassifierService(classifier, connection, topics, conf, name)
     gallery_service = GalleryService(manager, connection, topics, legacy_cache_file(settings))
     connection.set_will(service.will())
+    gallery_service.start()  # before connect: commands queued in our session arrive right after CONNACK
     connection.connect()
-    gallery_service.start()
     service.start()
     click.echo(f"classifier {name} ready on {settings.mqtt.url}", err=True)
     stop = stop_event_on_signals()

@@ -25,8 +25,8 @@ from tests.gallery_support import (
     open_test_manager,
     photos,
     probe,
-    settings_for,
     result_for,
+    settings_for,
 )
 
 
