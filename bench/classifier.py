@@ -68,7 +68,7 @@ def build_index(kind: str, vectors: np.ndarray) -> faiss.Index:
         index = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 40
     else:
-        nlist = max(16, int(4 * np.sqrt(len(vectors))))
+        nlist = max(16, min(int(4 * np.sqrt(len(vectors))), len(vectors) // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(DIM), DIM, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors[: max(nlist * 40, 10_000)])
         index.nprobe = 8

@@ -190,3 +190,38 @@ def classifier(data: dict[str, Any], command: str) -> None:
         + table(["gallery", "HTTP requests/s", "facewire results/s (best flat row)", "facewire ÷ HTTP"], http_rows)
     )
     publish("classifier", data, command, body)
+
+
+def e2e(data: dict[str, Any], command: str) -> None:
+    def row(level: dict[str, Any], kind: str) -> list[object]:
+        c, r = level["classified_ms"], level["received_ms"]
+        return [
+            kind, level["nodes"], f"{level['target_per_s']:,.0f}", f"{level['achieved_send_per_s']:,.0f}",
+            f"{level['received']}/{level['sent']}", f"{c['p50']:.1f} / {c['p95']:.1f} / {c['p99']:.1f}",
+            f"{r['p50']:.1f} / {r['p95']:.1f} / {r['p99']:.1f}", "yes" if level.get("saturated") else "",
+        ]  # fmt: skip
+
+    rows = [row(level, "broker only (baseline)") for level in data["broker_only"]]
+    rows += [row(level, "facewire") for level in data["levels"]]
+    rows += [row(level, "facewire, rising load") for level in data["ramp"]]
+    sat = data["saturation_per_s"]
+    body = (
+        f"Simulated nodes publish synthetic embeddings open-loop to one facewire classifier "
+        f"({data['gallery']:,}-row flat gallery) through one local mosquitto. Saturation: highest load that "
+        f"kept up: {sat['highest_fine'] or 'none of the steps'} faces/s; first that did not: "
+        f"{sat['first_saturated'] or 'none reached'} faces/s.\n\n"
+        + table(
+            [
+                "path",
+                "nodes",
+                "target faces/s",
+                "sent/s",
+                "results back",
+                "ts→classified ms p50/p95/p99",
+                "ts→received ms p50/p95/p99",
+                "saturated",
+            ],
+            rows,
+        )
+    )
+    publish("e2e", data, command, body)
