@@ -84,12 +84,13 @@ def make_stream(now: float, count: int = 12) -> Stream:
     for result in [*stream.results, stream.results[3]]:  # the last one is a QoS-1 redelivery
         stream.messages.append((TOPICS.results(result.node), result.to_json(), False))
     unknown = [r for r in stream.results if not r.known][:3]
-    alert = Alert(
-        id="unknown-cam-back-1",
+    first = unknown[0]
+    alert = Alert(  # shaped like alert_service's unknown-face rule: the subject of an unknown alert is its node
+        id=f"unknown:{first.node}:{first.node}:{first.seq}",
         rule="unknown",
-        node=unknown[0].node,
-        subject="unknown",
-        message="3 unknown in 30s",
+        node=first.node,
+        subject=first.node,
+        message=f"unknown face 3x within 30s on {first.node}",
         ts=now,
         raised_at=now,
         evidence=tuple(Evidence(r.node, r.seq, r.track, r.name, r.score, r.ts) for r in unknown),

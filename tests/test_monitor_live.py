@@ -97,7 +97,7 @@ def test_once_json_snapshot_matches_stream(broker: LocalBroker) -> None:
     states = {n["node"]: n["state"] for n in snapshot["nodes"]}
     assert states == {"cam-front": "online", "cam-back": "online", "cam-old": "offline"}
     assert snapshot["deadletters"] == [{"service": "classifier", "reason": "emb-length", "count": 1}]
-    assert [a["subject"] for a in snapshot["alerts"]] == ["unknown"]
+    assert [(a["rule"], a["node"]) for a in snapshot["alerts"]] == [("unknown", "cam-front")]
     assert snapshot["thresholds"]["recommended"] == 0.48
     assert snapshot["throughput"] == pytest.approx(len(stream.results) / 10.0)
 

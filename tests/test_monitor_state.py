@@ -92,7 +92,7 @@ def test_filters_by_node_and_person_and_cycling() -> None:
 
 def test_alerts_deadletters_thresholds_classifiers() -> None:
     snapshot = fed().snapshot(NOW)
-    assert [a["id"] for a in snapshot["alerts"]] == ["unknown-cam-back-1"]
+    assert [(a["rule"], a["node"]) for a in snapshot["alerts"]] == [("unknown", "cam-front")]
     assert snapshot["deadletters"] == [{"service": "classifier", "reason": "emb-length", "count": 1}]
     thresholds = snapshot["thresholds"]
     assert thresholds["configured"] == 0.45 and thresholds["recommended"] == 0.48
@@ -168,3 +168,25 @@ def test_late_older_result_does_not_replace_last_person() -> None:
         state.ingest(TOPICS.results(result.node), result.to_json(), NOW)
     node = state.snapshot(NOW)["nodes"][0]
     assert (node["results"], node["last_person"]) == (2, newer.name)
+
+
+def test_reads_the_stats_service_report() -> None:
+    """The payload alert_service's stats publishes, built with its own class."""
+    from alert_service.thresholds import OperatingPoint, ThresholdReport
+
+    grid = [{"threshold": t / 100, "far": 1 / t, "frr": t / 200, "unknown_share": 0.5} for t in range(1, 101)]
+    report = ThresholdReport(
+        ts=NOW,
+        target_far=1e-3,
+        gallery_version="g1",
+        model="sface-2021dec",
+        counts={"genuine": 10, "impostor": 90},
+        recommended=OperatingPoint(0.52, 0.001, 0.04, "tail-fit"),
+        eer=OperatingPoint(0.4, 0.02, 0.02),
+        grid=grid,
+    )
+    state = MonitorState(configured_threshold=0.45)
+    state.ingest(TOPICS.stats_thresholds(), report.to_json(), NOW)
+    summary = state.snapshot(NOW)["thresholds"]
+    assert (summary["recommended"], summary["eer"], summary["target_far"]) == (0.52, 0.4, 1e-3)
+    assert (summary["far"], summary["frr"]) == (1 / 45, 45 / 200)

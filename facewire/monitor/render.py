@@ -17,6 +17,7 @@ from rich.text import Text
 
 STATE_STYLE = {"online": "green", "stale": "yellow", "offline": "red"}
 KEYS_HELP = "q quit · n next node · p next person · a all"
+SIDE_WIDTH = 34
 
 
 def render_screen(snapshot: dict[str, Any], height: int = 24) -> Layout:
@@ -31,7 +32,7 @@ def render_screen(snapshot: dict[str, Any], height: int = 24) -> Layout:
         Layout(health_panel(snapshot), size=6),
         Layout(alerts_panel(snapshot, max(body_rows - node_rows - 6 - 2, 1))),
     )
-    layout["body"].split_row(Layout(results_panel(snapshot, body_rows - 3), ratio=11), Layout(side, ratio=9))
+    layout["body"].split_row(Layout(results_panel(snapshot, body_rows - 3)), Layout(side, size=SIDE_WIDTH))
     return layout
 
 
@@ -63,11 +64,11 @@ def footer(snapshot: dict[str, Any]) -> Text:
 
 def results_panel(snapshot: dict[str, Any], rows: int) -> Panel:
     """Most recent results first: time, node, name, score, coloured by known / low / unknown."""
-    table = Table(box=None, pad_edge=False, expand=True, show_header=True, header_style="bold")
+    table = Table(box=None, pad_edge=False, collapse_padding=True, expand=True, show_header=True, header_style="bold")
     table.add_column("time", width=8, no_wrap=True)
-    table.add_column("node", ratio=2, no_wrap=True, overflow="ellipsis")
-    table.add_column("name", ratio=3, no_wrap=True, overflow="ellipsis")
-    table.add_column("score", width=5, justify="right", no_wrap=True)
+    table.add_column("node", ratio=2, min_width=12, no_wrap=True, overflow="ellipsis")
+    table.add_column("name", ratio=3, min_width=14, no_wrap=True, overflow="ellipsis")
+    table.add_column("score", width=6, justify="right", no_wrap=True)
     for result in snapshot["results"][: max(rows, 1)]:
         style = result["style"]
         table.add_row(result["time"], result["node"], Text(result["name"], style=style), f"{result['score']:.3f}")
@@ -77,7 +78,7 @@ def results_panel(snapshot: dict[str, Any], rows: int) -> Panel:
 
 def nodes_panel(snapshot: dict[str, Any]) -> Panel:
     """Each node with its state and rates from its heartbeat."""
-    table = Table(box=None, pad_edge=False, expand=True, header_style="bold")
+    table = Table(box=None, pad_edge=False, collapse_padding=True, expand=True, header_style="bold")
     table.add_column("node", no_wrap=True, overflow="ellipsis", ratio=3)
     table.add_column("state", no_wrap=True, width=7)
     table.add_column("fps", justify="right", width=5, no_wrap=True)
@@ -109,7 +110,11 @@ def alerts_panel(snapshot: dict[str, Any], rows: int) -> Panel:
     """Open (recent, not yet expired from view) alerts, newest first."""
     lines: list[RenderableType] = []
     for alert in snapshot["alerts"][: max(rows, 1)]:
-        lines.append(Text.assemble((alert["time"] + " ", "dim"), (alert["subject"], "bold red"), f" @{alert['node']}"))
+        subject = "" if alert["subject"] == alert["node"] else f" {alert['subject']}"
+        where = f" @{alert['node']}"
+        line = Text.assemble((alert["time"] + " ", "dim"), (alert["rule"], "bold red"), subject, where)
+        line.no_wrap, line.overflow = True, "ellipsis"
+        lines.append(line)
     if not lines:
         lines.append(Text("no alerts", style="dim"))
     return Panel(Group(*lines), title=f"alerts ({len(snapshot['alerts'])})", title_align="left", padding=(0, 0))
