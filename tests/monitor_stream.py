@@ -148,7 +148,13 @@ class Tmux:
         )
 
     def start(self, command: list[str], width: int = 80, height: int = 24) -> Tmux:
-        line = " ".join(f"'{part}'" for part in command) + f"; echo $? > '{self.rc_file}'"
+        tty = self.rc_file.parent
+        line = (
+            f"stty -g > '{tty / 'stty.before'}'; "
+            + " ".join(f"'{part}'" for part in command)
+            + f"; echo $? > '{tty / 'rc.tmp'}'; stty -g > '{tty / 'stty.after'}'"
+            + f"; mv '{tty / 'rc.tmp'}' '{self.rc_file}'"
+        )
         result = self._tmux("new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height), line)
         if result.returncode != 0:
             raise RuntimeError(f"tmux failed: {result.stderr}")
@@ -177,6 +183,11 @@ class Tmux:
                 return int(self.rc_file.read_text())
             time.sleep(0.1)
         return None
+
+    def terminal_restored(self) -> bool:
+        """The terminal settings after the command exited equal those before it started."""
+        before, after = (self.rc_file.parent / f"stty.{when}" for when in ("before", "after"))
+        return before.read_text() == after.read_text() != ""
 
     def kill(self) -> None:
         self._tmux("kill-server")

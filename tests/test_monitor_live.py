@@ -51,6 +51,7 @@ def test_monitor_shows_the_stream_in_80x24_and_quits_on_q(broker: LocalBroker, t
     assert "filter: node=cam-back" in screen and "cam-front" not in screen, screen
     tmux.keys("q")
     assert tmux.exit_code(timeout=10) == 0
+    assert tmux.terminal_restored()
 
 
 def test_monitor_survives_broker_restart(tmp_path: Path, tmux: Tmux) -> None:
@@ -70,6 +71,7 @@ def test_monitor_survives_broker_restart(tmp_path: Path, tmux: Tmux) -> None:
         assert "results (3)" in screen and "Lin_Manuel_Mi" in screen, screen
         tmux.keys("C-c")
         assert tmux.exit_code(timeout=10) == 0
+        assert tmux.terminal_restored()
     finally:
         broker.stop()
 
