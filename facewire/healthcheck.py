@@ -7,11 +7,11 @@ and refreshes it every few seconds; the broker replaces it with the last will
 messages with the service's own settings (same environment, same config file,
 same broker credentials) and succeeds when every named service has an instance
 of this host (instance ``HOST`` or ``HOST-<anything>``; in a container the host
-name is the container id) that is online with a heartbeat younger than
-``--max-age`` seconds::
+name is the container id; ``--host`` names a fixed instance id instead) that is
+online with a heartbeat younger than ``--max-age`` seconds::
 
     python -m facewire.healthcheck classifier
-    python -m facewire.healthcheck recorder alerts stats
+    python -m facewire.healthcheck --host alert-service recorder alerts stats nodes
 
 Exit status 0 healthy, 1 unhealthy or broker unreachable (Docker reserves 2).
 """
@@ -77,14 +77,21 @@ def read_statuses(
         return {service: dict(found) for service, found in statuses.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Check the named services; print one line per service; return the exit status."""
+def argument_parser() -> argparse.ArgumentParser:
+    """The health check's command line."""
     parser = argparse.ArgumentParser(prog="python -m facewire.healthcheck", description=__doc__.splitlines()[0])
     parser.add_argument("services", nargs="+", help="service names, e.g. classifier, recorder, alerts, stats")
     parser.add_argument("--max-age", type=float, default=60.0, help="oldest acceptable heartbeat in seconds")
-    parser.add_argument("--host", default=socket.gethostname(), help="host name the instance ids start with")
+    parser.add_argument(
+        "--host", default=socket.gethostname(), help="instance id or its prefix (default: this host's name)"
+    )
     parser.add_argument("--wait", type=float, default=1.5, help="seconds to collect retained statuses")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Check the named services; print one line per service; return the exit status."""
+    args = argument_parser().parse_args(argv)
     try:
         settings = load_settings()
         topics = Topics(settings.mqtt.topic_prefix)

@@ -26,6 +26,7 @@ import yaml
 from click.testing import CliRunner
 
 from facewire.config import ClassifierSettings, load_settings, reference_rows
+from facewire.healthcheck import argument_parser
 from facewire.topics import Topics
 from tests.support import ROOT
 
@@ -156,7 +157,11 @@ def test_service_health_checks_read_status_topics_that_exist() -> None:
         if not test:
             continue
         assert test[1:4] == ["python", "-m", "facewire.healthcheck"], name
-        assert set(test[4:]) <= status_services(), f"{name}: {test[4:]} vs {status_services()}"
+        args = argument_parser().parse_args(test[4:])
+        assert set(args.services) <= status_services(), f"{name}: {args.services} vs {status_services()}"
+        if "--host" in test:  # a fixed instance id: the one the command gives the service
+            command = SERVICES[name]["command"]
+            assert command[command.index("--instance") + 1] == args.host
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -271,7 +276,8 @@ def test_dockerfile_entry_points_are_console_scripts(role: str) -> None:
     healthcheck = stage_value(stages, role, "HEALTHCHECK")
     if healthcheck:
         health = json.loads(healthcheck[healthcheck.index("[") :])
-        assert health[:3] == ["python", "-m", "facewire.healthcheck"] and set(health[3:]) <= status_services()
+        assert health[:3] == ["python", "-m", "facewire.healthcheck"]
+        assert set(argument_parser().parse_args(health[3:]).services) <= status_services()
 
 
 def dockerignore_allows(path: str) -> bool:
