@@ -37,9 +37,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def output_dir() -> Path | None:
+    """$FACEWIRE_BENCH_DIR: where results/ and BENCHMARKS.md go instead of the repository (tests use it)."""
+    value = os.environ.get("FACEWIRE_BENCH_DIR")
+    return Path(value) if value else None
+
+
 def write_json(name: str, data: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+    base = output_dir()
+    folder = base / "results" if base else RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
     return path
 
@@ -77,11 +85,12 @@ def machine_line(command: str) -> str:
     )
 
 
-def update_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> Path:
+def update_section(name: str, body: str, path: Path | None = None) -> Path:
     """Replace the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` (appended if absent).
 
     Hand-written readings outside the markers are kept.
     """
+    path = path or ((output_dir() or BENCHMARKS_MD.parent) / BENCHMARKS_MD.name)
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     block = f"{start}\n{body.strip()}\n{end}"

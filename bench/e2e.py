@@ -117,10 +117,11 @@ def saturated(level: dict[str, Any], light_p50: float) -> bool:
     return lagging or np.isnan(p95) or (p95 > 10 * light_p50 and p95 > 100.0)
 
 
-def run(quick: bool, seconds: float | None = None, rate: float = 5.0) -> dict[str, Any]:
+def run(quick: bool, seconds: float | None = None, rate: float = 5.0, max_rate: float | None = None) -> dict[str, Any]:
     """Latency at 1/4/16 nodes, the broker-only baseline, then rising load to saturation."""
     span = seconds or (6.0 if quick else 20.0)
     steps = [200, 400, 800, 1600, 3200] if quick else [100, 200, 400, 800, 1200, 1600, 2400, 3200]
+    steps = [step for step in steps if max_rate is None or step <= max_rate]
     _, _, centres = synthetic_gallery(GALLERY)
     vectors = probes(centres, 2_000, seed=3)
     with tempfile.TemporaryDirectory() as tmp, LocalBroker(Path(tmp) / "broker") as broker:
@@ -132,7 +133,7 @@ def run(quick: bool, seconds: float | None = None, rate: float = 5.0) -> dict[st
             light = levels[0]["classified_ms"]["p50"]
             ramp = []
             for total in steps:
-                level = replay(broker.url, 16, total / 16, max(3.0, span / 2), vectors, raw=False)
+                level = replay(broker.url, 16, total / 16, max(1.0, span / 2), vectors, raw=False)
                 level["saturated"] = saturated(level, light)
                 ramp.append(level)
                 if level["saturated"]:

@@ -33,8 +33,14 @@ def bench_module(name: str) -> ModuleType:
         raise
 
 
+SUBCOMMANDS = ("accuracy", "edge", "wire", "classifier", "e2e", "all")
+
+
 def command_line() -> str:
-    return "facewire " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    """``facewire bench <subcommand> <options>`` as typed (for the provenance line of each table)."""
+    args = sys.argv[1:]
+    start = next((i for i, arg in enumerate(args) if arg in SUBCOMMANDS), 0)
+    return "facewire bench " + " ".join(shlex.quote(arg) for arg in args[start:])
 
 
 @click.group()
@@ -64,20 +70,23 @@ def accuracy(dataset: Path | None, models: tuple[str, ...], limit_people: int | 
 
 
 @bench.command()
-@click.option("--quick", is_flag=True, help="Fewer combinations and one pass.")
+@click.option("--quick", is_flag=True, help="Fewer combinations, 120 frames each.")
+@click.option("--frames", type=int, default=None, help="Frames of the clip per run (default: all; 120 with --quick).")
 @fail_cleanly
-def edge(quick: bool) -> None:
+def edge(quick: bool, frames: int | None = None) -> None:
     """Frames/s per detector/embedder and thread count, ms per stage, CPU and peak RSS; the seed's way beside."""
-    data = bench_module("edge").run(quick)
+    data = bench_module("edge").run(quick, frames)
     bench_module("report").edge(data, command_line())
 
 
 @bench.command()
-@click.option("--quick", is_flag=True, help="Fewer messages.")
+@click.option("--quick", is_flag=True, help="Fewer messages and frames.")
+@click.option("--messages", type=int, default=None, help="Messages per rate measurement (5,000 quick, 20,000 full).")
+@click.option("--frames", type=int, default=None, help="Frames of the clip whose faces are sized (60 quick, all full).")
 @fail_cleanly
-def wire(quick: bool) -> None:
+def wire(quick: bool, messages: int | None = None, frames: int | None = None) -> None:
     """Bytes per face (embedding message vs JPEG crop vs frame) and broker messages/s beside mosquitto's clients."""
-    data = bench_module("wire").run(quick)
+    data = bench_module("wire").run(quick, messages, frames)
     bench_module("report").wire(data, command_line())
 
 
@@ -86,7 +95,7 @@ def wire(quick: bool) -> None:
 @click.option("--sizes", default=None, help="Comma-separated gallery sizes (overrides the default list).")
 @click.option("--messages", type=int, default=None, help="Embeddings pushed through the broker per run.")
 @fail_cleanly
-def classifier(quick: bool, sizes: str | None, messages: int | None) -> None:
+def classifier(quick: bool, sizes: str | None = None, messages: int | None = None) -> None:
     """Embeddings/s through a real broker by gallery size, index kind, batching and replicas; the seed's HTTP way."""
     gallery_sizes = [int(size) for size in sizes.split(",")] if sizes else None
     data = bench_module("classifier").run(quick, gallery_sizes, messages)
@@ -95,11 +104,12 @@ def classifier(quick: bool, sizes: str | None, messages: int | None) -> None:
 
 @bench.command()
 @click.option("--quick", is_flag=True, help="Shorter runs per load level.")
-@click.option("--seconds", type=float, default=None, help="Seconds per load level.")
+@click.option("--seconds", type=float, default=None, help="Seconds per load level (6 quick, 20 full).")
+@click.option("--max-rate", type=float, default=None, help="Stop the rising load at this many faces/s.")
 @fail_cleanly
-def e2e(quick: bool, seconds: float | None) -> None:
+def e2e(quick: bool, seconds: float | None = None, max_rate: float | None = None) -> None:
     """Capture-to-result latency p50/p95/p99 with 1, 4, 16 simulated edge nodes, and the saturation point."""
-    data = bench_module("e2e").run(quick, seconds)
+    data = bench_module("e2e").run(quick, seconds, max_rate=max_rate)
     bench_module("report").e2e(data, command_line())
 
 
@@ -129,3 +139,7 @@ def all_(ctx: click.Context, quick: bool, dataset: Path | None) -> None:
                 ["--quick"] if quick and any(p.name == "quick" for p in main.params) else [], standalone_mode=False
             )
     click.echo(f"all benchmarks done in {time.perf_counter() - started:.0f} s", err=True)
+
+
+if __name__ == "__main__":
+    bench()

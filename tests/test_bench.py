@@ -1,0 +1,136 @@
+"""facewire bench: the metric functions on hand-made scores, and every subcommand in a tiny mode.
+
+The subcommands run as real processes with $FACEWIRE_BENCH_DIR pointing into tmp_path, so the
+repository's bench/results/ and BENCHMARKS.md are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import metrics
+from bench.accuracy import Photo, split, verification_pairs
+from bench.common import update_section
+from tests.support import SAMPLE, run_module
+
+
+def test_threshold_at_far_allows_floor_far_times_n_impostors() -> None:
+    impostors = [0.1, 0.9, 0.5, 0.3, 0.7, 0.2, 0.4, 0.6, 0.8, 0.0]
+    assert metrics.threshold_at_far(impostors, 0.1) > 0.8
+    assert metrics.threshold_at_far(impostors, 0.1) <= 0.9
+    assert metrics.false_accept_rate(impostors, metrics.threshold_at_far(impostors, 0.1)) == pytest.approx(0.1)
+    assert metrics.false_accept_rate(impostors, metrics.threshold_at_far(impostors, 0.01)) == 0.0
+    assert metrics.threshold_at_far(impostors, 0.01) > 0.9
+    assert metrics.false_accept_rate(impostors, metrics.threshold_at_far(impostors, 0.3)) == pytest.approx(0.3)
+
+
+def test_missing_scores_are_never_accepted_and_count_wrong() -> None:
+    assert metrics.false_accept_rate([math.nan, 0.9, 0.1], 0.5) == pytest.approx(1 / 3)
+    correct = [True, True, False, True]
+    scores = [0.9, math.nan, 0.95, 0.4]
+    assert metrics.true_accept_rate(correct, scores, 0.5) == pytest.approx(0.25)
+    assert metrics.rank1_accuracy([True, False, False, True]) == 0.5
+
+
+def test_verification_accuracy_picks_threshold_on_other_folds() -> None:
+    same = np.array([True, False] * 50)
+    scores = np.where(same, 0.8, 0.2)
+    result = metrics.verification_accuracy(scores, same)
+    assert result["accuracy"] == 1.0 and result["pairs"] == 100
+    assert 0.2 < result["threshold"] <= 0.8
+    scores[0] = math.nan  # a same pair whose face was not found counts as "different"
+    assert metrics.verification_accuracy(scores, same)["accuracy"] == pytest.approx(0.99)
+
+
+def test_percentiles_and_recall() -> None:
+    values = list(range(1, 101))
+    got = metrics.percentiles(values)
+    assert got["p50"] == pytest.approx(50.5) and got["p99"] == pytest.approx(99.01)
+    assert math.isnan(metrics.percentiles([])["p95"])
+    assert metrics.recall_at_1(np.array([[1, 2], [3, 4]]), np.array([[1, 9], [4, 3]])) == 0.5
+
+
+def test_split_enrols_first_half_at_least_one() -> None:
+    photos = [Photo("a", Path(f"a/{i}.jpg"), f"a{i}", True) for i in (3, 1, 2, 4, 5)]
+    photos += [Photo("b", Path("b/1.jpg"), "b1", True), Photo("u", Path("u/1.jpg"), "u1", False)]
+    enrolled, probes = split(photos)
+    assert [p.sha256 for p in enrolled] == ["a1", "a2", "b1"]
+    assert [p.sha256 for p in probes] == ["a3", "a4", "a5", "u1"]
+
+
+def test_verification_pairs_are_deterministic_and_balanced() -> None:
+    photos = [Photo(p, Path(f"{p}/{i}.jpg"), f"{p}{i}", True) for p in "abcd" for i in range(4)]
+    pairs = verification_pairs(photos, 10)
+    assert pairs == verification_pairs(photos, 10)
+    assert [same for _, _, same in pairs] == [True, False] * 10
+    assert all((a.person == b.person) == same and a != b for a, b, same in pairs)
+
+
+def test_update_section_replaces_only_between_markers(tmp_path: Path) -> None:
+    path = tmp_path / "B.md"
+    path.write_text("# B\n\n<!-- bench:x -->\nold\n<!-- /bench:x -->\nreading by hand\n")
+    update_section("x", "new table", path)
+    update_section("y", "other", path)
+    text = path.read_text()
+    assert "old" not in text and "new table" in text and "reading by hand" in text
+    assert text.index("<!-- bench:y -->") > text.index("reading by hand")
+
+
+def bench(tmp_path: Path, *args: str) -> dict:
+    done = run_module("facewire.bench_cli", list(args), {"FACEWIRE_BENCH_DIR": str(tmp_path)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    name = args[0]
+    assert f"<!-- bench:{name} -->" in (tmp_path / "BENCHMARKS.md").read_text()
+    data: dict = json.loads((tmp_path / "results" / f"{name}.json").read_text())
+    assert data["machine"]["cores"] and data["command"].startswith("facewire bench")
+    return data
+
+
+def test_accuracy_on_the_bundled_sample(tmp_path: Path) -> None:
+    data = bench(tmp_path, "accuracy", "--dataset", str(SAMPLE / "lfw"))
+    assert data["dataset"]["files"] == 30 and len(data["dataset"]["content_sha256"]) == 64
+    ident = data["models"][0]["identification"]
+    for key in ("rank1", "tar_at_far_0.01", "tar_at_far_0.001", "unknown_rejected_at_threshold"):
+        assert 0.0 <= ident[key] <= 1.0
+    assert ident["rank1"] >= 0.9  # four well-lit LFW people: SFace gets these right
+    assert 0.5 <= data["models"][0]["verification"]["accuracy"] <= 1.0
+
+
+def test_accuracy_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    done = run_module("facewire.bench_cli", ["accuracy", "--dataset", str(tmp_path / "none")], {})
+    assert done.returncode == 2 and "dataset not found" in done.stderr
+
+
+def test_edge_tiny(tmp_path: Path) -> None:
+    data = bench(tmp_path, "edge", "--quick", "--frames", "3")
+    runs = [run for run in data["runs"] if "fps" in run]
+    assert {run["style"] for run in runs} == {"default", "seed"}
+    assert all(run["frames"] == 3 and run["peak_rss_mb"] > 0 for run in runs)
+    assert set(runs[0]["ms_per_frame"]) == {"decode", "detect", "align", "embed", "track", "publish"}
+
+
+def test_wire_tiny(tmp_path: Path) -> None:
+    data = bench(tmp_path, "wire", "--messages", "300", "--frames", "10")
+    assert data["bytes"]["mean_bytes"]["message"] < data["bytes"]["mean_bytes"]["crop_q90"]
+    assert data["rates"]["per_s"]["python_pub_to_python_sub"] > 0
+
+
+@pytest.mark.slow
+def test_classifier_tiny(tmp_path: Path) -> None:
+    data = bench(tmp_path, "classifier", "--sizes", "500", "--messages", "200")
+    assert {row["index"] for row in data["index"]} == {"flat", "hnsw", "ivf"}
+    assert all(row["results_per_s"] > 0 for row in data["broker"])
+    assert data["seed_http"][0]["requests_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_e2e_tiny(tmp_path: Path) -> None:
+    data = bench(tmp_path, "e2e", "--seconds", "1", "--max-rate", "200")
+    assert [level["nodes"] for level in data["levels"]] == [1, 4, 16]
+    assert all(level["received"] == level["sent"] for level in data["levels"])
+    assert data["levels"][0]["classified_ms"]["p50"] > 0
