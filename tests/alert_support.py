@@ -36,12 +36,14 @@ def face(node: str, seq: int, name: str = "unknown", score: float = 0.3, ts: flo
     )
 
 
-def publish_all(url: str, payloads: list[tuple[str, bytes]], client_id: str = "test-replay") -> None:
+def publish_all(
+    url: str, payloads: list[tuple[str, bytes]], client_id: str = "test-replay", retain: bool = False
+) -> None:
     """Publish (topic, payload) pairs at QoS 1 in order and wait for every broker ack."""
     connection = MqttConnection(MqttSettings(url=url), client_id)
     connection.connect()
     try:
-        infos = [connection.publish(topic, payload) for topic, payload in payloads]
+        infos = [connection.publish(topic, payload, retain=retain) for topic, payload in payloads]
         for info in infos:
             info.wait_for_publish(10)
     finally:
