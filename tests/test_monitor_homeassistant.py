@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -135,3 +136,34 @@ def test_monitor_ha_publishes_retained_discovery_on_a_real_broker(broker: LocalB
         assert json.loads(status["facewire/services/homeassistant/facewire/status"])["state"] == "offline"
     finally:
         late.stop()
+
+
+def test_standalone_homeassistant_command(broker: LocalBroker, tmp_path: Path) -> None:
+    """``facewire homeassistant`` runs the bridge alone and says offline when stopped."""
+    status_topic = "facewire/services/homeassistant/site_a/status"
+    watcher = Collector(broker.url, ["homeassistant/#", status_topic]).start()
+    env = {**os.environ, "FACEWIRE_HOMEASSISTANT__INSTANCE": "site-a"}
+    gallery = tmp_path / "gallery"
+    (gallery / "Alex_Lacamoire").mkdir(parents=True)
+    process = subprocess.Popen(
+        [*facewire_command(), "homeassistant", "--broker", broker.url, "--gallery", str(gallery)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert watcher.wait_for(lambda t: t == status_topic, count=1, timeout=30)
+        publish(broker.url, make_stream(time.time()).messages)
+        configs = watcher.wait_for(lambda t: t.endswith("/config"), count=8, timeout=10)
+        assert len(configs) == 8
+        assert all(t.startswith("homeassistant/") and "/site_a/" in t for t, _p in configs)
+        for topic, payload in configs:
+            check_config(topic, json.loads(payload))
+    finally:
+        process.terminate()
+        _out, err = process.communicate(timeout=15)
+        assert process.returncode == 0, err
+    statuses = watcher.wait_for(lambda t: t == status_topic, count=2, timeout=10)
+    watcher.stop()
+    assert [json.loads(p)["state"] for _t, p in statuses] == ["online", "offline"]

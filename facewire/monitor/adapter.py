@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable
 
@@ -47,7 +48,7 @@ class MonitorClient:
     def __init__(self, settings: MqttSettings, state: MonitorState, listeners: list[Listener] | None = None):
         self.state = state
         self.listeners = listeners or []
-        self.connection = MqttConnection(settings, f"facewire-monitor-{os.getpid()}")
+        self.connection = MqttConnection(settings, f"facewire-monitor-{socket.gethostname()}-{os.getpid()}")
         self.connection.client.reconnect_delay_set(1, 2)
         self.connection.on_connection_change = self._on_change
         self._stop = threading.Event()

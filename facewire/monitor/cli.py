@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
+import socket
 import threading
 from pathlib import Path
 
@@ -146,7 +148,7 @@ def tail(
     settings = settings_from(config_file, broker_url, verbose)
     topics = Topics(settings.mqtt.topic_prefix)
     inbox: queue.Queue[paho.MQTTMessage] = queue.Queue()
-    connection = MqttConnection(settings.mqtt, f"facewire-tail-{id(inbox)}")
+    connection = MqttConnection(settings.mqtt, f"facewire-tail-{socket.gethostname()}-{os.getpid()}")
     connection.subscribe(topics.embeddings(node) if node else topics.embeddings_all(), inbox.put, qos=0)
     connection.connect()
     click.echo(f"tailing {topics.embeddings(node or '+')} on {settings.mqtt.url}", err=True)
