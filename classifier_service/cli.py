@@ -86,6 +86,7 @@ def run(
     topics = Topics(settings.mqtt.topic_prefix)
     name = conf.instance or f"{socket.gethostname()}-{os.getpid()}"
     classifier = Classifier(manager.matcher, manager.model_id, manager.version, topics)
+    classifier.max_age, classifier.max_future = conf.max_age_seconds, conf.max_future_seconds
     manager.on_swap, manager.on_forget, classifier.observer = classifier.swap, classifier.forget_name, manager.observe
     connection = MqttConnection(
         settings.mqtt,

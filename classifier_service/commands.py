@@ -18,7 +18,7 @@ from classifier_service.enrolment import valid_person
 from facewire.errors import SchemaError
 from facewire.topics import valid_node_id
 
-MAX_COMMAND_BYTES = 16 * 1024 * 1024
+MAX_COMMAND_BYTES = 1024 * 1024  # the broker config allows 256 KB packets; a bigger one is refused here too
 MAX_IMAGES = 64
 MAX_EMBEDDINGS = 4096
 MAX_DIM = 4096

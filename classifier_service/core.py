@@ -54,6 +54,9 @@ class Classifier:
         self.topics = topics
         self._answered: OrderedDict[tuple[str, int], FaceResult] = OrderedDict()
         self._memory = memory
+        # Capture-time checks in seconds (0: off): replayed/stale and far-future timestamps are dead letters.
+        self.max_age = 0.0
+        self.max_future = 0.0
         # Called with every freshly classified (embedding, result) pair, e.g. to keep probes and unknowns.
         self.observer: Callable[[list[tuple[FaceEmbedding, FaceResult]]], None] | None = None
 
@@ -86,7 +89,15 @@ class Classifier:
             raise SchemaError("model-mismatch", f"embedding from {embedding.model!r}, gallery is {self.model_id!r}")
         if embedding.dim != self.matcher.dim and self.matcher.dim:
             raise SchemaError("wrong-dimension", f"{embedding.dim} != {self.matcher.dim}")
+        self._check_time(embedding.ts, message.received)
         return embedding
+
+    def _check_time(self, ts: float, received: float) -> None:
+        """Reject capture times too far ahead of our clock, or older than any spool would keep."""
+        if self.max_future and ts > received + self.max_future:
+            raise SchemaError("future-timestamp", f"ts {ts:.3f} is {ts - received:.0f}s ahead of the classifier")
+        if self.max_age and ts < received - self.max_age:
+            raise SchemaError("stale-timestamp", f"ts {ts:.3f} is {received - ts:.0f}s old (max {self.max_age:.0f}s)")
 
     def classify(self, batch: list[Incoming]) -> list[FaceResult | DeadLetter]:
         """One outcome per message, in order; one FAISS search for all new, valid embeddings."""

@@ -2,43 +2,32 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sqlite3
 from pathlib import Path
 
-from classifier_service.folder_sync import FOLDER
 from facewire.logs import kv
+from facewire.models.registry import sha256_file
 
 log = logging.getLogger(__name__)
 
 
-def erasure_marker(person: str) -> str:
-    """What the audit trail keeps instead of the name: a marker with a short hash (to answer "was X erased?")."""
-    return "erased:" + hashlib.sha256(person.encode()).hexdigest()[:16]
-
-
-def delete_enrolment_photos(root: Path, person: str, origins: list[str]) -> int:
-    """Delete the person's photos under the dataset folder (and their folder when it becomes empty)."""
-    removed = 0
+def delete_enrolment_photos(root: Path, person: str) -> list[str]:
+    """Delete every file in the person's dataset folder (and the folder); returns their SHA-256 hashes."""
     person_dir = (root / person).resolve()
-    if not person_dir.is_relative_to(root.resolve()) or person_dir == root.resolve():
-        return 0
-    for origin in origins:
-        if origin.startswith(FOLDER):
-            path = (root / origin[len(FOLDER) :]).resolve()
-            if path.is_relative_to(person_dir) and path.is_file():
-                path.unlink()
-                removed += 1
-    if person_dir.is_dir():
-        for leftover in sorted(person_dir.rglob("*"), reverse=True):
-            if leftover.is_file():
-                leftover.unlink()
-                removed += 1
-            else:
-                leftover.rmdir()
-        person_dir.rmdir()
-    return removed
+    if not person_dir.is_relative_to(root.resolve()) or person_dir == root.resolve() or not person_dir.is_dir():
+        return []
+    hashes = []
+    for leftover in sorted(person_dir.rglob("*"), reverse=True):
+        if leftover.is_file() and not leftover.is_symlink():
+            hashes.append(sha256_file(leftover))
+            leftover.unlink()
+        elif leftover.is_symlink():
+            leftover.unlink()
+        else:
+            leftover.rmdir()
+    person_dir.rmdir()
+    return hashes
 
 
 def purge_embedding_cache(cache_file: Path, sources: list[str]) -> int:

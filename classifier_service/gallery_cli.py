@@ -31,7 +31,7 @@ from facewire.faces import create_analyzer
 from facewire.images import is_image_file, load_image
 from facewire.progress import progress_bar
 
-CHUNK = 512
+CHUNK = 256  # ~90 KB of base64 float16 per command: well under the broker's max_packet_size (256 KB)
 console = Console(stderr=True)
 
 

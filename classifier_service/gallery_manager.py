@@ -178,4 +178,4 @@ def b64_vectors(vectors: np.ndarray) -> list[str]:
 
 
 def log_event(event: Event) -> None:
-    log.info(kv("gallery-event", **{k: v for k, v in event.items() if k in ("event", "id", "op", "gallery_version")}))
+    log.info(kv("gallery-event", kind=event["event"], id=event["id"], op=event["op"], version=event["gallery_version"]))

@@ -19,9 +19,9 @@ import numpy as np
 from classifier_service.clusters import summarise
 from classifier_service.commands import Command
 from classifier_service.enrolment import PhotoCheck, check_image_bytes, near_duplicate
-from classifier_service.erasure import delete_enrolment_photos, erasure_marker, purge_embedding_cache
+from classifier_service.erasure import delete_enrolment_photos, purge_embedding_cache
 from classifier_service.gallery_manager import Event, GalleryManager, b64_vectors
-from classifier_service.gallery_store import NewEmbedding, vector_source
+from classifier_service.gallery_store import NewEmbedding, erasure_marker, vector_source
 from classifier_service.matcher import UNKNOWN
 
 
@@ -126,17 +126,19 @@ def _negative(manager: GalleryManager, command: Command) -> Outcome:
 
 def _forget(manager: GalleryManager, command: Command, cache_file: Path | None) -> Outcome:
     person = command.person
+    sightings = _unknowns_like(manager, person)
     counts = manager.store.forget(person)
-    photos = delete_enrolment_photos(manager.folder, person, counts.origins)
-    cached = purge_embedding_cache(cache_file, counts.sources) if cache_file else 0
+    photos = delete_enrolment_photos(manager.folder, person)
+    cached = purge_embedding_cache(cache_file, counts.sources + photos) if cache_file else 0
     probes = manager.forget_probes(person) + (manager.on_forget(person) if manager.on_forget else 0)
     manager.rebuild()
     removed = {
         "embeddings": counts.embeddings,
         "negatives": counts.negatives,
-        "photos": photos,
+        "photos": len(photos),
         "cache_rows": cached,
         "probes": probes,
+        "unknowns": sightings,
     }
     manager.store.audit("forget", command.actor, erasure_marker(person), removed, time.time())
     return Outcome([manager.event(command, "forgotten", person=person, removed=removed)])
@@ -208,3 +210,18 @@ def _whereis(manager: GalleryManager, command: Command) -> Outcome:
     found = manager.store.last_seen(command.person)
     fields = {"node": found[0], "seen_at": found[1]} if found else {"node": None, "seen_at": None}
     return Outcome([manager.event(command, "whereis", person=command.person, **fields)])
+
+
+def _unknowns_like(manager: GalleryManager, person: str) -> int:
+    """Delete kept unknown faces that match ``person`` (sightings from before they were enrolled)."""
+    rows = [i for i, name in enumerate(manager.matcher.labels) if name == person]
+    unknowns = manager.store.unknowns(manager.model_id)
+    if not rows or not unknowns:
+        return 0
+    theirs = manager._vectors[rows]
+    scores = np.stack([u.vector for u in unknowns]) @ theirs.T
+    doomed = [u.id for u, best in zip(unknowns, scores.max(axis=1), strict=True) if best >= manager.threshold]
+    if doomed:
+        manager.store.delete_unknowns(doomed)
+        manager.clusters.restore(manager.store.unknowns(manager.model_id))
+    return len(doomed)

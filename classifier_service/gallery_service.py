@@ -58,9 +58,9 @@ class GalleryService:
         while (message := self._queue.get()) is not None:
             try:
                 self._handle(message)
-            except Exception:  # one bad command must not stop gallery management
+            except Exception as exc:  # one bad command must not stop gallery management
                 log.exception(kv("gallery-command-failed", topic=message.topic))
-                self._ack(message)
+                self._fail(message, exc)
 
     def _handle(self, message: paho.MQTTMessage) -> None:
         payload = bytes(message.payload)
@@ -93,6 +93,18 @@ class GalleryService:
             self.connection.publish(topic, body, on_acked=one_acked)
         if not outgoing:
             self._ack(message)
+
+    def _fail(self, message: paho.MQTTMessage, exc: Exception) -> None:
+        """Answer a command that failed with an error event (so a waiting CLI does not hang), then ack it."""
+        try:
+            request = json.loads(message.payload).get("id", "-")
+        except (ValueError, AttributeError):
+            request = "-"
+        event = {"v": 1, "event": "error", "id": request, "instance": self.manager.instance, "reason": "internal"}
+        event["detail"] = f"{type(exc).__name__}: {exc}"[:200]
+        self.connection.publish(
+            self.topics.gallery_events(), json.dumps(event).encode(), on_acked=lambda: self._ack(message)
+        )
 
     def _ack(self, message: paho.MQTTMessage) -> None:
         if message.qos > 0:

@@ -57,6 +57,11 @@ class ForgetCounts:
     origins: list[str]
 
 
+def erasure_marker(person: str) -> str:
+    """What the audit trail keeps instead of an erased name: a marker with a short hash (answers "was X erased?")."""
+    return "erased:" + hashlib.sha256(person.encode()).hexdigest()[:16]
+
+
 def vector_source(vector: np.ndarray) -> str:
     """The source id of an embedding enrolled without a photo: hash of its float16 bytes."""
     return "vec:" + hashlib.sha256(np.asarray(vector, dtype="<f2").tobytes()).hexdigest()
@@ -95,7 +100,7 @@ class GalleryStore(ABC):
 
     @abstractmethod
     def forget(self, person: str) -> ForgetCounts:
-        """Remove every trace of ``person``: embeddings, negatives, the person row."""
+        """Remove every trace of ``person``: embeddings, negatives, rows naming them; audit rows get a marker."""
 
     @abstractmethod
     def people(self, model: str) -> dict[str, int]:

@@ -12,8 +12,9 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
 
@@ -34,6 +35,7 @@ class ServiceCounters:
     results: int = 0
     deadletters: int = 0
     batches: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
 
 
 class ClassifierService:
@@ -79,6 +81,7 @@ class ClassifierService:
                 "threshold": self.classifier.matcher.threshold,
                 "results": self.counters.results,
                 "deadletters": self.counters.deadletters,
+                "deadletter_reasons": dict(self.counters.reasons),
                 "queue": self.queue.depths(),
             }
         ).encode()
@@ -121,6 +124,7 @@ class ClassifierService:
             else:
                 topic, payload = self.topics.deadletter(SERVICE), outcome.to_json(SERVICE)
                 self.counters.deadletters += 1
+                self.counters.reasons[outcome.reason] += 1
                 log.warning(kv("dead-letter", reason=outcome.reason, detail=outcome.detail, topic=incoming.topic))
             self.connection.publish(topic, payload, on_acked=self._acker(message, epoch))
 

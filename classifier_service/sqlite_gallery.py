@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier_service.gallery_store import ForgetCounts, GalleryStore, NewEmbedding, Rows, Unknown
+from classifier_service.gallery_store import ForgetCounts, GalleryStore, NewEmbedding, Rows, Unknown, erasure_marker
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS people (name TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL);
@@ -134,6 +134,7 @@ class SqliteGalleryStore(GalleryStore):
             self._db.execute("DELETE FROM rejections WHERE substr(origin, 1, ?) = ?", (len(folder), folder))
             self._db.execute("DELETE FROM people WHERE name = ?", (person,))
             self._db.execute("DELETE FROM last_seen WHERE person = ?", (person,))
+            self._db.execute("UPDATE audit SET subject = ? WHERE subject = ?", (erasure_marker(person), person))
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy of the erased pages stays in the WAL
         return ForgetCounts(removed, negatives, [r[0] for r in found], [r[1] for r in found])

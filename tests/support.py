@@ -100,12 +100,21 @@ def status_online(payload: bytes) -> bool:
 class RunningClassifier:
     """A real ``classifier-service run`` process, ready (subscribed) once ``start`` returns."""
 
-    def __init__(self, url: str, gallery: Path, workdir: Path, instance: str = "test", extra: list[str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        gallery: Path,
+        workdir: Path,
+        instance: str = "test",
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.url = url
         self.gallery = gallery
         self.workdir = workdir
         self.instance = instance
         self.extra = extra or []
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -121,7 +130,7 @@ class RunningClassifier:
         status = f"facewire/services/classifier/{self.instance}/status"
         watcher = Collector(self.url, [status]).start()
         args = ["run", "--gallery", str(self.gallery), "--instance", self.instance, *self.extra]
-        env = {"FACEWIRE_MQTT__URL": self.url, "FACEWIRE_GALLERY__STORE_DIR": str(self.store_dir)}
+        env = {"FACEWIRE_MQTT__URL": self.url, "FACEWIRE_GALLERY__STORE_DIR": str(self.store_dir), **self.env}
         self.process = start_module("classifier_service", args, env, self.log)
         try:
             deadline = time.monotonic() + timeout

@@ -1,0 +1,199 @@
+"""Gallery management through a real mosquitto and real classifier processes, with real photos."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from classifier_service.gallery import EmbeddingCache, build_gallery
+from classifier_service.gallery_client import GalleryClient
+from classifier_service.index_file import INDEX_FILE
+from facewire.broker import LocalBroker
+from facewire.config import MqttSettings
+from facewire.faces import FaceAnalyzer
+from facewire.models.registry import sha256_file
+from facewire.mqtt import MqttConnection
+from facewire.schema import FaceResult
+from tests.gallery_support import KNOWN, b64_file, largest_embedding, make_gallery, photos, probe
+from tests.support import Collector, RunningClassifier
+
+
+class Probes:
+    """Publishes probe embeddings like an edge node and waits for each one's result."""
+
+    def __init__(self, url: str, node: str = "door") -> None:
+        self.node = node
+        self.seq = 0
+        self.results = Collector(url, ["facewire/results/+"]).start()
+        self.connection = MqttConnection(MqttSettings(url=url), f"test-edge-{node}")
+        self.connection.connect()
+
+    def ask(self, vector: np.ndarray, timeout: float = 20) -> FaceResult:
+        self.seq += 1
+        seq = self.seq
+        self.connection.publish(f"facewire/embeddings/{self.node}", probe(vector, self.node, seq).to_msgpack())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for _topic, payload in self.results.matching(lambda t: t.endswith("/" + self.node)):
+                result = FaceResult.from_json(payload)
+                if result.seq == seq:
+                    return result
+            time.sleep(0.02)
+        raise TimeoutError(f"no result for {self.node}/{seq}")
+
+    def stop(self) -> None:
+        self.connection.close()
+        self.results.stop()
+
+
+def restart(classifier: RunningClassifier) -> float:
+    assert classifier.stop() == 0
+    started = time.perf_counter()
+    classifier.start()
+    return time.perf_counter() - started
+
+
+def no_trace(folder: Path, name: str, vectors: np.ndarray) -> None:
+    """No file of a store folder holds ``name``; neither SQLite nor the index file holds a vector near ``vectors``."""
+    for file in folder.iterdir():
+        assert name.encode() not in file.read_bytes(), f"{name} found in {file}"
+    db = sqlite3.connect(folder / "gallery.sqlite")
+    for table in ("embeddings", "negatives", "unknowns"):
+        stored = [np.frombuffer(blob, dtype="<f4") for (blob,) in db.execute(f"SELECT vector FROM {table}")]
+        if stored:
+            assert float(np.max(np.stack(stored) @ vectors.T)) < 0.97, table
+    db.close()
+    index = faiss.read_index(str(folder / INDEX_FILE))
+    assert float(np.max(index.reconstruct_n(0, index.ntotal) @ vectors.T)) < 0.97, "index file"
+
+
+def test_enrol_restart_forget_over_mqtt_leave_no_trace(
+    broker: LocalBroker, tmp_path: Path, analyzer: FaceAnalyzer
+) -> None:
+    gallery = make_gallery(tmp_path / "gallery", {p: photos(KNOWN / p)[:4] for p in ("Colin_Powell", "Tony_Blair")})
+    cache_dir = tmp_path / "model-cache"
+    cache_dir.mkdir()
+    (cache_dir / "models").symlink_to(Path.home() / ".cache" / "facewire" / "models", target_is_directory=True)
+    legacy = EmbeddingCache(cache_dir / "gallery" / "embeddings.sqlite")  # what an older version left behind
+    build_gallery(gallery, analyzer, legacy)
+    legacy.close()
+    tony_hashes = [sha256_file(p) for p in (gallery / "Tony_Blair").iterdir()]
+    tony = np.stack([largest_embedding(analyzer, p) for p in photos(KNOWN / "Tony_Blair")])
+    serena = np.stack([largest_embedding(analyzer, p) for p in photos(KNOWN / "Serena_Williams")])
+    classifier = RunningClassifier(
+        broker.url, gallery, tmp_path, instance="a", env={"FACEWIRE_MODEL__CACHE_DIR": str(cache_dir)}
+    ).start()
+    edge = Probes(broker.url)
+    client = GalleryClient(MqttSettings(url=broker.url), actor="test").__enter__()
+    try:
+        assert edge.ask(serena[5]).name == "unknown"
+        assert edge.ask(tony[5]).name == "Tony_Blair"
+        images = [b64_file(p) for p in photos(KNOWN / "Serena_Williams")[:4]]
+        enrolled = client.request({"op": "enroll", "person": "Serena_Williams", "images": images})[0]
+        assert enrolled["event"] == "enrolled" and enrolled["accepted"] >= 3, enrolled
+        next_result = edge.ask(serena[5])
+        assert next_result.name == "Serena_Williams" and next_result.gallery_version == enrolled["gallery_version"]
+
+        restart_seconds = restart(classifier)
+        log = classifier.log.read_text()
+        assert re.findall(r"\((\d+) photos embedded now", log)[-1] == "0" and "index restored from file" in log
+        assert restart_seconds < 30, restart_seconds
+        assert edge.ask(serena[4]).name == "Serena_Williams", "the MQTT enrolment survived the restart"
+
+        for person in ("Tony_Blair", "Serena_Williams"):
+            forgotten = client.request({"op": "forget", "person": person})[0]
+            assert forgotten["event"] == "forgotten" and forgotten["removed"]["embeddings"] >= 3, forgotten
+        assert forgotten["gallery_version"] != enrolled["gallery_version"]
+        assert forgotten["removed"]["unknowns"] == 1, "Serena's sighting from before her enrolment is erased too"
+        no_trace(classifier.store_dir / "a", "Tony_Blair", tony)
+        no_trace(classifier.store_dir / "a", "Serena_Williams", serena)
+        # From here on the erased people are strangers: new sightings are kept like any unknown face.
+        assert edge.ask(tony[5]).name == "unknown" and edge.ask(serena[5]).name == "unknown"
+        assert edge.ask(largest_embedding(analyzer, photos(KNOWN / "Colin_Powell")[5])).name == "Colin_Powell"
+    finally:
+        client.__exit__()
+        edge.stop()
+        assert classifier.stop() == 0
+    assert not (gallery / "Tony_Blair").exists(), "enrolment photos are deleted"
+    db = sqlite3.connect(cache_dir / "gallery" / "embeddings.sqlite")
+    left = db.execute(
+        f"SELECT count(*) FROM embeddings WHERE sha256 IN ({','.join('?' * len(tony_hashes))})", tony_hashes
+    )
+    assert left.fetchone()[0] == 0, "the photo-hash embedding cache is purged"
+    db.close()
+    store = sqlite3.connect(classifier.store_dir / "a" / "gallery.sqlite")
+    rows = store.execute("SELECT op, actor, subject, details FROM audit WHERE op = 'forget'").fetchall()
+    store.close()
+    assert [(op, actor) for op, actor, _s, _d in rows] == [("forget", "test"), ("forget", "test")]
+    assert all(
+        subject.startswith("erased:") and json.loads(details)["embeddings"] >= 3 for _o, _a, subject, details in rows
+    )
+
+
+def test_replica_killed_mid_enrolment_converges(
+    broker: LocalBroker, tmp_path: Path, analyzer: FaceAnalyzer, shared_data: Path
+) -> None:
+    gallery = make_gallery(tmp_path / "gallery", {"Colin_Powell": photos(KNOWN / "Colin_Powell")[:4]})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = RunningClassifier(broker.url, gallery, tmp_path / "a", instance="a").start()
+    second = RunningClassifier(broker.url, gallery, tmp_path / "b", instance="b").start()
+    events = Collector(broker.url, ["facewire/gallery/events"]).start()
+    people = [d for d in sorted((shared_data / "lfw-dev" / "known").iterdir()) if len(photos(d)) >= 12][:3]
+    client = GalleryClient(MqttSettings(url=broker.url), actor="test").__enter__()
+    try:
+        ids = [
+            client.send({"op": "enroll", "person": d.name, "images": [b64_file(p) for p in photos(d)[:12]]})
+            for d in people
+        ]
+        time.sleep(0.8)
+        assert second.process is not None
+        second.process.send_signal(signal.SIGKILL)
+        second.process.wait(10)
+        done_before_kill = [e for e in decoded(events) if e["instance"] == "b" and e["event"] == "enrolled"]
+        assert len(done_before_kill) < len(ids), "the replica was killed after it had finished: not mid-enrolment"
+        later = client.send({"op": "forget", "person": people[0].name})  # while b is down
+        client.wait(later, "forget", 1, 60)
+        second.start()
+        for request in [*ids]:
+            client.wait(request, "enroll", 2, 120)
+        client.wait(later, "forget", 2, 120)
+        versions = {e["instance"]: e["gallery_version"] for e in client.gather({"op": "status"}, 1.0, 30)}
+    finally:
+        client.__exit__()
+        events.stop()
+        first.stop()
+        second.stop()
+    assert set(versions) == {"a", "b"} and versions["a"] == versions["b"], versions
+
+
+def decoded(collector: Collector) -> list[dict[str, Any]]:
+    return [json.loads(p) for _t, p in collector.matching(lambda t: True)]
+
+
+def test_malformed_gallery_commands_are_dead_lettered(broker: LocalBroker, tmp_path: Path) -> None:
+    gallery = make_gallery(tmp_path / "gallery", {"Colin_Powell": photos(KNOWN / "Colin_Powell")[:2]})
+    watch = Collector(broker.url, ["facewire/deadletter/classifier", "facewire/gallery/events"]).start()
+    classifier = RunningClassifier(broker.url, gallery, tmp_path).start()
+    sender = MqttConnection(MqttSettings(url=broker.url), "test-bad-commands")
+    sender.connect()
+    try:
+        for body in (b"not json", b'{"op":"forget","person":"../../etc"}', b'{"op":"enroll","person":"A","x":1}'):
+            sender.publish("facewire/gallery/cmd", body)
+        letters = watch.wait_for(lambda t: "deadletter" in t, 3, timeout=20)
+        with GalleryClient(MqttSettings(url=broker.url)) as client:
+            status = client.request({"op": "status"})[0]
+    finally:
+        sender.close()
+        classifier.stop()
+        watch.stop()
+    assert sorted(json.loads(p)["reason"] for _t, p in letters) == ["bad-person", "not-json", "unknown-field"]
+    assert status["people"] == 1, "the service kept going"
