@@ -141,3 +141,38 @@ def test_tail_decodes_embeddings(broker: LocalBroker) -> None:
     assert [(x.get("node"), x.get("seq"), x.get("dim")) for x in lines[:2]] == [("cam-1", 1, 128), ("cam-1", 2, 128)]
     assert lines[0]["bytes"] == len(embeddings[0].to_msgpack()) and "vector" not in lines[0]
     assert lines[2]["error"] in {"not-msgpack", "wrong-type"}
+
+
+def test_once_json_filtered_by_flags(broker: LocalBroker) -> None:
+    stream = make_stream(time.time())
+    process = subprocess.Popen(
+        [
+            *facewire_command(),
+            "monitor",
+            "--broker",
+            broker.url,
+            "--json",
+            "--duration",
+            "2",
+            "--node",
+            "cam-back",
+            "--person",
+            "Alex_Lacamoire",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    assert "connected to" in process.stderr.readline()
+    time.sleep(0.2)
+    publish(broker.url, stream.messages)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    snapshot = json.loads(out)
+    wanted = [r for r in stream.results if r.node == "cam-back" and r.name == "Alex_Lacamoire"]
+    assert wanted and [(r["node"], r["seq"]) for r in snapshot["results"]] == [
+        (r.node, r.seq) for r in reversed(wanted)
+    ]
+    assert [n["node"] for n in snapshot["nodes"]] == ["cam-back"]
+    assert snapshot["filters"] == {"node": "cam-back", "person": "Alex_Lacamoire"}

@@ -101,6 +101,12 @@ def test_alerts_deadletters_thresholds_classifiers() -> None:
     json.dumps(snapshot)  # JSON-ready
 
 
+def test_alerts_older_than_the_window_are_no_longer_open() -> None:
+    state = fed(alert_window=600.0)
+    assert len(state.snapshot(NOW + 599)["alerts"]) == 1
+    assert state.snapshot(NOW + 601)["alerts"] == []
+
+
 def test_malformed_messages_are_counted_not_raised() -> None:
     state = MonitorState()
     state.ingest(TOPICS.results("x"), b"{not json", NOW)

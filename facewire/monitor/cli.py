@@ -26,11 +26,12 @@ from facewire.mqtt import MqttConnection, Will
 from facewire.topics import Topics
 
 
-def _state(settings: Settings, node: str, person: str) -> MonitorState:
+def _state(settings: Settings, node: str, person: str, alert_window: float = 3600.0) -> MonitorState:
     return MonitorState(
         topics=Topics(settings.mqtt.topic_prefix),
         configured_threshold=settings.classifier.threshold,
         stale_after=3 * settings.edge.heartbeat_seconds,
+        alert_window=alert_window,
         filters=Filters(node, person),
     )
 
@@ -66,6 +67,13 @@ def _attach_homeassistant(client: MonitorClient, settings: Settings, gallery: Pa
 @click.option("--json", "as_json", is_flag=True, help="Like --once, but print the snapshot as JSON.")
 @click.option("--duration", type=click.FloatRange(min=0), default=2.0, show_default=True)
 @click.option("--refresh", type=click.FloatRange(1, 30), default=4.0, show_default=True, help="Redraws per second.")
+@click.option(
+    "--alert-window",
+    type=click.FloatRange(min=1),
+    default=3600.0,
+    show_default=True,
+    help="Seconds an alert stays open.",
+)
 @click.option("--ha", is_flag=True, help="Also publish Home Assistant MQTT discovery (homeassistant.enabled).")
 @click.option("--gallery", type=click.Path(path_type=Path, file_okay=False), default=None, help="People for --ha.")
 @fail_cleanly
@@ -79,12 +87,13 @@ def monitor(
     as_json: bool,
     duration: float,
     refresh: float,
+    alert_window: float,
     ha: bool,
     gallery: Path | None,
 ) -> None:
     """Live full-screen view of results, nodes, alerts, thresholds, latency and dead letters."""
     settings = settings_from(config_file, broker_url, verbose)
-    client = MonitorClient(settings.mqtt, _state(settings, node, person))
+    client = MonitorClient(settings.mqtt, _state(settings, node, person, alert_window))
     if ha or settings.homeassistant.enabled:
         _attach_homeassistant(client, settings, gallery)
     client.start()

@@ -56,6 +56,7 @@ class MonitorState:
     topics: Topics = field(default_factory=Topics)
     configured_threshold: float = 0.45
     stale_after: float = 30.0
+    alert_window: float = 3600.0  # alerts raised longer ago than this no longer count as open
     filters: Filters = field(default_factory=Filters)
     connected: bool = False
     broker: str = ""
@@ -157,7 +158,7 @@ class MonitorState:
                 ),
                 "nodes": self._nodes_view(now),
                 "classifiers": self._classifiers_view(),
-                "alerts": self._alerts_view(),
+                "alerts": self._alerts_view(now),
                 "thresholds": threshold_summary(self.thresholds, self._configured()),
                 "deadletters": [
                     {"service": service, "reason": reason, "count": count}
@@ -241,8 +242,9 @@ class MonitorState:
             )
         return view
 
-    def _alerts_view(self) -> list[dict[str, Any]]:
-        shown = [a for a in reversed(self.alerts) if self.filters.accept(a.node, a.subject)]
+    def _alerts_view(self, now: float) -> list[dict[str, Any]]:
+        since = now - self.alert_window
+        shown = [a for a in reversed(self.alerts) if a.raised_at >= since and self.filters.accept(a.node, a.subject)]
         return [
             {
                 "id": a.id,
