@@ -76,6 +76,21 @@ def test_monitor_survives_broker_restart(tmp_path: Path, tmux: Tmux) -> None:
         broker.stop()
 
 
+def test_monitor_started_before_the_broker_connects_when_it_comes(tmp_path: Path, tmux: Tmux) -> None:
+    broker = LocalBroker(tmp_path / "late-broker")
+    try:
+        tmux.start([*facewire_command(), "monitor", "--broker", broker.url])
+        screen = tmux.wait_for(lambda s: "disconnected" in s, timeout=30)
+        assert "disconnected" in screen, screen
+        broker.start()
+        screen = tmux.wait_for(lambda s: "● connected" in s, timeout=20)
+        assert "● connected" in screen, screen
+        tmux.keys("q")
+        assert tmux.exit_code(timeout=10) == 0
+    finally:
+        broker.stop()
+
+
 def test_once_json_snapshot_matches_stream(broker: LocalBroker) -> None:
     stream = make_stream(time.time())
     process = subprocess.Popen(
