@@ -210,3 +210,16 @@ def test_unknown_clusters_are_mostly_one_person_each_and_can_be_named(
     fresh = largest_embedding(analyzer, photos(shared_data / "lfw-dev" / "known" / person)[8])
     assert manager.matcher.match(fresh[None, :])[0].name == person
     assert not manager.store.unknowns(manager.model_id, target.cluster)
+
+
+def test_reload_adds_new_folder_photos_and_drops_removed_ones(tmp_path: Path, analyzer: FaceAnalyzer) -> None:
+    gallery = two_people(tmp_path)
+    manager = open_test_manager(settings_for(tmp_path, gallery), analyzer)
+    before = manager.version
+    make_gallery(gallery, {"Tony_Blair": photos(KNOWN / "Tony_Blair")[2:4]})
+    sorted((gallery / "Colin_Powell").iterdir())[0].unlink()
+    event = command(manager, {"op": "reload"}).events[0]
+    assert event["event"] == "reloaded" and event["added"] == 2 and event["removed"] == 1, event
+    assert event["gallery_version"] != before and "Tony_Blair" in manager.matcher.labels
+    again = command(manager, {"op": "reload"}).events[0]
+    assert (again["added"], again["removed"], again["gallery_version"]) == (0, 0, event["gallery_version"])
