@@ -46,6 +46,12 @@ def clock(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def short_clock(ts: float) -> str:
+    """``HH:MM:SS`` for today, ``MM-DD HH:MM:SS`` before (keeps the table narrow)."""
+    moment = dt.datetime.fromtimestamp(ts)
+    return moment.strftime("%H:%M:%S" if moment.date() == dt.date.today() else "%m-%d %H:%M:%S")
+
+
 def open_existing_log(database: Path) -> ResultLog:
     if not database.exists():
         raise ConfigError(f"no detection log at {database} (start it with: alert-service run recorder)")
@@ -58,7 +64,7 @@ def render_table(rows: Iterable[LogRow], console: Console) -> int:
     count = 0
     for row in rows:
         table.add_row(
-            clock(row.ts),
+            short_clock(row.ts),
             row.node,
             str(row.track),
             str(row.seq),
