@@ -23,7 +23,7 @@ from facewire.models.registry import sha256_file
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceResult
 from tests.gallery_support import KNOWN, b64_file, largest_embedding, make_gallery, photos, probe
-from tests.support import Collector, RunningClassifier
+from tests.support import Collector, RunningClassifier, run_module
 
 
 class Probes:
@@ -197,3 +197,65 @@ def test_malformed_gallery_commands_are_dead_lettered(broker: LocalBroker, tmp_p
         watch.stop()
     assert sorted(json.loads(p)["reason"] for _t, p in letters) == ["bad-person", "not-json", "unknown-field"]
     assert status["people"] == 1, "the service kept going"
+
+
+def test_unknown_visitors_are_clustered_and_one_cluster_is_named_from_the_cli(
+    broker: LocalBroker, tmp_path: Path, analyzer: FaceAnalyzer, shared_data: Path
+) -> None:
+    gallery = make_gallery(tmp_path / "gallery", {"Colin_Powell": photos(KNOWN / "Colin_Powell")[:4]})
+    classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="a").start()
+    visitors = [d for d in sorted((shared_data / "lfw-dev" / "known").iterdir()) if len(photos(d)) >= 8][20:23]
+    edge = Probes(broker.url, node="gate")
+    env = {"FACEWIRE_MQTT__URL": broker.url}
+    try:
+        for person_dir in visitors:
+            for file in photos(person_dir)[:6]:
+                assert edge.ask(largest_embedding(analyzer, file)).name == "unknown"
+        listing = run_module("facewire", ["unknowns", "--min-size", "3"], env, timeout=60)
+        assert listing.returncode == 0, listing.stderr
+        clusters = re.findall(r"(a:\d+)\s+│\s+(\d+)\s+│.*gate x(\d+)", listing.stdout)
+        assert len(clusters) == 3 and all(int(size) >= 4 for _c, size, _n in clusters), listing.stdout
+        newcomer = visitors[0].name
+        first = largest_embedding(analyzer, photos(visitors[0])[0])
+        named = run_module("facewire", ["unknowns", "name", _cluster_of(classifier, first), newcomer], env, timeout=60)
+        assert named.returncode == 0 and "enrolled" in named.stdout, named.stdout + named.stderr
+        fresh = largest_embedding(analyzer, photos(visitors[0])[7])
+        assert edge.ask(fresh).name == newcomer
+        whereis = run_module("facewire", ["whereis", newcomer], env, timeout=60)
+        assert whereis.returncode == 0 and f"{newcomer} last seen on gate" in whereis.stdout, whereis.stdout
+    finally:
+        edge.stop()
+        classifier.stop()
+
+
+def _cluster_of(classifier: RunningClassifier, vector: np.ndarray) -> str:
+    """The cluster id (as listed) whose members are most like ``vector`` (read from the store, read-only)."""
+    db = sqlite3.connect(classifier.store_dir / "a" / "gallery.sqlite")
+    rows = db.execute("SELECT cluster, vector FROM unknowns").fetchall()
+    db.close()
+    best = max(rows, key=lambda row: float(np.frombuffer(row[1], dtype="<f4") @ vector))
+    return f"a:{best[0]}"
+
+
+def test_relabel_and_reject_a_result_over_mqtt(broker: LocalBroker, tmp_path: Path, analyzer: FaceAnalyzer) -> None:
+    gallery = make_gallery(tmp_path / "gallery", {"Colin_Powell": photos(KNOWN / "Colin_Powell")[:4]})
+    classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="a").start()
+    edge = Probes(broker.url, node="hall")
+    tony = [largest_embedding(analyzer, p) for p in photos(KNOWN / "Tony_Blair")]
+    try:
+        with GalleryClient(MqttSettings(url=broker.url), actor="operator") as client:
+            first = edge.ask(tony[0])
+            assert first.name == "unknown"
+            relabelled = client.request({"op": "relabel", "result": f"hall/{first.seq}", "person": "Tony_Blair"})
+            assert relabelled[0]["event"] == "enrolled" and relabelled[0]["person"] == "Tony_Blair"
+            named = edge.ask(tony[1])
+            assert named.name == "Tony_Blair", named
+            rejected = client.request({"op": "reject", "result": f"hall/{named.seq}"})
+            assert rejected[0]["event"] == "negative-added" and rejected[0]["person"] == "Tony_Blair"
+            assert edge.ask(tony[1]).name != "Tony_Blair", "the rejected mistake is not repeated"
+            missing = client.send({"op": "reject", "result": "hall/999"})
+            time.sleep(1.0)
+            assert [e["event"] for e in client.events(missing)] == ["not-held"]
+    finally:
+        edge.stop()
+        classifier.stop()
