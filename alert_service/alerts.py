@@ -101,9 +101,12 @@ class AlertService(ResultSubscriber):
         if self.webhook is not None:
             self.webhook.stop()
 
+    def erase(self, person: str, marker: str) -> None:
+        self.engine.store.erase_person(person, marker)
+
     def work(self, timeout: float) -> None:
         for item in take_batch(self.inbox, 100, 0.0, timeout):
-            alerts = self.engine.process(item.result, time.time())
+            alerts = self.engine.process(self.scrub(item.result), time.time())
             self.processed += 1
             for alert in alerts:
                 self.publish(alert)

@@ -49,11 +49,14 @@ class Recorder(ResultSubscriber):
         super().stop(timeout)
         self.retention.stop()
 
+    def erase(self, person: str, marker: str) -> None:
+        self.store.erase_person(person, marker)
+
     def work(self, timeout: float) -> None:
         batch = take_batch(self.inbox, self.settings.batch_max, self.settings.batch_wait_ms / 1000.0, timeout)
         if not batch:
             return
-        added = self.store.insert([LogRow.from_result(item.result) for item in batch])
+        added = self.store.insert([LogRow.from_result(self.scrub(item.result)) for item in batch])
         self.received += len(batch)
         self.inserted += added
         log.debug(kv("batch-recorded", size=len(batch), added=added))

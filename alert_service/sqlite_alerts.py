@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from alert_service.sqlite_db import SqliteDatabase
@@ -159,5 +160,35 @@ class SqliteAlertStore(AlertStore):
         with self._db() as db:
             return db.execute("DELETE FROM sightings WHERE ts < ?", (before,)).rowcount
 
+    def erase_person(self, person: str, marker: str) -> int:
+        with self._db() as db:
+            db.execute("UPDATE sightings SET name = ? WHERE name = ?", (marker, person))
+            db.execute("UPDATE sightings SET subject = ? WHERE subject = ?", (marker, person))
+            rows = db.execute(
+                "SELECT id, payload FROM alerts WHERE subject = ? OR instr(payload, ?) > 0", (person, person)
+            ).fetchall()
+            for row_id, payload in rows:
+                alert = erase_from_alert(Alert.from_json(bytes(payload)), person, marker)
+                db.execute(
+                    "UPDATE alerts SET key = ?, subject = ?, payload = ? WHERE id = ?",
+                    (alert.id, alert.subject, alert.to_json(), row_id),
+                )
+        return len(rows)
+
     def close(self) -> None:
         self.database.close()
+
+
+def erase_from_alert(alert: Alert, person: str, marker: str) -> Alert:
+    """The alert with ``person`` replaced by ``marker`` in its id, subject, message and evidence."""
+
+    def swap(text: str) -> str:
+        return marker if text == person else text
+
+    return replace(
+        alert,
+        id=":".join(swap(part) for part in alert.id.split(":")),
+        subject=swap(alert.subject),
+        message=alert.message.replace(person, marker),
+        evidence=tuple(replace(e, name=swap(e.name)) for e in alert.evidence),
+    )

@@ -120,6 +120,17 @@ class SqliteResultLog(ResultLog):
             records = db.execute(sql, (last_id,)).fetchall()
         return [Confirmation(r[0], r[1], r[2], r[3], None if r[4] is None else _row(r[5:])) for r in records]
 
+    def erase_person(self, person: str, marker: str) -> int:
+        quoted, replacement = json.dumps(person), json.dumps(marker)
+        with self.database.write() as db:
+            named = db.execute("UPDATE results SET name = ? WHERE name = ?", (marker, person)).rowcount
+            db.execute(
+                "UPDATE results SET candidates = replace(candidates, ?, ?) WHERE instr(candidates, ?) > 0",
+                (quoted, replacement, quoted),
+            )
+            db.execute("UPDATE confirmations SET truth = ? WHERE truth = ?", (marker, person))
+        return int(named)
+
     def close(self) -> None:
         self.database.close()
 

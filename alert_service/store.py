@@ -146,6 +146,10 @@ class ResultLog(ABC):
         """Verdicts newer than ``last_id`` with the result they are about."""
 
     @abstractmethod
+    def erase_person(self, person: str, marker: str) -> int:
+        """Replace ``person`` by ``marker`` in every row (name, candidates) and verdict; idempotent."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 
@@ -224,6 +228,10 @@ class AlertStore(ABC):
 
     @abstractmethod
     def prune_sightings(self, before: float) -> int: ...
+
+    @abstractmethod
+    def erase_person(self, person: str, marker: str) -> int:
+        """Replace ``person`` by ``marker`` in sightings, incidents and alerts (ids included); idempotent."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -16,12 +16,13 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import paho.mqtt.client as paho
 
 from classifier_service.core import DeadLetter
+from classifier_service.gallery_store import erasure_marker
 from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection, Will
@@ -74,6 +75,10 @@ class ResultSubscriber(ABC):
         # Subscribed before connecting: a resumed session delivers its queued messages right after the
         # CONNACK, and a message without a handler would be acked by the connection's default handler.
         connection.subscribe(self.topics.results_shared(share_group), self._on_message)
+        # Not shared: every replica erases a forgotten person from what it stores.
+        connection.subscribe(self.topics.gallery_events(), self._on_gallery_event)
+        self.erased: dict[str, str] = {}  # person -> erasure marker, applied to results still in flight
+        self._erasures: queue.Queue[tuple[str, paho.MQTTMessage, int]] = queue.Queue()
 
     @property
     def status_topic(self) -> str:
@@ -118,16 +123,51 @@ class ResultSubscriber(ABC):
             self.connection.ack(message)
 
     @abstractmethod
+    def erase(self, person: str, marker: str) -> None:
+        """Replace a forgotten person by its erasure marker in what this subscriber stores."""
+
+    def scrub(self, result: FaceResult) -> FaceResult:
+        """``result`` with forgotten people replaced by their markers (for results still in flight)."""
+        if not self.erased or not ({result.name} | {c.name for c in result.candidates}) & self.erased.keys():
+            return result
+        return replace(
+            result,
+            name=self.erased.get(result.name, result.name),
+            candidates=tuple(replace(c, name=self.erased.get(c.name, c.name)) for c in result.candidates),
+        )
+
+    @abstractmethod
     def work(self, timeout: float) -> None:
         """Take what is queued in :attr:`inbox` (waiting at most ``timeout``), do it, ack it."""
 
     def _work_loop(self) -> None:
         while not self._stop.is_set() or not self.inbox.empty():
             try:
+                self._erase_pending()
                 self.work(0.2)
             except Exception:  # the worker must outlive a bad batch; the broker redelivers what was not acked
                 log.exception(kv("worker-failed", service=self.service))
                 time.sleep(1.0)
+
+    def _erase_pending(self) -> None:
+        while not self._erasures.empty():
+            person, message, epoch = self._erasures.get()
+            marker = erasure_marker(person)
+            self.erased[person] = marker
+            self.erase(person, marker)
+            log.info(kv("person-erased", service=self.service, marker=marker))
+            self._ack_message(message, epoch)
+
+    def _on_gallery_event(self, message: paho.MQTTMessage) -> None:
+        try:
+            event = json.loads(bytes(message.payload))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            event = None
+        person = event.get("person") if isinstance(event, dict) and event.get("event") == "forgotten" else None
+        if isinstance(person, str) and person:
+            self._erasures.put((person, message, self._epoch))
+        else:
+            self._ack_message(message, self._epoch)
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
         payload = bytes(message.payload)

@@ -15,6 +15,7 @@ from typing import ClassVar
 import pytest
 
 from alert_service.sqlite_alerts import SqliteAlertStore
+from classifier_service.gallery_store import erasure_marker
 from facewire.broker import LocalBroker
 from facewire.schema import Alert, FaceResult
 from facewire.topics import Topics
@@ -99,6 +100,11 @@ def test_replicas_raise_one_alert_per_incident_and_call_the_webhook(
         time.sleep(3.0)  # a duplicate alert would arrive by now
         alerts = [Alert.from_json(payload) for _topic, payload in collector.matching(lambda _t: True)]
         assert wait_until(lambda: len(posted) >= 3, 10)
+        forgotten = json.dumps({"v": 1, "event": "forgotten", "op": "forget", "person": "Colin_Powell"}).encode()
+        publish_all(broker.url, [(Topics().gallery_events(), forgotten)])
+        store = SqliteAlertStore(tmp_path / "a.sqlite")
+        marker = erasure_marker("Colin_Powell")
+        assert wait_until(lambda: any(s.alert.subject == marker for s in store.alerts(10)), 15)
     finally:
         for process in replicas:
             process.terminate()
@@ -116,13 +122,14 @@ def test_replicas_raise_one_alert_per_incident_and_call_the_webhook(
     database = ["--database", str(tmp_path / "a.sqlite")]
     listed = run_module("facewire", ["alerts", *database, "--json"], {})
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3, listed.stderr
-    watch_id = next(a.id for a in alerts if a.rule == "watchlist")
+    watch_id = next(a.id for a in alerts if a.rule == "watchlist").replace("Colin_Powell", marker)
     acked = run_module("facewire", ["alerts", *database, "ack", watch_id, "--by", "guard"], {})
     assert acked.returncode == 0 and "acknowledged" in acked.stdout, acked.stderr
     remaining = run_module("facewire", ["alerts", *database, "--json"], {})
     assert sorted(json.loads(line)["rule"] for line in remaining.stdout.splitlines()) == ["unknown", "unknown"]
-    stored = SqliteAlertStore(tmp_path / "a.sqlite").alerts(10)
+    stored = store.alerts(10)
     assert all(s.published and s.webhook.startswith("sent") for s in stored)
+    assert all("Colin_Powell" not in s.alert.to_json().decode() for s in stored)
 
 
 def test_a_dead_webhook_does_not_stall_alerts(broker: LocalBroker, tmp_path: Path, dead_webhook: str) -> None:

@@ -17,6 +17,7 @@ from alert_service.stats import ThresholdStats, confirmed_scores
 from alert_service.store import LogQuery, LogRow, Sighting
 from alert_service.thresholds import ScoreHistogram, ThresholdReport, leave_one_out, report
 from alert_service.views_log import parse_when
+from classifier_service.gallery_store import erasure_marker
 from facewire.config import AccessRule, AlertSettings
 from facewire.errors import ConfigError
 from facewire.schema import FaceResult
@@ -208,3 +209,25 @@ def test_parse_when() -> None:
     assert parse_when("2024-05-01T08:00:00+00:00", 0) == dt.datetime(2024, 5, 1, 8, tzinfo=dt.timezone.utc).timestamp()
     with pytest.raises(ConfigError):
         parse_when("yesterday-ish", 0)
+
+
+def test_forgotten_person_is_erased_from_log_and_alerts(tmp_path: Path) -> None:
+    marker = erasure_marker("Colin_Powell")
+    log = SqliteResultLog(tmp_path / "log.sqlite")
+    log.insert(rows(face("cam1", 1, "Colin_Powell", 0.7), face("cam1", 2, "Tony_Blair", 0.6), face("cam1", 3)))
+    log.confirm("cam1", 1, "Colin_Powell", T0)
+    assert log.erase_person("Colin_Powell", marker) == 1
+    assert log.erase_person("Colin_Powell", marker) == 0  # idempotent: one event arrives per classifier replica
+    stored = {r.seq: r for r in log.query(LogQuery(limit=0))}
+    assert stored[1].name == marker and log.last_seen("Colin_Powell") is None
+    assert all("Colin_Powell" not in [c.name for c in r.candidates] for r in stored.values())
+    assert stored[2].candidates[1].name == marker and stored[2].name == "Tony_Blair"
+    assert log.confirmations_after(0)[0].truth == marker
+    alerts = engine(tmp_path, watchlist=["Colin_Powell"])
+    raised = alerts.process(face("cam2", 50, "Colin_Powell", 0.61), T0)
+    assert [a.id for a in raised] == ["watchlist:Colin_Powell:cam2:50"]
+    assert alerts.store.erase_person("Colin_Powell", marker) == 1
+    (kept,) = alerts.store.alerts(10)
+    assert kept.alert.id == f"watchlist:{marker}:cam2:50" and kept.alert.subject == marker
+    assert "Colin_Powell" not in kept.alert.to_json().decode()
+    assert alerts.store.sightings("watchlist", marker, 0, 2 * T0)[0].name == marker

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from alert_service.sqlite_log import SqliteResultLog
 from alert_service.store import LogQuery, LogRow
+from classifier_service.gallery_store import erasure_marker
 from facewire.broker import LocalBroker
 from facewire.schema import FaceResult
 from facewire.topics import Topics
@@ -76,6 +77,11 @@ def test_log_views_query_export_and_last_seen(broker: LocalBroker, tmp_path: Pat
         publish_all(broker.url, results_payloads(stream()))
         log = SqliteResultLog(database)
         assert wait_until(lambda: log.count() == 60, 30), log_tail(tmp_path / "rec-views.log")
+        # the gallery forgets a person (one event per classifier replica): the log keeps only a marker
+        forgotten = json.dumps({"v": 1, "event": "forgotten", "op": "forget", "person": "Serena_Williams"}).encode()
+        publish_all(broker.url, [(Topics().gallery_events(), forgotten)] * 2)
+        assert wait_until(lambda: log.last_seen("Serena_Williams") is None, 15), log_tail(tmp_path / "rec-views.log")
+        assert len(list(log.query(LogQuery(person=erasure_marker("Serena_Williams"), limit=0)))) == 12
     finally:
         recorder.terminate()
         recorder.wait(20)
