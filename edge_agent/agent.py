@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from edge_agent.forwarder import Forwarder
 from edge_agent.pipeline import EdgePipeline
 from edge_agent.sources import Frame
 from facewire.logs import kv
@@ -35,9 +36,17 @@ class RunSummary:
 class EdgeAgent:
     """Runs frames through the pipeline and publishes each message at QoS 1 to its node's topic."""
 
-    def __init__(self, pipeline: EdgePipeline, connection: MqttConnection, topics: Topics, source_label: str) -> None:
+    def __init__(
+        self,
+        pipeline: EdgePipeline,
+        connection: MqttConnection,
+        topics: Topics,
+        source_label: str,
+        forwarder: Forwarder,
+    ) -> None:
         self.pipeline = pipeline
         self.connection = connection
+        self.forwarder = forwarder
         self.topics = topics
         self.node = pipeline.settings.node_id
         self.source_label = source_label
@@ -72,6 +81,8 @@ class EdgeAgent:
                 "fps": round(counters.frames / elapsed, 2),
                 "faces_per_s": round(counters.faces / elapsed, 2),
                 "unconfirmed": self.unconfirmed,
+                "spool_depth": self.forwarder.spool.depth,
+                "spool_dropped": self.forwarder.spool.dropped,
             }
         ).encode()
 
@@ -82,31 +93,53 @@ class EdgeAgent:
 
     @property
     def unconfirmed(self) -> int:
-        """Publishes the broker has not acknowledged yet."""
-        return self.connection.tracker.outstanding
+        """Embeddings the broker has not acknowledged yet (they wait in the spool)."""
+        return self.forwarder.spool.depth
 
-    def run(self, frames: Iterator[Frame], stop: threading.Event, heartbeat_seconds: float) -> RunSummary:
+    def on_connection_change(self, connected: bool) -> None:
+        """Announce the node and resume draining the spool after every (re)connect."""
+        if connected:
+            self.connection.publish(self.topics.node_status(self.node), self.status("online"), retain=True)
+        self.forwarder.connection_changed(connected)
+
+    def run(
+        self, frames: Iterator[Frame], stop: threading.Event, heartbeat_seconds: float, drain_timeout: float = 30.0
+    ) -> RunSummary:
         """Process frames until the source ends or ``stop`` is set; then wait for the broker's acks."""
         self._started = time.monotonic()
         log.info(kv("edge-start", node=self.node, source=self.source_label, provider=self.provider))
-        self.connection.publish(self.topics.node_status(self.node), self.status("online"), retain=True)
+        if self.connection.connected:
+            self.connection.publish(self.topics.node_status(self.node), self.status("online"), retain=True)
         next_heartbeat = time.monotonic() + heartbeat_seconds
         for frame in frames:
             if stop.is_set():
                 break
             for message in self.pipeline.process(frame):
-                self.connection.publish(self.topics.embeddings(self.node), message.to_msgpack())
+                self.forwarder.put(self.topics.embeddings(self.node), message.to_msgpack())
             if time.monotonic() >= next_heartbeat:
-                self.connection.publish(self.topics.node_status(self.node), self.status("online"), retain=True)
+                self._heartbeat()
                 next_heartbeat = time.monotonic() + heartbeat_seconds
-                log.info(
-                    kv("heartbeat", node=self.node, frames=self.pipeline.counters.frames, pending=self.unconfirmed)
-                )
-        return self._finish()
+        return self._finish(drain_timeout)
+
+    def _heartbeat(self) -> None:
+        if self.connection.connected:
+            self.connection.publish(self.topics.node_status(self.node), self.status("online"), retain=True)
+        spool = self.forwarder.spool
+        log.info(
+            kv(
+                "heartbeat",
+                node=self.node,
+                frames=self.pipeline.counters.frames,
+                connected=self.connection.connected,
+                spool_depth=spool.depth,
+                spool_dropped=spool.dropped,
+            )
+        )
 
     def _finish(self, timeout: float = 30.0) -> RunSummary:
+        """Wait up to ``timeout`` for the spool to drain while the broker is connected; never for an absent one."""
         deadline = time.monotonic() + timeout
-        while self.unconfirmed and time.monotonic() < deadline:
+        while self.forwarder.spool.depth and self.connection.connected and time.monotonic() < deadline:
             time.sleep(0.05)
         counters = self.pipeline.counters
         summary = RunSummary(
@@ -118,5 +151,7 @@ class EdgeAgent:
             self.unconfirmed,
         )
         if summary.unconfirmed:
-            log.warning(kv("unconfirmed-at-exit", node=self.node, count=summary.unconfirmed))
+            log.warning(
+                kv("spooled-at-exit", node=self.node, count=summary.unconfirmed, spool=str(self.forwarder.spool.path))
+            )
         return summary

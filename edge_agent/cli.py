@@ -8,11 +8,13 @@ from pathlib import Path
 import click
 
 from edge_agent.agent import EdgeAgent
+from edge_agent.forwarder import Forwarder
 from edge_agent.pipeline import EdgePipeline
 from edge_agent.sequence import SequenceCounter
 from edge_agent.sources import describe_source, open_frames, paced
+from edge_agent.spool import Spool
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
-from facewire.errors import ConfigError
+from facewire.errors import BrokerError, ConfigError
 from facewire.faces import create_analyzer
 from facewire.mqtt import MqttConnection
 from facewire.topics import Topics, valid_node_id
@@ -79,17 +81,45 @@ def run(
     connection = MqttConnection(
         settings.mqtt, f"edge-{edge.node_id}-{socket.gethostname()}", will=EdgeAgent.will(topics, edge.node_id)
     )
-    connection.connect()
-    agent = EdgeAgent(pipeline, connection, topics, source_label=kind)
+    spool_path = (edge.spool_dir or edge.state_dir) / f"{edge.node_id}.spool.sqlite"
+    spool = Spool(spool_path, edge.spool_max_messages, edge.spool_fsync, keep_acked=edge.resend_seconds)
+    forwarder = Forwarder(spool, connection, resend_seconds=edge.resend_seconds)
+    agent = EdgeAgent(pipeline, connection, topics, kind, forwarder)
+    connection.on_connection_change = agent.on_connection_change
+    if spool.depth:
+        click.echo(f"{edge.node_id}: {spool.depth} embeddings waiting in spool {spool.path}", err=True)
+    connect_or_spool(connection)
+    forwarder.start()
     click.echo(f"{edge.node_id}: {kind} source, embedder on {agent.provider}, broker {settings.mqtt.url}", err=True)
     stop = stop_event_on_signals()
     frames = paced(open_frames(edge.source, loop=not once), edge.max_fps, edge.skip_frames)
     try:
-        summary = agent.run(frames, stop, edge.heartbeat_seconds)
+        summary = agent.run(frames, stop, edge.heartbeat_seconds, edge.drain_timeout)
     finally:
+        forwarder.close()
         connection.close(final=agent.offline())
+        spool.close()
     click.echo(
         f"{edge.node_id}: {summary.frames} frames, {summary.faces} faces, {summary.published} published "
         f"({summary.duplicates} duplicates skipped), {summary.fps:.1f} frames/s",
         err=True,
     )
+    if summary.unconfirmed:
+        message = f"{summary.unconfirmed} embeddings not acknowledged by {settings.mqtt.url}; kept in {spool.path}"
+        if once and not stop.is_set():
+            raise BrokerError(f"{message} and sent on the next run")
+        click.echo(f"{edge.node_id}: {message}", err=True)
+
+
+def connect_or_spool(connection: MqttConnection) -> None:
+    """Connect now, or keep retrying in the background while embeddings go to the spool.
+
+    A broker that refuses us (bad credentials, not authorised) is an error; one that cannot be reached is not.
+    """
+    try:
+        connection.connect()
+    except BrokerError as exc:
+        if connection.refusal is not None:
+            raise
+        click.echo(f"warning: {exc}; spooling embeddings and retrying in the background", err=True)
+        connection.connect_in_background()

@@ -19,8 +19,26 @@ from facewire.logs import setup_logging
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+TLS_FLAGS = {"tls_ca": "CA certificate", "tls_cert": "client certificate", "tls_key": "client key"}
+
+
+def _remember_tls(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None and param.name:
+        ctx.meta.setdefault("facewire.tls", {})[param.name] = value
+
+
 def common_options(func: F) -> F:
-    """--config, --broker, --verbose on a command."""
+    """--config, --broker, --verbose and --tls-ca/--tls-cert/--tls-key (for mqtts:// URLs) on a command."""
+    for name, what in reversed(TLS_FLAGS.items()):
+        func = click.option(
+            f"--{name.replace('_', '-')}",
+            name,
+            type=click.Path(path_type=Path, dir_okay=False, exists=True),
+            default=None,
+            expose_value=False,
+            callback=_remember_tls,
+            help=f"TLS {what} (PEM) for an mqtts:// broker.",
+        )(func)
     func = click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")(func)
     func = click.option("--broker", "broker_url", default=None, help="Broker URL, e.g. mqtt://127.0.0.1:1883.")(func)
     func = click.option(
@@ -38,7 +56,9 @@ def settings_from(
 ) -> Settings:
     """Set up logging and load settings with CLI overrides on top."""
     setup_logging(verbose)
-    return load_settings(config_file, {"mqtt": {"url": broker_url}, **sections})
+    context = click.get_current_context(silent=True)
+    tls = context.meta.get("facewire.tls", {}) if context is not None else {}
+    return load_settings(config_file, {"mqtt": {"url": broker_url, **tls}, **sections})
 
 
 def fail_cleanly(func: F) -> F:

@@ -69,6 +69,17 @@ class EdgeSettings(Section):
     refresh_seconds: float = Field(5.0, description="Republish a track at least this often even if unchanged", gt=0)
     heartbeat_seconds: float = Field(10.0, description="Interval of the status heartbeat", gt=0)
     state_dir: Path = Field(DEFAULT_STATE_DIR, description="Where the node keeps its sequence counter")
+    spool_dir: Path | None = Field(None, description="Folder of the spool NODE.spool.sqlite (default: state_dir)")
+    spool_max_messages: int = Field(
+        200_000, description="Embeddings the spool holds before dropping the oldest (~0.5 KB each)", ge=1
+    )
+    spool_fsync: Literal["always", "normal", "off"] = Field(
+        "normal", description="Spool durability: always (power-loss safe), normal (crash safe), off"
+    )
+    drain_timeout: float = Field(30.0, description="Seconds to wait for the spool to drain at exit", ge=0)
+    resend_seconds: float = Field(
+        30.0, description="After a reconnect, re-send what the broker acknowledged this recently (> autosave)", ge=0
+    )
 
 
 class ClassifierSettings(Section):
@@ -80,6 +91,12 @@ class ClassifierSettings(Section):
     queue_max: int = Field(4096, description="Messages held in memory before the broker is paced", ge=16)
     share_group: str = Field("classifiers", description="Shared-subscription group of the replicas")
     instance: str = Field("", description="Replica id (default: host name and process id)")
+    max_future_seconds: float = Field(
+        300.0, description="Dead-letter embeddings whose capture time is this far ahead of ours (0: off)", ge=0
+    )
+    max_age_seconds: float = Field(
+        0.0, description="Dead-letter embeddings older than this (0: off; keep above the edges' spool horizon)", ge=0
+    )
 
 
 class GallerySettings(Section):

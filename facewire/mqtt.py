@@ -199,6 +199,27 @@ class MqttConnection:
             self.client.loop_stop()
             raise BrokerError(f"broker refused connection: {self._refusal}")
 
+    def connect_in_background(self) -> None:
+        """Start the network thread without waiting: paho keeps retrying (1..30 s) until the broker answers."""
+        properties = Properties(PacketTypes.CONNECT)
+        if self.session_expiry:
+            properties.SessionExpiryInterval = self.session_expiry
+        if self.receive_maximum:
+            properties.ReceiveMaximum = self.receive_maximum
+        self.client.connect_async(
+            self.address.host,
+            self.address.port,
+            keepalive=self.settings.keepalive,
+            clean_start=self.session_expiry == 0,
+            properties=properties,
+        )
+        self.client.loop_start()
+
+    @property
+    def refusal(self) -> str | None:
+        """The broker's reason for refusing the last connection attempt (bad credentials...), if it did."""
+        return self._refusal
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 

@@ -1,0 +1,103 @@
+"""Sends the spool to the broker in order, a window at a time, while connected.
+
+Entries are handed to paho only while the connection is up, in id order, and
+are marked acknowledged on the broker's PUBACK. After every (re)connect the
+forwarder rewinds to the first entry acknowledged within the last
+``resend_seconds`` (or still unacknowledged) and sends from there: a broker
+that crashed lost whatever it accepted since its last persistence snapshot,
+and this re-send restores it. The duplicates this makes are absorbed by the
+consumers, which are idempotent on (node, seq).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+
+from edge_agent.spool import Spool
+from facewire.logs import kv
+from facewire.mqtt import MqttConnection
+
+log = logging.getLogger(__name__)
+
+
+class Forwarder:
+    """A background thread draining ``spool`` into ``connection`` with at most ``window`` unacknowledged."""
+
+    def __init__(self, spool: Spool, connection: MqttConnection, window: int = 500, resend_seconds: float = 0.0):
+        self.spool = spool
+        self.connection = connection
+        self.window = window
+        self.resend_seconds = resend_seconds
+        self._cursor = 0
+        self._in_flight: set[int] = set()
+        self._resend_since: float | None = None
+        self._rewind = threading.Event()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spool-forwarder", daemon=True)
+
+    def start(self) -> Forwarder:
+        self._thread.start()
+        return self
+
+    def put(self, topic: str, payload: bytes) -> None:
+        """Spool one message; it is published as soon as the connection allows."""
+        self.spool.put(topic, payload)
+        self._wake.set()
+
+    def connection_changed(self, connected: bool) -> None:
+        """Called on every (dis)connect: after a connect, re-send the recent past, then go on."""
+        if connected:
+            self._rewind.set()
+        self._wake.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(5.0)
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if self._rewind.is_set():
+                self._rewind.clear()
+                self._rewind_cursor()
+            if self.connection.connected:
+                self._send_next()
+
+    def _rewind_cursor(self) -> None:
+        since = time.time() - self.resend_seconds if self.resend_seconds > 0 else None
+        with self._lock:
+            self._cursor, self._resend_since = 0, since
+            self._in_flight.clear()  # paho re-sends its own; their late acks are harmless
+        log.info(kv("spool-rewind", depth=self.spool.depth, resend_seconds=self.resend_seconds))
+
+    def _send_next(self) -> None:
+        with self._lock:
+            room = self.window - len(self._in_flight)
+            since = self._resend_since
+        if room <= 0:
+            return
+        entries = self.spool.after(self._cursor, room, acked_since=since)
+        for entry in entries:
+            with self._lock:
+                self._in_flight.add(entry.id)
+                self._cursor = entry.id
+            self.connection.publish(entry.topic, entry.payload, on_acked=functools.partial(self._acked, entry.id))
+        if entries:
+            log.debug(kv("spool-sent", count=len(entries), depth=self.spool.depth))
+            self._wake.set()  # more may be waiting; the window check throttles us
+        elif since is not None:
+            with self._lock:
+                self._resend_since = None  # the re-send is done: from now on only new entries
+
+    def _acked(self, entry_id: int) -> None:
+        self.spool.acknowledged(entry_id)
+        with self._lock:
+            self._in_flight.discard(entry_id)
+        self._wake.set()
