@@ -166,4 +166,6 @@ def test_standalone_homeassistant_command(broker: LocalBroker, tmp_path: Path) -
         assert process.returncode == 0, err
     statuses = watcher.wait_for(lambda t: t == status_topic, count=2, timeout=10)
     watcher.stop()
-    assert [json.loads(p)["state"] for _t, p in statuses] == ["online", "offline"]
+    states = [json.loads(p)["state"] for _t, p in statuses]
+    # the final offline status, possibly followed by the same offline last will (a DISCONNECT lost at close)
+    assert [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]] == ["online", "offline"], states
