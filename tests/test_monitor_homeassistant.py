@@ -167,5 +167,5 @@ def test_standalone_homeassistant_command(broker: LocalBroker, tmp_path: Path) -
     statuses = watcher.wait_for(lambda t: t == status_topic, count=2, timeout=10)
     watcher.stop()
     states = [json.loads(p)["state"] for _t, p in statuses]
-    # the final offline status, possibly followed by the same offline last will (a DISCONNECT lost at close)
+    # a repeat of the same state (a retained status redelivered after a reconnect under load) is fine
     assert [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]] == ["online", "offline"], states
