@@ -105,8 +105,13 @@ class AlertService(ResultSubscriber):
         self.engine.store.erase_person(person, marker)
 
     def work(self, timeout: float) -> None:
-        for item in take_batch(self.inbox, 100, 0.0, timeout):
-            alerts = self.engine.process(self.scrub(item.result), time.time())
+        batch = take_batch(self.inbox, 100, 0.0, timeout)
+        for done, item in enumerate(batch):
+            try:
+                alerts = self.engine.process(self.scrub(item.result), time.time())
+            except Exception as exc:  # the store failed: retried (the engine is idempotent), never acked undecided
+                self.retry_later(batch[done:], exc)
+                return
             self.processed += 1
             for alert in alerts:
                 self.publish(alert)

@@ -56,7 +56,11 @@ class Recorder(ResultSubscriber):
         batch = take_batch(self.inbox, self.settings.batch_max, self.settings.batch_wait_ms / 1000.0, timeout)
         if not batch:
             return
-        added = self.store.insert([LogRow.from_result(self.scrub(item.result)) for item in batch])
+        try:
+            added = self.store.insert([LogRow.from_result(self.scrub(item.result)) for item in batch])
+        except Exception as exc:  # a locked or full disk: retried, never acked unwritten
+            self.retry_later(batch, exc)
+            return
         self.received += len(batch)
         self.inserted += added
         log.debug(kv("batch-recorded", size=len(batch), added=added))

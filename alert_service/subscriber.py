@@ -31,6 +31,7 @@ from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_SECONDS = 3600
+RETRY_PAUSE = 1.0
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,13 @@ class ResultSubscriber(ABC):
             self._erasures.put((person, message, self._epoch))
         else:
             self._ack_message(message, self._epoch)
+
+    def retry_later(self, items: list[Received], error: Exception) -> None:
+        """Put ``items`` back after a failed write (they stay unacknowledged) and pause before the next try."""
+        log.error(kv("write-failed", service=self.service, items=len(items), error=str(error)[:160]))
+        for item in items:
+            self.inbox.put(item)
+        self._stop.wait(RETRY_PAUSE)
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
         payload = bytes(message.payload)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
+from alert_service.recorder import Recorder
 from alert_service.sqlite_log import SqliteResultLog
 from alert_service.store import LogQuery, LogRow
 from classifier_service.gallery_store import erasure_marker
 from facewire.broker import LocalBroker
+from facewire.config import MqttSettings, RecorderSettings
+from facewire.mqtt import MqttConnection
 from facewire.schema import FaceResult
 from facewire.topics import Topics
 from tests.alert_support import face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
@@ -101,3 +106,29 @@ def test_log_views_query_export_and_last_seen(broker: LocalBroker, tmp_path: Pat
     assert run_module("facewire", ["log", *db, "--last-seen", "Nobody"], {}).returncode == 1
     table = run_module("facewire", ["log", *db, "--limit", "5"], {"COLUMNS": "200"})
     assert table.returncode == 0 and table.stdout.count("cam") == 5 and "Colin_Powell" in table.stdout
+
+
+def test_a_locked_database_delays_results_but_loses_none(broker: LocalBroker, tmp_path: Path) -> None:
+    """In-process recorder: while another process's transaction locks the file, batches are retried, not acked."""
+    database = tmp_path / "results.sqlite"
+    store = SqliteResultLog(database)
+    store.database.db.execute("PRAGMA busy_timeout=200")  # give up on the lock quickly, so retries happen
+    settings = RecorderSettings(database=database, batch_wait_ms=50, retention_interval=3600)
+    connection = MqttConnection(MqttSettings(url=broker.url), "recorder-locked", manual_ack=True, receive_maximum=100)
+    recorder = Recorder(store, connection, Topics(), settings, "locked")
+    connection.set_will(recorder.will())
+    connection.connect()
+    recorder.start()
+    locker = sqlite3.connect(database)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        publish_all(broker.url, results_payloads([face("cam1", seq) for seq in range(10)]))
+        time.sleep(1.5)
+        assert recorder.inserted == 0 and connection.connected
+        locker.execute("ROLLBACK")
+        assert wait_until(lambda: recorder.inserted == 10, 10)
+        assert recorder.received == 10 and store.count() == 10
+    finally:
+        locker.close()
+        recorder.stop()
+        store.close()
