@@ -146,6 +146,15 @@ class Classifier:
             self.observer(observed)
         return results
 
+    def recent(self, since: float) -> list[FaceResult]:
+        """Remembered results classified at or after ``since``, oldest first (re-sent after a broker crash)."""
+        found = []
+        for result in reversed(self._answered.values()):
+            if result.classified_at < since:
+                break
+            found.append(result)
+        return found[::-1]
+
     def _remember(self, result: FaceResult) -> None:
         self._answered[result.key] = result
         while len(self._answered) > self._memory:

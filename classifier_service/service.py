@@ -58,6 +58,7 @@ class ClassifierService:
         self.counters = ServiceCounters()
         self._epoch = 0
         self._stop = threading.Event()
+        self._republish = threading.Event()
         self._worker = threading.Thread(target=self._work, name="classifier-worker", daemon=True)
         connection.on_connection_change = self._on_connection_change
 
@@ -110,6 +111,9 @@ class ClassifierService:
 
     def _work(self) -> None:
         while not self._stop.is_set() or len(self.queue):
+            if self._republish.is_set():
+                self._republish.clear()
+                self._republish_recent()
             items = self.queue.take(self.settings.batch_max, self.settings.batch_wait_ms / 1000.0, timeout=0.2)
             if items:
                 self._handle(items)
@@ -128,6 +132,18 @@ class ClassifierService:
                 log.warning(kv("dead-letter", reason=outcome.reason, detail=outcome.detail, topic=incoming.topic))
             self.connection.publish(topic, payload, on_acked=self._acker(message, epoch))
 
+    def _republish_recent(self) -> None:
+        """After a reconnect, publish again the results of the last ``resend_seconds``.
+
+        mosquitto persists by snapshot: after a crash it has lost what it acknowledged since the last one.
+        Consumers are idempotent on (node, seq), so the copies of results that did survive are harmless.
+        """
+        recent = self.classifier.recent(time.time() - self.settings.resend_seconds)
+        for result in recent:
+            self.connection.publish(self.topics.results(result.node), result.to_json())
+        if recent:
+            log.info(kv("results-republished", count=len(recent), seconds=self.settings.resend_seconds))
+
     def _acker(self, message: paho.MQTTMessage, epoch: int) -> Callable[[], None]:
         """Acknowledge ``message`` once its outcome is at the broker, if still on the same connection."""
 
@@ -142,3 +158,5 @@ class ClassifierService:
         # the broker redelivers those messages and the core answers them from memory.
         if not connected:
             self._epoch += 1
+        elif self.settings.resend_seconds > 0:
+            self._republish.set()

@@ -97,6 +97,9 @@ class ClassifierSettings(Section):
     max_age_seconds: float = Field(
         0.0, description="Dead-letter embeddings older than this (0: off; keep above the edges' spool horizon)", ge=0
     )
+    resend_seconds: float = Field(
+        30.0, description="After a reconnect, re-publish results of this many recent seconds (> broker autosave)", ge=0
+    )
 
 
 class GallerySettings(Section):
