@@ -88,6 +88,7 @@ def run(
     classifier = Classifier(manager.matcher, manager.model_id, manager.version, topics)
     classifier.max_age, classifier.max_future = conf.max_age_seconds, conf.max_future_seconds
     manager.on_swap, manager.on_forget, classifier.observer = classifier.swap, classifier.forget_name, manager.observe
+    manager.start_observer()
     connection = MqttConnection(
         settings.mqtt,
         f"classifier-{name}",

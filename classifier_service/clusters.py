@@ -33,55 +33,64 @@ class ClusterSummary:
 
 
 class LeaderClusters:
-    """Cluster centres kept in memory; thread-safe ``assign``."""
+    """Cluster centres kept in memory as one matrix (one mat-vec per face); thread-safe ``assign``."""
 
     def __init__(self, cosine: float) -> None:
         self.cosine = cosine
-        self._sums: dict[int, np.ndarray] = {}
-        self._counts: dict[int, int] = {}
-        self._next = 1
         self._lock = threading.Lock()
+        self._reset(0)
+
+    def _reset(self, dim: int) -> None:
+        self._sums = np.zeros((0, dim), dtype=np.float32)
+        self._centres = np.zeros((0, dim), dtype=np.float32)
+        self._ids: list[int] = []
+        self._row: dict[int, int] = {}
+        self._next = 1
 
     def restore(self, unknowns: list[Unknown]) -> None:
         """Rebuild the centres from stored members (after a restart)."""
         with self._lock:
-            self._sums.clear()
-            self._counts.clear()
+            self._reset(len(unknowns[0].vector) if unknowns else 0)
             for item in unknowns:
                 self._add(item.cluster, item.vector)
-            self._next = max(self._sums, default=0) + 1
+            self._next = max(self._ids, default=0) + 1
 
     def assign(self, vector: np.ndarray) -> int:
         """The cluster ``vector`` joins (a new one if no centre is close enough)."""
         with self._lock:
-            best, score = self._nearest(vector)
-            cluster = best if best is not None and score >= self.cosine else self._new()
+            if self._sums.shape[1] != len(vector):
+                self._reset(len(vector))
+            cluster = self._next
+            if self._ids:
+                scores = self._centres[: len(self._ids)] @ vector
+                best = int(np.argmax(scores))
+                if scores[best] >= self.cosine:
+                    cluster = self._ids[best]
+            if cluster == self._next:
+                self._next += 1
             self._add(cluster, vector)
             return cluster
 
     def remove(self, cluster: int) -> None:
+        """Forget a cluster's centre (its row stays, zeroed, so no face joins it again)."""
         with self._lock:
-            self._sums.pop(cluster, None)
-            self._counts.pop(cluster, None)
-
-    def _nearest(self, vector: np.ndarray) -> tuple[int | None, float]:
-        if not self._sums:
-            return None, -1.0
-        ids = list(self._sums)
-        centres = np.stack([self._sums[i] for i in ids])
-        centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-9)
-        scores = centres @ vector
-        best = int(np.argmax(scores))
-        return ids[best], float(scores[best])
-
-    def _new(self) -> int:
-        cluster = self._next
-        self._next += 1
-        return cluster
+            row = self._row.pop(cluster, None)
+            if row is not None:
+                self._sums[row] = 0.0
+                self._centres[row] = 0.0
 
     def _add(self, cluster: int, vector: np.ndarray) -> None:
-        self._sums[cluster] = self._sums.get(cluster, np.zeros_like(vector, dtype=np.float32)) + vector
-        self._counts[cluster] = self._counts.get(cluster, 0) + 1
+        row = self._row.get(cluster)
+        if row is None:
+            row = len(self._ids)
+            if row == len(self._sums):
+                grow = max(64, row)
+                self._sums = np.vstack([self._sums, np.zeros((grow, len(vector)), dtype=np.float32)])
+                self._centres = np.vstack([self._centres, np.zeros((grow, len(vector)), dtype=np.float32)])
+            self._ids.append(cluster)
+            self._row[cluster] = row
+        self._sums[row] += vector
+        self._centres[row] = self._sums[row] / max(float(np.linalg.norm(self._sums[row])), 1e-9)
 
 
 def summarise(unknowns: list[Unknown], min_size: int = 1) -> list[ClusterSummary]:

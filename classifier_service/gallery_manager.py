@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -62,6 +63,8 @@ class GalleryManager:
         self._probe_lock = threading.Lock()
         self.clusters = LeaderClusters(policy.cluster_cosine)
         self._unknowns_added = 0
+        self._observations: queue.Queue[list[tuple[FaceEmbedding, FaceResult]]] | None = None
+        self.dropped_observations = 0
         self.restored_from_file = False
 
     # -- start-up -----------------------------------------------------------------------------------
@@ -123,12 +126,37 @@ class GalleryManager:
 
     # -- probes and unknowns (called from the classifier's worker thread) ---------------------------
     def observe(self, items: list[tuple[FaceEmbedding, FaceResult]]) -> None:
-        """Remember recent probes (for reject/relabel) and keep unknown faces, clustered."""
+        """Remember recent probes (for reject/relabel); hand results to the observation thread if started
+        (kept off the recognition path; dropped and counted when it falls behind), else record them now."""
         with self._probe_lock:
             for embedding, result in items:
                 self._probes[embedding.key] = (embedding.emb, result.name)
             while len(self._probes) > self.policy.probe_memory:
                 self._probes.popitem(last=False)
+        if self._observations is None:
+            self.record(items)
+            return
+        try:
+            self._observations.put_nowait(items)
+        except queue.Full:
+            self.dropped_observations += len(items)
+
+    def start_observer(self, backlog: int = 1000) -> None:
+        """Record unknowns and last-seen on a thread of their own (``backlog`` batches at most)."""
+        self._observations = queue.Queue(backlog)
+        threading.Thread(target=self._observe_loop, name="gallery-observer", daemon=True).start()
+
+    def _observe_loop(self) -> None:
+        assert self._observations is not None
+        while True:
+            items = self._observations.get()
+            try:
+                self.record(items)
+            except Exception:  # never let one bad write stop the observations
+                log.exception(kv("observation-failed", count=len(items)))
+
+    def record(self, items: list[tuple[FaceEmbedding, FaceResult]]) -> None:
+        """Keep last-seen of named faces and unknown faces, clustered (bounded, with retention)."""
         seen = [(r.name, r.node, r.ts) for _e, r in items if r.known]
         if seen:
             self.store.update_last_seen(seen)

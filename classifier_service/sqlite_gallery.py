@@ -55,6 +55,7 @@ class SqliteGalleryStore(GalleryStore):
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not left in free pages
+        self._strict()
         self._db.executescript(SCHEMA)
 
     def add_embeddings(self, person: str, model: str, items: Sequence[NewEmbedding], now: float) -> list[bool]:
@@ -170,8 +171,24 @@ class SqliteGalleryStore(GalleryStore):
             ).fetchall()
         return [{"ts": r[0], "op": r[1], "actor": r[2], "subject": r[3], **json.loads(r[4])} for r in found]
 
+    def _relaxed(self) -> None:
+        """Observations (unknowns, last seen) are written per batch on the recognition path: no fsync per
+        commit (WAL + synchronous=NORMAL stays consistent; a power cut may lose the newest few)."""
+        self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def _strict(self) -> None:
+        self._db.execute("PRAGMA synchronous=FULL")
+
     def add_unknowns(self, model: str, items: Sequence[tuple[str, int, float, int, np.ndarray]]) -> None:
-        with self._lock, self._db:
+        with self._lock:
+            self._relaxed()
+            try:
+                self._insert_unknowns(model, items)
+            finally:
+                self._strict()
+
+    def _insert_unknowns(self, model: str, items: Sequence[tuple[str, int, float, int, np.ndarray]]) -> None:
+        with self._db:
             self._db.executemany(
                 "INSERT OR IGNORE INTO unknowns (model, node, seq, ts, cluster, vector) VALUES (?, ?, ?, ?, ?, ?)",
                 [(model, node, seq, ts, cluster, _blob(vector)) for node, seq, ts, cluster, vector in items],
@@ -200,7 +217,15 @@ class SqliteGalleryStore(GalleryStore):
             return removed
 
     def update_last_seen(self, sightings: Sequence[tuple[str, str, float]]) -> None:
-        with self._lock, self._db:
+        with self._lock:
+            self._relaxed()
+            try:
+                self._upsert_last_seen(sightings)
+            finally:
+                self._strict()
+
+    def _upsert_last_seen(self, sightings: Sequence[tuple[str, str, float]]) -> None:
+        with self._db:
             self._db.executemany(
                 "INSERT INTO last_seen VALUES (?, ?, ?) ON CONFLICT (person) DO UPDATE"
                 " SET node = excluded.node, ts = excluded.ts WHERE excluded.ts > last_seen.ts",
