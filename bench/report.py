@@ -192,6 +192,10 @@ def classifier(data: dict[str, Any], command: str) -> None:
     publish("classifier", data, command, body)
 
 
+def rate(value: float | None, otherwise: str) -> str:
+    return otherwise if value is None else f"{value:,.0f} faces/s"
+
+
 def e2e(data: dict[str, Any], command: str) -> None:
     def row(level: dict[str, Any], kind: str) -> list[object]:
         c, r = level["classified_ms"], level["received_ms"]
@@ -208,8 +212,8 @@ def e2e(data: dict[str, Any], command: str) -> None:
     body = (
         f"Simulated nodes publish synthetic embeddings open-loop to one facewire classifier "
         f"({data['gallery']:,}-row flat gallery) through one local mosquitto. Saturation: highest load that "
-        f"kept up: {sat['highest_fine'] or 'none of the steps'} faces/s; first that did not: "
-        f"{sat['first_saturated'] or 'none reached'} faces/s.\n\n"
+        f"kept up: {rate(sat['highest_fine'], 'none of the steps')}; first that did not: "
+        f"{rate(sat['first_saturated'], 'none reached')}.\n\n"
         + table(
             [
                 "path",
