@@ -36,7 +36,7 @@ def plot_report(stats: ThresholdReport, path: Path) -> None:
             bottom.plot(thresholds, [max(float(v), 1e-5) for v in values], color=colour, label=key)  # type: ignore[arg-type]
     bottom.set_yscale("log")
     bottom.set_xlabel("cosine threshold")
-    bottom.set_ylabel("rate")
+    bottom.set_ylabel("rate (0 drawn at 1e-5)")
     for point, style in ((stats.recommended, "--"), (stats.eer, ":")):
         if point is not None:
             for axis in (top, bottom):
