@@ -18,6 +18,7 @@ from facewire.topics import Topics
 log = logging.getLogger(__name__)
 SERVICE = "nodes"
 MAX_CLOCK_AHEAD = 60.0
+QUEUE_FIELDS = ("spool_depth", "spool", "queue", "unconfirmed")  # the first one a heartbeat carries is shown
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class NodeRegistry:
     def _view(self, node: str, status: dict[str, Any], heard: float, now: float) -> NodeView:
         age = max(0.0, now - heard)
         state = "offline" if status.get("state") != "online" else "stale" if age > self.stale_after else "online"
-        queue = next((status[k] for k in ("spool", "queue", "unconfirmed") if isinstance(status.get(k), int)), None)
+        queue = next((status[k] for k in QUEUE_FIELDS if isinstance(status.get(k), int)), None)
         return NodeView(
             node=node,
             state=state,

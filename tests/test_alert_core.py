@@ -195,12 +195,13 @@ def test_confirmed_scores() -> None:
 def test_node_states() -> None:
     registry = NodeRegistry(stale_after=30.0)
     registry.update("a", {"state": "online", "ts": T0, "fps": 9.5, "unconfirmed": 2, "model": "m"}, T0)
-    registry.update("b", {"state": "online", "ts": T0 - 100}, T0)
+    registry.update("b", {"state": "online", "ts": T0 - 100, "spool_depth": 7, "unconfirmed": 1}, T0)
     registry.update("c", {"state": "offline", "reason": "connection lost"}, T0)
     registry.update("d", {"state": "online", "ts": T0 + 3600}, T0)  # clock far ahead: time of receipt counts
     views = {v.node: v for v in registry.views(T0 + 5)}
     assert {n: v.state for n, v in views.items()} == {"a": "online", "b": "stale", "c": "offline", "d": "online"}
     assert views["a"].fps == 9.5 and views["a"].queue == 2 and views["d"].last_seen == T0
+    assert views["b"].queue == 7  # the edge spool depth, when the heartbeat has it
 
 
 def test_parse_when() -> None:
