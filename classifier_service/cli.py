@@ -99,9 +99,11 @@ def run(
     service = ClassifierService(classifier, connection, topics, conf, name)
     gallery_service = GalleryService(manager, connection, topics, legacy_cache_file(settings))
     connection.set_will(service.will())
-    gallery_service.start()  # before connect: commands queued in our session arrive right after CONNACK
-    connection.connect()
+    # Both subscribe before connecting: what a resumed session has queued arrives right after CONNACK.
+    gallery_service.start()
     service.start()
+    connection.connect()
+    service.announce()
     click.echo(f"classifier {name} ready on {settings.mqtt.url}", err=True)
     stop = stop_event_on_signals()
     while not stop.wait(10.0):

@@ -88,10 +88,14 @@ class ClassifierService:
         ).encode()
 
     def start(self) -> None:
-        """Subscribe (shared) and start the worker; the connection must be connected."""
+        """Start the worker and register the shared subscription. Call before connecting: a resumed
+        session's queued embeddings arrive right after CONNACK and must find their handler."""
         self._worker.start()
         self.connection.subscribe(self.topics.embeddings_shared(self.settings.share_group), self._on_message)
-        self.connection.publish(self.status_topic, self.status("online"), retain=True)
+
+    def announce(self) -> None:
+        """Publish the retained online status (after connecting)."""
+        self.heartbeat()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, wait for outstanding acks, announce offline."""
