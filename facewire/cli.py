@@ -16,6 +16,7 @@ from edge_agent.cli import main as edge_main
 from facewire import __version__
 from facewire.bench_cli import bench as bench_group
 from facewire.broker import LocalBroker, free_port
+from facewire.broker_auth import add_account, render_secure_config
 from facewire.cli_common import fail_cleanly, stop_event_on_signals
 from facewire.config import reference_rows
 from facewire.demo import SAMPLE_DIR, run_demo
@@ -70,6 +71,32 @@ def broker_run(port: int | None, data: Path) -> None:
     click.echo(f"mosquitto on {local.url} (data in {data})")
     stop_event_on_signals().wait()
     local.stop()
+
+
+@broker.command("add-node")
+@click.argument("node")
+@click.option("--passwd", "passwd_file", type=click.Path(path_type=Path, dir_okay=False), default=Path("passwd"))
+@click.option(
+    "--secrets-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("secrets"),
+    help="Where NODE.password is stored (0600) for the node's mqtt.password_file.",
+)
+@fail_cleanly
+def broker_add_node(node: str, passwd_file: Path, secrets_dir: Path) -> None:
+    """Create (or renew) the broker account NODE with a generated password; the ACL confines it to its topics."""
+    password, stored = add_account(passwd_file, node, secrets_dir)
+    click.echo(f"account {node} in {passwd_file}; password {password} stored in {stored}")
+    click.echo(f"edge: --node-id {node} with FACEWIRE_MQTT__USERNAME={node} FACEWIRE_MQTT__PASSWORD_FILE={stored}")
+    click.echo("reload a running broker: kill -HUP <mosquitto pid>")
+
+
+@broker.command("secure-config")
+@click.option("--conf-dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--port", type=int, default=8883, help="TLS listener port.")
+def broker_secure_config(conf_dir: Path, port: int) -> None:
+    """Print mosquitto.conf + secure.conf (TLS, passwords, ACL) for credentials and certificates in CONF_DIR."""
+    click.echo(render_secure_config(conf_dir, port), nl=False)
 
 
 @main.group()

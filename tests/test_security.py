@@ -1,0 +1,173 @@
+"""The production listener of a real mosquitto: TLS with our own CA, passwords, and the node ACL."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+
+from facewire.broker import LocalBroker, free_port
+from facewire.broker_auth import ACL_FILE, add_account, render_secure_config
+from facewire.config import MqttSettings
+from facewire.errors import BrokerError
+from facewire.mqtt import MqttConnection
+from tests.support import ROOT, Collector, run_module
+from tests.test_schema import embedding
+
+NOT_AUTHORIZED = 0x87
+
+
+@dataclass
+class SecureBroker:
+    broker: LocalBroker
+    tls_port: int
+    conf_dir: Path
+    passwords: dict[str, Path]
+
+    def settings(self, user: str | None, client_cert: str | None = None) -> MqttSettings:
+        certs = self.conf_dir / "certs"
+        return MqttSettings(
+            url=f"mqtts://127.0.0.1:{self.tls_port}",
+            username=user,
+            password_file=self.passwords[user] if user else None,
+            tls_ca=certs / "ca.crt",
+            tls_cert=certs / f"{client_cert or user}.crt",
+            tls_key=certs / f"{client_cert or user}.key",
+        )
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
+    """mosquitto.conf + secure.conf: dev listener on loopback, TLS listener with passwords and broker/acl."""
+    conf_dir = tmp_path / "secure"
+    accounts = ["cam-1", "cam-2", "facewire"]
+    subprocess.run([str(ROOT / "scripts/make-certs.sh"), str(conf_dir / "certs"), *accounts], check=True)
+    passwords = {user: add_account(conf_dir / "passwd", user, conf_dir / "secrets")[1] for user in accounts}
+    shutil.copy(ACL_FILE, conf_dir / "acl")
+    tls_port = free_port()
+    config = tmp_path / "secure.conf"
+    config.write_text(render_secure_config(conf_dir, tls_port))
+    broker = LocalBroker(tmp_path / "broker", config=config).start()
+    yield SecureBroker(broker, tls_port, conf_dir, passwords)
+    broker.stop()
+
+
+class RawClient:
+    """A paho client that records PUBACK and SUBACK reason codes (MqttConnection hides them)."""
+
+    def __init__(self, settings: MqttSettings, client_id: str) -> None:
+        self.pubacks: dict[int, int] = {}
+        self.subacks: list[int] = []
+        self.received: list[str] = []
+        self._event = threading.Event()
+        connection = MqttConnection(settings, client_id)
+        self.client = connection.client
+        connection.connect()
+        self.connection = connection
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = lambda _c, _u, m: self.received.append(m.topic)
+
+    def _on_publish(self, _c: paho.Client, _u: object, mid: int, reason: paho.ReasonCode, _p: object) -> None:
+        self.pubacks[mid] = reason.value
+        self._event.set()
+
+    def _on_subscribe(self, _c: paho.Client, _u: object, _m: int, reasons: list[paho.ReasonCode], _p: object) -> None:
+        self.subacks.extend(r.value for r in reasons)
+
+    def publish(self, topic: str) -> int:
+        """Publish a valid embedding at QoS 1; the PUBACK's reason code."""
+        info = self.client.publish(topic, embedding().to_msgpack(), qos=1)
+        deadline = time.monotonic() + 10
+        while info.mid not in self.pubacks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.pubacks[info.mid]
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def test_node_cannot_publish_as_another_node_or_read_its_embeddings(secure_broker: SecureBroker) -> None:
+    spy = RawClient(secure_broker.settings("cam-1"), "cam-1-spy")
+    victim = RawClient(secure_broker.settings("cam-2"), "cam-2")
+    try:
+        spy.client.subscribe("facewire/embeddings/cam-2", qos=1)
+        spy.client.subscribe("facewire/results/+", qos=1)
+        assert spy.publish("facewire/embeddings/cam-2") == NOT_AUTHORIZED, "broker refuses a forged node"
+        assert spy.publish("facewire/nodes/cam-2/status") == NOT_AUTHORIZED
+        assert spy.publish("facewire/results/cam-1") == NOT_AUTHORIZED, "a node cannot fake results"
+        assert spy.publish("facewire/embeddings/cam-1") < 0x80, "its own topic is allowed"
+        assert victim.publish("facewire/embeddings/cam-2") < 0x80
+        time.sleep(1.0)
+    finally:
+        spy.close()
+        victim.close()
+    # mosquitto 2.0 grants the SUBACK and applies the read ACL to every message it would deliver.
+    assert len(spy.subacks) == 2
+    assert victim.received == [] and spy.received == [], "nothing of cam-2 (nor any result) reached cam-1"
+
+
+def test_tls_round_trip_and_refusals(secure_broker: SecureBroker) -> None:
+    service_tls = MqttConnection(secure_broker.settings("facewire"), "svc")
+    got: list[str] = []
+    service_tls.subscribe("facewire/embeddings/+", lambda m: got.append(m.topic))
+    service_tls.connect()
+    node = MqttConnection(secure_broker.settings("cam-1"), "cam-1")
+    node.connect()
+    try:
+        node.publish("facewire/embeddings/cam-1", embedding(node="cam-1").to_msgpack()).wait_for_publish(10)
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        node.close()
+        service_tls.close()
+    assert got == ["facewire/embeddings/cam-1"]
+    wrong = secure_broker.settings("cam-1").model_copy(update={"password_file": secure_broker.passwords["cam-2"]})
+    anonymous = secure_broker.settings(None, client_cert="cam-1")
+    no_cert = secure_broker.settings("cam-1").model_copy(update={"tls_cert": None, "tls_key": None})
+    for settings in (wrong, anonymous, no_cert):
+        with pytest.raises(BrokerError):
+            MqttConnection(settings.model_copy(update={"connect_timeout": 5.0}), "intruder").connect()
+
+
+def test_edge_agent_cli_speaks_mqtts_with_credentials(secure_broker: SecureBroker, sample_dir: Path) -> None:
+    settings = secure_broker.settings("cam-1")
+    watch = Collector(secure_broker.broker.url, ["facewire/embeddings/+"]).start()
+    try:
+        run = run_module(
+            "edge_agent",
+            [
+                "run",
+                "--node-id",
+                "cam-1",
+                "--source",
+                str(sample_dir / "lfw/unknown"),
+                "--once",
+                "--broker",
+                settings.url,
+                "--tls-ca",
+                str(settings.tls_ca),
+                "--tls-cert",
+                str(settings.tls_cert),
+                "--tls-key",
+                str(settings.tls_key),
+            ],
+            {
+                "FACEWIRE_MQTT__USERNAME": "cam-1",
+                "FACEWIRE_MQTT__PASSWORD_FILE": str(settings.password_file),
+                "FACEWIRE_EDGE__STATE_DIR": str(secure_broker.conf_dir / "state"),
+            },
+        )
+        assert run.returncode == 0, run.stderr
+        seen = watch.wait_for(lambda t: t == "facewire/embeddings/cam-1", 1, timeout=10)
+    finally:
+        watch.stop()
+    assert seen, run.stderr
