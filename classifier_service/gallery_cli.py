@@ -7,6 +7,8 @@ is only safe while no classifier runs on that store (see docs/gallery.md).
 
 from __future__ import annotations
 
+import getpass
+import socket
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -46,6 +48,15 @@ def gallery_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return common_options(func)
 
 
+def actor() -> str:
+    """Who runs this command, for the audit trail: ``cli:USER@HOST``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    return f"cli:{user}@{socket.gethostname()}"[:128]
+
+
 def run_command(
     settings: Settings, command: dict[str, Any], offline: bool, instance: str, replicas: int, timeout: float | None
 ) -> list[dict[str, Any]]:
@@ -56,7 +67,7 @@ def run_command(
             return _apply_offline(manager, settings, command)
         finally:
             manager.store.close()
-    with GalleryClient(settings.mqtt) as client:
+    with GalleryClient(settings.mqtt, actor()) as client:
         return client.request(command, replicas, timeout or settings.gallery.command_timeout)
 
 
@@ -69,7 +80,7 @@ def _offline_manager(settings: Settings, instance: str) -> GalleryManager:
 def _apply_offline(manager: GalleryManager, settings: Settings, command: dict[str, Any]) -> list[dict[str, Any]]:
     import json
 
-    parsed = parse_command(json.dumps({"id": "offline", "actor": "cli-offline", **command}).encode())
+    parsed = parse_command(json.dumps({"id": "offline", "actor": actor() + " (offline)", **command}).encode())
     outcome = apply_command(manager, parsed, legacy_cache_file(settings))
     for forwarded in outcome.forward:
         outcome.events += _apply_offline(manager, settings, forwarded)
@@ -244,7 +255,7 @@ def unknowns(
     if offline:
         events = run_command(settings, {"op": "unknowns"}, True, instance, 1, timeout)
     else:
-        with GalleryClient(settings.mqtt) as client:
+        with GalleryClient(settings.mqtt, actor()) as client:
             events = client.gather({"op": "unknowns"}, quiet=1.0, timeout=timeout or 10.0)
     table = Table("cluster", "size", "first seen", "last seen", "nodes")
     clusters = sorted((c for e in events for c in e["clusters"]), key=lambda c: -c["size"])
@@ -289,7 +300,7 @@ def whereis(
     if offline:
         events = run_command(settings, {"op": "whereis", "person": person}, True, instance, 1, timeout)
     else:
-        with GalleryClient(settings.mqtt) as client:
+        with GalleryClient(settings.mqtt, actor()) as client:
             events = client.gather({"op": "whereis", "person": person}, quiet=0.5, timeout=timeout or 10.0)
     seen = [e for e in events if e.get("seen_at")]
     if not seen:

@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -43,33 +44,45 @@ class GalleryService:
         self.topics = topics
         self.cache_file = cache_file
         self.applied = 0
-        self._queue: queue.Queue[paho.MQTTMessage | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[paho.MQTTMessage, int] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="gallery-worker", daemon=True)
+        self._epoch = 0
+        previous = connection.on_connection_change  # the classifier's; both must hear about reconnects
+
+        def changed(connected: bool) -> None:
+            if previous is not None:
+                previous(connected)
+            if not connected:
+                self._epoch += 1
+
+        connection.on_connection_change = changed
 
     def start(self) -> None:
         self._worker.start()
-        self.connection.subscribe(self.topics.gallery_cmd(), self._queue.put)
+        self.connection.subscribe(self.topics.gallery_cmd(), lambda message: self._queue.put((message, self._epoch)))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._queue.put(None)
         self._worker.join(timeout)
 
     def _work(self) -> None:
-        while (message := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            message, epoch = item
+            ack = self._acker(message, epoch)
             try:
-                self._handle(message)
+                self._handle(message, ack)
             except Exception as exc:  # one bad command must not stop gallery management
                 log.exception(kv("gallery-command-failed", topic=message.topic))
-                self._fail(message, exc)
+                self._fail(message, ack, exc)
 
-    def _handle(self, message: paho.MQTTMessage) -> None:
+    def _handle(self, message: paho.MQTTMessage, ack: Callable[[], None]) -> None:
         payload = bytes(message.payload)
         try:
             command = parse_command(payload)
         except SchemaError as exc:
             log.warning(kv("dead-letter", reason=exc.reason, detail=exc.detail, topic=message.topic))
             letter = DeadLetter(exc.reason, exc.detail, message.topic, payload).to_json(SERVICE)
-            self.connection.publish(self.topics.deadletter(SERVICE), letter, on_acked=lambda: self._ack(message))
+            self.connection.publish(self.topics.deadletter(SERVICE), letter, on_acked=ack)
             return
         started = time.perf_counter()
         outcome = apply_command(self.manager, command, self.cache_file)
@@ -87,14 +100,14 @@ class GalleryService:
                 pending[0] -= 1
                 done = pending[0] == 0
             if done:
-                self._ack(message)
+                ack()
 
         for topic, body in outgoing:
             self.connection.publish(topic, body, on_acked=one_acked)
         if not outgoing:
-            self._ack(message)
+            ack()
 
-    def _fail(self, message: paho.MQTTMessage, exc: Exception) -> None:
+    def _fail(self, message: paho.MQTTMessage, ack: Callable[[], None], exc: Exception) -> None:
         """Answer a command that failed with an error event (so a waiting CLI does not hang), then ack it."""
         try:
             request = json.loads(message.payload).get("id", "-")
@@ -102,10 +115,13 @@ class GalleryService:
             request = "-"
         event = {"v": 1, "event": "error", "id": request, "instance": self.manager.instance, "reason": "internal"}
         event["detail"] = f"{type(exc).__name__}: {exc}"[:200]
-        self.connection.publish(
-            self.topics.gallery_events(), json.dumps(event).encode(), on_acked=lambda: self._ack(message)
-        )
+        self.connection.publish(self.topics.gallery_events(), json.dumps(event).encode(), on_acked=ack)
 
-    def _ack(self, message: paho.MQTTMessage) -> None:
-        if message.qos > 0:
-            self.connection.ack(message)
+    def _acker(self, message: paho.MQTTMessage, epoch: int) -> Callable[[], None]:
+        """Acknowledge ``message`` if still on the connection it came on (else the broker redelivers it)."""
+
+        def ack() -> None:
+            if message.qos > 0 and epoch == self._epoch:
+                self.connection.ack(message)
+
+        return ack
