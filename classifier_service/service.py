@@ -59,6 +59,7 @@ class ClassifierService:
         self._epoch = 0
         self._stop = threading.Event()
         self._republish = threading.Event()
+        self._connected_at = 0.0
         self._worker = threading.Thread(target=self._work, name="classifier-worker", daemon=True)
         connection.on_connection_change = self._on_connection_change
 
@@ -142,7 +143,8 @@ class ClassifierService:
         mosquitto persists by snapshot: after a crash it has lost what it acknowledged since the last one.
         Consumers are idempotent on (node, seq), so the copies of results that did survive are harmless.
         """
-        recent = self.classifier.recent(time.time() - self.settings.resend_seconds)
+        until = self._connected_at  # results made on this connection are at the broker already
+        recent = [r for r in self.classifier.recent(until - self.settings.resend_seconds) if r.classified_at < until]
         for result in recent:
             self.connection.publish(self.topics.results(result.node), result.to_json())
         if recent:
@@ -163,4 +165,5 @@ class ClassifierService:
         if not connected:
             self._epoch += 1
         elif self.settings.resend_seconds > 0:
+            self._connected_at = time.time()
             self._republish.set()
