@@ -103,6 +103,8 @@ def run(
     gallery_service.start()
     service.start()
     connection.connect()
+    if manager.fresh_store:
+        gallery_service.request_sync()
     service.announce()
     click.echo(f"classifier {name} ready on {settings.mqtt.url}", err=True)
     stop = stop_event_on_signals()

@@ -23,7 +23,19 @@ MAX_IMAGES = 64
 MAX_EMBEDDINGS = 4096
 MAX_DIM = 4096
 NORM_TOLERANCE = 0.02
-OPS = {"enroll", "forget", "whereis", "reload", "reject", "relabel", "negative", "unknowns", "name-cluster", "status"}
+OPS = {
+    "enroll",
+    "forget",
+    "whereis",
+    "sync",
+    "reload",
+    "reject",
+    "relabel",
+    "negative",
+    "unknowns",
+    "name-cluster",
+    "status",
+}
 FIELDS = {
     "enroll": {"person", "images", "embeddings", "model", "sources"},
     "forget": {"person"},
@@ -31,7 +43,8 @@ FIELDS = {
     "reload": set(),
     "reject": {"result"},
     "relabel": {"result", "person"},
-    "negative": {"person", "embeddings", "model", "result"},
+    "negative": {"person", "embeddings", "model", "result", "sources"},
+    "sync": {"requester"},
     "unknowns": set(),
     "name-cluster": {"cluster", "person"},
     "status": set(),
@@ -52,6 +65,8 @@ class Command:
     model: str = ""
     result: tuple[str, int] | None = None
     cluster: str = ""
+    sources: tuple[str, ...] = ()
+    requester: str = ""
 
 
 def parse_command(payload: bytes) -> Command:
@@ -92,7 +107,10 @@ def _enroll(data: dict[str, Any], command: Command) -> Command:
         raise SchemaError("missing-field", "enroll needs exactly one of images or embeddings")
     if has_images:
         return _replace(command, images=_images(data["images"]))
-    return _replace(command, embeddings=embeddings_of(data["embeddings"]), model=_short_text(data, "model", ""))
+    embeddings = embeddings_of(data["embeddings"])
+    return _replace(
+        command, embeddings=embeddings, model=_short_text(data, "model", ""), sources=_sources(data, len(embeddings))
+    )
 
 
 def _negative(data: dict[str, Any], command: Command) -> Command:
@@ -101,8 +119,27 @@ def _negative(data: dict[str, Any], command: Command) -> Command:
         command,
         embeddings=embeddings_of(data.get("embeddings")),
         model=_short_text(data, "model", ""),
-        result=_result(data.get("result")),
+        result=_result(data.get("result")) if "result" in data else None,
+        sources=_sources(data, 0),
     )
+
+
+def _sources(data: dict[str, Any], count: int) -> tuple[str, ...]:
+    """Optional source ids of embeddings (a replica sharing its rows keeps their ids, so versions match)."""
+    raw = data.get("sources")
+    if raw is None:
+        return ()
+    embeddings = data.get("embeddings")
+    count = count or (len(embeddings) if isinstance(embeddings, list) else -1)
+    if not isinstance(raw, list) or len(raw) != count:
+        raise SchemaError("wrong-type", "sources must be a list with one string per embedding")
+    if not all(isinstance(s, str) and 0 < len(s) <= 128 and s.isprintable() for s in raw):
+        raise SchemaError("wrong-type", "sources must be short printable strings")
+    return tuple(raw)
+
+
+def _sync(data: dict[str, Any], command: Command) -> Command:
+    return _replace(command, requester=_short_text(data, "requester", "-"))
 
 
 def _images(raw: object) -> tuple[bytes, ...]:
@@ -178,4 +215,5 @@ _PARSERS = {
     "relabel": _relabel,
     "negative": _negative,
     "name-cluster": _name_cluster,
+    "sync": _sync,
 }

@@ -66,6 +66,7 @@ class GalleryManager:
         self._observations: queue.Queue[list[tuple[FaceEmbedding, FaceResult]]] | None = None
         self.dropped_observations = 0
         self.restored_from_file = False
+        self.fresh_store = False  # set by open_manager: a new replica asks its peers for the gallery
 
     # -- start-up -----------------------------------------------------------------------------------
     def open(self, on_progress: Callable[[int, int], None] | None = None) -> SyncReport:

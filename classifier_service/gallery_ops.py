@@ -43,6 +43,7 @@ def apply_command(manager: GalleryManager, command: Command, cache_file: Path | 
         "unknowns": _unknowns,
         "name-cluster": _name_cluster,
         "whereis": _whereis,
+        "sync": _sync,
         "status": lambda m, c: Outcome([m.event(c, "status", people_list=m.store.people(m.model_id))]),
     }[command.op]
     return handler(manager, command)
@@ -54,8 +55,8 @@ def _enroll(manager: GalleryManager, command: Command) -> Outcome:
         if mismatch:
             return mismatch
         checks = [PhotoCheck(v, "", {}) for v in command.embeddings]
-        sources = [vector_source(v) for v in command.embeddings]
-        origin = "embedding"
+        sources = list(command.sources) or [vector_source(v) for v in command.embeddings]
+        origin = "sync" if command.sources else "embedding"
     else:
         policy, analyzer = manager.policy, manager.analyzer()
         checks = [check_image_bytes(analyzer, data, policy, f"image {i}") for i, data in enumerate(command.images)]
@@ -114,9 +115,10 @@ def _negative(manager: GalleryManager, command: Command) -> Outcome:
     if mismatch:
         return mismatch
     now, origin = time.time(), "negative:" + "/".join(map(str, command.result or ("", "")))
+    sources = list(command.sources) or [vector_source(v) for v in command.embeddings]
     added = sum(
-        manager.store.add_negative(command.person, manager.model_id, NewEmbedding(vector_source(v), origin, v), now)
-        for v in command.embeddings
+        manager.store.add_negative(command.person, manager.model_id, NewEmbedding(source, origin, v), now)
+        for source, v in zip(sources, command.embeddings, strict=True)
     )
     if added:
         manager.rebuild()
@@ -225,3 +227,27 @@ def _unknowns_like(manager: GalleryManager, person: str) -> int:
         manager.store.delete_unknowns(doomed)
         manager.clusters.restore(manager.store.unknowns(manager.model_id))
     return len(doomed)
+
+
+SYNC_CHUNK = 256
+
+
+def _sync(manager: GalleryManager, command: Command) -> Outcome:
+    """A replica with a new store asked for the gallery: send every row (with its source id) to all replicas."""
+    if command.requester == manager.instance:
+        return Outcome([manager.event(command, "sync-requested")])
+    base = {"id": command.id, "actor": f"replica:{manager.instance}", "model": manager.model_id}
+    forward: list[dict[str, Any]] = []
+    rows, negatives = manager.store.rows(manager.model_id), manager.store.negatives(manager.model_id)
+    for op, table in (("enroll", rows), ("negative", negatives)):
+        if table.vectors is None or not table.ids:
+            continue
+        for person in sorted(set(table.people)):
+            mine = [i for i, name in enumerate(table.people) if name == person]
+            for start in range(0, len(mine), SYNC_CHUNK):
+                chunk = mine[start : start + SYNC_CHUNK]
+                vectors = b64_vectors(table.vectors[chunk])
+                sources = [table.sources[i] for i in chunk]
+                forward.append({**base, "op": op, "person": person, "embeddings": vectors, "sources": sources})
+    event = manager.event(command, "sync-sent", rows=len(rows.ids), negatives=len(negatives.ids))
+    return Outcome([event], forward)

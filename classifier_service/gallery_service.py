@@ -61,6 +61,13 @@ class GalleryService:
         self._worker.start()
         self.connection.subscribe(self.topics.gallery_cmd(), lambda message: self._queue.put((message, self._epoch)))
 
+    def request_sync(self) -> None:
+        """Ask the other replicas for their gallery (a new replica joining the group does this once)."""
+        command = {"op": "sync", "id": f"sync-{self.manager.instance}-{int(time.time())}"}
+        command |= {"requester": self.manager.instance, "actor": f"replica:{self.manager.instance}"}
+        self.connection.publish(self.topics.gallery_cmd(), json.dumps(command).encode())
+        log.info(kv("gallery-sync-requested", instance=self.manager.instance))
+
     def stop(self, timeout: float = 10.0) -> None:
         self._queue.put(None)
         self._worker.join(timeout)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ class Rows:
     ids: list[int]
     people: list[str]
     vectors: np.ndarray | None
+    sources: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

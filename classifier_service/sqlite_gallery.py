@@ -82,10 +82,10 @@ class SqliteGalleryStore(GalleryStore):
         column = "vector" if with_vectors else "NULL"
         with self._lock:
             found = self._db.execute(
-                f"SELECT id, person, {column} FROM embeddings WHERE model = ? ORDER BY id", (model,)
+                f"SELECT id, person, {column}, source FROM embeddings WHERE model = ? ORDER BY id", (model,)
             ).fetchall()
         vectors = _stack([r[2] for r in found]) if with_vectors else None
-        return Rows([r[0] for r in found], [r[1] for r in found], vectors)
+        return Rows([r[0] for r in found], [r[1] for r in found], vectors, [r[3] for r in found])
 
     def delete_rows(self, ids: Sequence[int]) -> int:
         with self._lock, self._db:
@@ -122,9 +122,10 @@ class SqliteGalleryStore(GalleryStore):
     def negatives(self, model: str) -> Rows:
         with self._lock:
             found = self._db.execute(
-                "SELECT id, person, vector FROM negatives WHERE model = ? ORDER BY id", (model,)
+                "SELECT id, person, vector, source FROM negatives WHERE model = ? ORDER BY id", (model,)
             ).fetchall()
-        return Rows([r[0] for r in found], [r[1] for r in found], _stack([r[2] for r in found]))
+        people, sources = [r[1] for r in found], [r[3] for r in found]
+        return Rows([r[0] for r in found], people, _stack([r[2] for r in found]), sources)
 
     def forget(self, person: str) -> ForgetCounts:
         with self._lock, self._db:

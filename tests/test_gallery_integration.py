@@ -259,3 +259,28 @@ def test_relabel_and_reject_a_result_over_mqtt(broker: LocalBroker, tmp_path: Pa
     finally:
         edge.stop()
         classifier.stop()
+
+
+def test_a_new_replica_fetches_the_gallery_from_its_peers(
+    broker: LocalBroker, tmp_path: Path, analyzer: FaceAnalyzer
+) -> None:
+    gallery = make_gallery(tmp_path / "gallery", {"Colin_Powell": photos(KNOWN / "Colin_Powell")[:4]})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = RunningClassifier(broker.url, gallery, tmp_path / "a", instance="a").start()
+    second = None
+    try:
+        with GalleryClient(MqttSettings(url=broker.url), actor="test") as client:
+            images = [b64_file(p) for p in photos(KNOWN / "Serena_Williams")[:3]]
+            assert client.request({"op": "enroll", "person": "Serena_Williams", "images": images})[0]["accepted"] >= 2
+            second = RunningClassifier(broker.url, gallery, tmp_path / "b", instance="b").start()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                versions = {e["instance"]: e["gallery_version"] for e in client.gather({"op": "status"}, 0.5, 10)}
+                if len(versions) == 2 and len(set(versions.values())) == 1:
+                    break
+            assert len(versions) == 2 and len(set(versions.values())) == 1, versions
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
