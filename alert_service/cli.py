@@ -22,6 +22,7 @@ from alert_service.webhook import WebhookSender
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
 from facewire.mqtt import MqttConnection
+from facewire.storage.url import configured
 from facewire.topics import Topics
 
 HEARTBEAT_SECONDS = 10.0
@@ -104,13 +105,14 @@ def _connection(settings: Settings, service: str, name: str, persistent: bool, m
 
 
 def run_recorder(settings: Settings, name: str, persistent: bool, stop: threading.Event) -> None:
-    store = open_result_log(settings.recorder.database)
+    target = configured(settings.recorder.database_url, settings.recorder.database)
+    store = open_result_log(target.url or str(target.path))
     connection = _connection(settings, "recorder", name, persistent, manual_ack=True)
     recorder = Recorder(store, connection, Topics(settings.mqtt.topic_prefix), settings.recorder, name)
     connection.set_will(recorder.will())
     connection.connect()
     recorder.start()
-    click.echo(f"recorder {name} writing {settings.recorder.database}", err=True)
+    click.echo(f"recorder {name} writing {target}", err=True)
     while not stop.wait(HEARTBEAT_SECONDS):
         recorder.heartbeat()
     recorder.stop()
@@ -120,7 +122,8 @@ def run_recorder(settings: Settings, name: str, persistent: bool, stop: threadin
 def run_alerts(settings: Settings, name: str, persistent: bool, stop: threading.Event) -> None:
     conf = settings.alerts
     rules = RuleBook(conf)
-    store = open_alert_store(conf.database)
+    target = configured(conf.database_url, conf.database)
+    store = open_alert_store(target.url or str(target.path))
     hook = None
     if conf.webhook_url:
         hook = WebhookSender(
@@ -131,7 +134,7 @@ def run_alerts(settings: Settings, name: str, persistent: bool, stop: threading.
     connection.set_will(service.will())
     connection.connect()
     service.start()
-    click.echo(f"alerts {name} ready ({conf.database})", err=True)
+    click.echo(f"alerts {name} ready ({target})", err=True)
     while not stop.wait(HEARTBEAT_SECONDS):
         service.heartbeat()
     service.stop()
@@ -145,8 +148,10 @@ def run_stats(settings: Settings, name: str, _persistent: bool, stop: threading.
     gallery_dir = settings.classifier.gallery if settings.classifier.gallery.is_dir() else None
     if gallery_dir is None:
         click.echo(f"stats: no gallery folder at {settings.classifier.gallery}; live scores only", err=True)
-    database = settings.recorder.database
-    result_log = open_result_log(database) if database.exists() else None
+    target = configured(settings.recorder.database_url, settings.recorder.database)
+    result_log = open_result_log(target.url) if target.url else None
+    if target.path is not None and target.path.exists():
+        result_log = open_result_log(target.path)
     connection = _connection(settings, "stats", name, False, manual_ack=False)
     service = StatsService(
         ThresholdStats(conf.target_far, conf.grid_step),

@@ -12,26 +12,8 @@ from typing import Any
 from alert_service.sqlite_db import SqliteDatabase
 from alert_service.store import Confirmation, LogQuery, LogRow, ResultLog
 from facewire.schema import Candidate
+from facewire.storage.migrate import migrate_sqlite
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
-    id INTEGER PRIMARY KEY,
-    node TEXT NOT NULL, seq INTEGER NOT NULL, track INTEGER NOT NULL, frame INTEGER NOT NULL,
-    ts REAL NOT NULL, decided_at REAL NOT NULL, recorded_at REAL NOT NULL,
-    name TEXT NOT NULL, known INTEGER NOT NULL, score REAL NOT NULL, threshold REAL NOT NULL,
-    gallery_version TEXT NOT NULL, model TEXT NOT NULL, candidates TEXT NOT NULL DEFAULT '[]',
-    UNIQUE (node, seq)
-);
-CREATE INDEX IF NOT EXISTS results_ts ON results (ts);
-CREATE INDEX IF NOT EXISTS results_name_ts ON results (name, ts);
-CREATE INDEX IF NOT EXISTS results_node_ts ON results (node, ts);
-CREATE INDEX IF NOT EXISTS results_known_ts ON results (known, ts);
-CREATE TABLE IF NOT EXISTS confirmations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    node TEXT NOT NULL, seq INTEGER NOT NULL, truth TEXT, confirmed_at REAL NOT NULL,
-    UNIQUE (node, seq)
-);
-"""
 COLUMNS = "node, seq, track, frame, ts, decided_at, name, known, score, threshold, gallery_version, model, candidates"
 DELETE_CHUNK = 5000
 
@@ -41,7 +23,8 @@ class SqliteResultLog(ResultLog):
 
     def __init__(self, path: Path) -> None:
         self.database = SqliteDatabase(path)
-        self.database.script(SCHEMA)
+        with self.database.lock:
+            migrate_sqlite(self.database.db, "results")  # facewire/storage/migrations/sqlite/results
 
     def insert(self, rows: Sequence[LogRow]) -> int:
         now = time.time()

@@ -1,4 +1,4 @@
-"""What the result subscribers persist, behind two small interfaces (SQLite today; others can follow).
+"""What the result subscribers persist, behind two small interfaces (SQLite or PostgreSQL, chosen by URL).
 
 ``ResultLog`` is the detection log (recorder, ``facewire log``, operator
 confirmations); ``AlertStore`` holds sightings, incidents and alerts. Both are
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facewire.schema import Alert, Candidate, FaceResult
+from facewire.storage.url import parse_database_url
 
 
 @dataclass(frozen=True)
@@ -237,15 +238,27 @@ class AlertStore(ABC):
     def close(self) -> None: ...
 
 
-def open_result_log(database: Path) -> ResultLog:
-    """The configured detection log (SQLite file)."""
+def open_result_log(database: Path | str) -> ResultLog:
+    """The detection log at ``database``: a SQLite file (path or ``sqlite:///``) or a ``postgresql://`` URL."""
+    target = parse_database_url(database)
+    if target.engine == "postgresql":
+        from alert_service.pg_log import PostgresResultLog
+
+        return PostgresResultLog(target.url)
     from alert_service.sqlite_log import SqliteResultLog
 
-    return SqliteResultLog(database)
+    assert target.path is not None
+    return SqliteResultLog(target.path)
 
 
-def open_alert_store(database: Path) -> AlertStore:
-    """The configured alert store (SQLite file)."""
+def open_alert_store(database: Path | str) -> AlertStore:
+    """The alert store at ``database``: a SQLite file (path or ``sqlite:///``) or a ``postgresql://`` URL."""
+    target = parse_database_url(database)
+    if target.engine == "postgresql":
+        from alert_service.pg_alerts import PostgresAlertStore
+
+        return PostgresAlertStore(target.url)
     from alert_service.sqlite_alerts import SqliteAlertStore
 
-    return SqliteAlertStore(database)
+    assert target.path is not None
+    return SqliteAlertStore(target.path)

@@ -72,12 +72,12 @@ def alerts_command(
 ) -> None:
     """Alerts raised by the alert service, newest first (unacknowledged only unless --all)."""
     settings = settings_from(config_file, broker_url, verbose, alerts={"database": database})
-    ctx.obj = settings.alerts.database
+    ctx.obj = settings.alerts.database_url or settings.alerts.database
     if ctx.invoked_subcommand is not None:
         return
-    if not settings.alerts.database.exists():
+    if not settings.alerts.database_url and not settings.alerts.database.exists():
         raise ConfigError(f"no alert database at {settings.alerts.database}")
-    store = open_alert_store(settings.alerts.database)
+    store = open_alert_store(ctx.obj)
     try:
         stored = store.alerts(limit, unacked_only=not show_all, node=node)
     finally:
@@ -103,7 +103,7 @@ def alerts_command(
 @click.option("--by", default=None, help="Who acknowledges (default: the login name).")
 @click.pass_obj
 @fail_cleanly
-def alerts_ack(database: Path, keys: tuple[str, ...], by: str | None) -> None:
+def alerts_ack(database: Path | str, keys: tuple[str, ...], by: str | None) -> None:
     """Acknowledge alerts by id."""
     store = open_alert_store(database)
     try:
@@ -183,7 +183,7 @@ def stats_confirm(
     """Record who result NODE/SEQ really was (PERSON, or --stranger); the statistics use it."""
     if stranger == (person is not None):
         raise ConfigError("give either PERSON or --stranger")
-    path = database or settings.recorder.database
+    path = database or settings.recorder.database_url or settings.recorder.database
     store = open_existing_log(path)
     try:
         store.confirm(node, seq, None if stranger else person, time.time())

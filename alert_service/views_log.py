@@ -52,7 +52,10 @@ def short_clock(ts: float) -> str:
     return moment.strftime("%H:%M:%S" if moment.date() == dt.date.today() else "%m-%d %H:%M:%S")
 
 
-def open_existing_log(database: Path) -> ResultLog:
+def open_existing_log(database: Path | str) -> ResultLog:
+    """The detection log; a SQLite file must exist already (a postgresql:// URL is opened as is)."""
+    if isinstance(database, str):
+        return open_result_log(database)
     if not database.exists():
         raise ConfigError(f"no detection log at {database} (start it with: alert-service run recorder)")
     return open_result_log(database)
@@ -127,7 +130,7 @@ def log_command(
 ) -> None:
     """The detection log: who was seen where and when (newest first)."""
     settings = settings_from(config_file, broker_url, verbose, recorder={"database": database})
-    store = open_existing_log(settings.recorder.database)
+    store = open_existing_log(settings.recorder.database_url or settings.recorder.database)
     try:
         if last_seen is not None:
             _print_last_seen(store, last_seen)

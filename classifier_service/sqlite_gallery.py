@@ -12,27 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier_service.gallery_store import ForgetCounts, GalleryStore, NewEmbedding, Rows, Unknown, erasure_marker
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS people (name TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS embeddings (
-    id INTEGER PRIMARY KEY, person TEXT NOT NULL, model TEXT NOT NULL, source TEXT NOT NULL,
-    origin TEXT NOT NULL, vector BLOB NOT NULL, created REAL NOT NULL, UNIQUE (person, model, source));
-CREATE TABLE IF NOT EXISTS negatives (
-    id INTEGER PRIMARY KEY, person TEXT NOT NULL, model TEXT NOT NULL, source TEXT NOT NULL,
-    origin TEXT NOT NULL, vector BLOB NOT NULL, created REAL NOT NULL, UNIQUE (person, model, source));
-CREATE TABLE IF NOT EXISTS unknowns (
-    id INTEGER PRIMARY KEY, model TEXT NOT NULL, node TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL,
-    cluster INTEGER NOT NULL, vector BLOB NOT NULL, UNIQUE (node, seq));
-CREATE INDEX IF NOT EXISTS unknowns_ts ON unknowns (ts);
-CREATE TABLE IF NOT EXISTS rejections (
-    model TEXT NOT NULL, origin TEXT NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL,
-    PRIMARY KEY (model, origin, source));
-CREATE TABLE IF NOT EXISTS last_seen (person TEXT PRIMARY KEY, node TEXT NOT NULL, ts REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, op TEXT NOT NULL, actor TEXT NOT NULL, subject TEXT NOT NULL,
-    details TEXT NOT NULL);
-"""
+from facewire.storage.migrate import migrate_sqlite
 
 
 def _blob(vector: np.ndarray) -> bytes:
@@ -56,7 +36,7 @@ class SqliteGalleryStore(GalleryStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not left in free pages
         self._strict()
-        self._db.executescript(SCHEMA)
+        migrate_sqlite(self._db, "gallery")  # facewire/storage/migrations/sqlite/gallery
 
     def add_embeddings(self, person: str, model: str, items: Sequence[NewEmbedding], now: float) -> list[bool]:
         with self._lock, self._db:

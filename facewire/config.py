@@ -126,6 +126,9 @@ DEFAULT_RESULTS_DB = DEFAULT_STATE_DIR / "results.sqlite"
 
 class RecorderSettings(Section):
     database: Path = Field(DEFAULT_RESULTS_DB, description="SQLite file of the detection log (shared with alerts)")
+    database_url: str = Field(
+        "", description="sqlite:///FILE or postgresql://user@host/db (?password_file=F); '': the database file"
+    )
     batch_max: int = Field(500, description="Most results written in one transaction", ge=1, le=100_000)
     batch_wait_ms: float = Field(200.0, description="How long to gather a batch before writing it", ge=0)
     retention_days: float = Field(30.0, description="Delete results older than this many days (0: keep)", ge=0)
@@ -143,6 +146,9 @@ class AccessRule(Section):
 
 class AlertSettings(Section):
     database: Path = Field(DEFAULT_RESULTS_DB, description="SQLite file holding alerts and incidents")
+    database_url: str = Field(
+        "", description="sqlite:///FILE or postgresql://user@host/db (?password_file=F); '': the database file"
+    )
     unknown_count: int = Field(3, description="Unknown results on one node that raise an alert (0: rule off)", ge=0)
     unknown_window: float = Field(30.0, description="Seconds within which unknown_count results must fall", gt=0)
     watchlist: list[str] = Field(default_factory=list, description="People whose every sighting raises an alert")

@@ -1,0 +1,57 @@
+"""A PostgreSQL database shared by every replica: a psycopg 3 connection pool, migrated on open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from facewire.errors import ConfigError
+from facewire.storage.migrate import migrate_postgres
+from facewire.storage.url import postgres_conninfo, redact
+
+try:
+    import psycopg
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ConfigError('a postgresql:// database needs: pip install "facewire[postgres]"') from exc
+
+CONNECT_TIMEOUT = 15.0
+
+
+class PostgresDatabase:
+    """A small pool of autocommit connections; ``write`` is one transaction, ``read`` a plain connection.
+
+    ``schema`` (optional) puts this store's tables in their own PostgreSQL schema
+    (one per gallery replica), selected through the connections' search_path.
+    """
+
+    def __init__(self, url: str, component: str, max_size: int = 4, schema: str = "") -> None:
+        self.url = url
+        conninfo = postgres_conninfo(url)
+        kwargs: dict[str, object] = {"autocommit": True}
+        if schema:
+            kwargs["options"] = f"-c search_path={schema}"
+        self.pool = ConnectionPool(conninfo, min_size=1, max_size=max_size, kwargs=kwargs, open=False)
+        try:
+            self.pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise ConfigError(f"cannot connect to {redact(url)} within {CONNECT_TIMEOUT:.0f} s") from exc
+        with self.pool.connection() as conn:
+            if schema:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'.encode())
+            self.version = migrate_postgres(conn, component)
+
+    @contextmanager
+    def write(self) -> Iterator[psycopg.Connection]:
+        """One transaction: committed when the block ends, rolled back on error."""
+        with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[psycopg.Connection]:
+        with self.pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.pool.close()

@@ -1,0 +1,263 @@
+"""The stores on both engines (SQLite file, real PostgreSQL server), the same cases on each:
+rows, idempotency under redelivery, alert de-duplication, migrations, retention, forget."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from alert_service.store import LogQuery, LogRow, Sighting, open_alert_store, open_result_log
+from classifier_service.gallery_store import erasure_marker
+from facewire.errors import ConfigError
+from facewire.schema import Alert, Evidence, FaceResult
+from facewire.storage.migrate import latest, migrate_sqlite, migrations
+from facewire.storage.url import parse_database_url, postgres_conninfo, redact
+from tests import pg_support
+from tests.alert_support import T0, face
+
+postgres_server = pg_support.postgres_server  # fixtures of this module
+database_url = pg_support.database_url
+
+
+def rows(count: int, node: str = "cam1", start: int = 0) -> list[LogRow]:
+    names = ["unknown", "Tony_Blair", "Serena_Williams"]
+    sent = [face(node, s, names[s % 3], 0.3 + (s % 5) * 0.1) for s in range(start, start + count)]
+    return [LogRow.from_result(FaceResult.from_json(r.to_json())) for r in sent]  # as on the wire (rounded)
+
+
+def test_rows_round_trip_and_every_log_filter(database_url: str) -> None:
+    log = open_result_log(database_url)
+    try:
+        written = rows(30) + rows(30, "cam2")
+        assert log.insert(written) == 60
+        assert log.count() == 60
+        everything = list(log.query(LogQuery(limit=0)))
+        assert sorted(everything, key=lambda r: (r.node, r.seq)) == sorted(written, key=lambda r: (r.node, r.seq))
+        assert [r.ts for r in everything] == sorted((r.ts for r in everything), reverse=True)
+        tony = list(log.query(LogQuery(person="Tony_Blair", node="cam2", limit=0)))
+        assert sorted(r.seq for r in tony) == [s for s in range(30) if s % 3 == 1]
+        window = list(log.query(LogQuery(since=T0 + 10, until=T0 + 20, unknown_only=True, limit=3)))
+        assert len(window) == 3 and all(not r.known and T0 + 10 <= r.ts < T0 + 20 for r in window)
+        last = log.last_seen("Serena_Williams")
+        assert last is not None and last.seq == 29
+        assert log.last_seen("Nobody") is None
+    finally:
+        log.close()
+
+
+def test_redelivered_rows_are_never_duplicated(database_url: str) -> None:
+    first, second = open_result_log(database_url), open_result_log(database_url)  # two recorder replicas
+    try:
+        batch = rows(200)
+        assert first.insert(batch[:120]) == 120
+        assert second.insert(batch[60:]) == 80  # overlap of 60 redelivered rows
+        assert first.insert(batch[::7]) == 0
+        assert first.insert([]) == 0
+
+        def replay(store: object, part: list[LogRow]) -> None:
+            for _ in range(3):
+                store.insert(part)  # type: ignore[attr-defined]
+
+        threads = [threading.Thread(target=replay, args=(s, rows(300, "cam9"))) for s in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert first.count() == 500 and second.count() == 500
+    finally:
+        first.close()
+        second.close()
+
+
+def test_retention_by_age_and_by_rows(database_url: str) -> None:
+    log = open_result_log(database_url)
+    try:
+        log.insert(rows(100))
+        assert log.enforce_retention(0, 0, T0 + 1000) == 0
+        assert log.enforce_retention(1.0, 0, T0 + 86400 + 40) == 40  # rows before T0+40 are over a day old
+        assert log.enforce_retention(0, 25, T0) == 35
+        assert sorted(r.seq for r in log.query(LogQuery(limit=0))) == list(range(75, 100))
+    finally:
+        log.close()
+
+
+def test_forget_erases_names_candidates_and_verdicts(database_url: str) -> None:
+    log = open_result_log(database_url)
+    marker = erasure_marker("Tony_Blair")
+    try:
+        log.insert(rows(30))
+        log.confirm("cam1", 1, "Tony_Blair", T0)
+        log.confirm("cam1", 2, None, T0)
+        log.confirm("cam1", 2, "Serena_Williams", T0 + 1)  # a later verdict replaces the first, with a new id
+        assert log.erase_person("Tony_Blair", marker) == 10
+        assert log.erase_person("Tony_Blair", marker) == 0
+        everything = list(log.query(LogQuery(limit=0)))
+        assert not any(r.name == "Tony_Blair" or "Tony_Blair" in {c.name for c in r.candidates} for r in everything)
+        assert len([r for r in everything if r.name == marker]) == 10
+        verdicts = log.confirmations_after(0)
+        assert [(c.seq, c.truth) for c in verdicts] == [(1, marker), (2, "Serena_Williams")]
+        assert verdicts[0].row is not None and verdicts[0].row.name == marker
+        assert [c.seq for c in log.confirmations_after(verdicts[0].id)] == [2]
+    finally:
+        log.close()
+
+
+def alert(key: str, subject: str = "unknown", node: str = "cam1") -> Alert:
+    evidence = (Evidence(node, 1, 0, subject, 0.3, T0), Evidence(node, 2, 0, subject, 0.31, T0 + 1))
+    return Alert(key, "unknown", node, subject, f"{subject} seen on {node}", T0, T0 + 2, evidence)
+
+
+def test_an_incident_is_raised_once_across_replicas(database_url: str) -> None:
+    stores = [open_alert_store(database_url) for _ in range(2)]
+    try:
+        opened: list[bool] = []
+
+        def race(store: object) -> None:
+            with store.transaction():  # type: ignore[attr-defined]
+                opened.append(store.open_incident(alert("unknown:cam1:1")))  # type: ignore[attr-defined]
+
+        threads = [threading.Thread(target=race, args=(s,)) for s in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(opened) == [False, True]
+        sighting = Sighting("unknown", "unknown", "cam1", 5, 0, "unknown", 0.2, T0 + 5)
+        assert stores[0].add_sighting(sighting) and not stores[1].add_sighting(sighting)
+        stores[1].extend_incident("unknown:cam1:1", T0 + 9)
+        incident = stores[0].latest_incident("unknown", "unknown")
+        assert incident is not None and (incident.count, incident.last_ts) == (3, T0 + 9)
+        assert [a.id for a in stores[0].unpublished(T0 + 3)] == ["unknown:cam1:1"]
+        stores[1].mark_published("unknown:cam1:1")
+        assert stores[0].unpublished(T0 + 3) == []
+        assert stores[0].acknowledge("unknown:cam1:1", "ops", T0 + 10)
+        assert not stores[1].acknowledge("unknown:cam1:1", "ops", T0 + 11)
+        listed = stores[1].alerts(10)
+        assert len(listed) == 1 and listed[0].acked_by == "ops" and stores[1].alerts(10, unacked_only=True) == []
+        assert stores[0].prune_sightings(T0 + 6) == 1
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_forget_erases_a_person_from_alerts_and_sightings(database_url: str) -> None:
+    store = open_alert_store(database_url)
+    marker = erasure_marker("Tony_Blair")
+    try:
+        store.open_incident(alert("watchlist:Tony_Blair:1", "Tony_Blair"))
+        store.open_incident(alert("unknown:cam1:1"))
+        store.add_sighting(Sighting("watchlist", "Tony_Blair", "cam1", 1, 0, "Tony_Blair", 0.8, T0))
+        assert store.erase_person("Tony_Blair", marker) == 1
+        assert store.erase_person("Tony_Blair", marker) == 0
+        kept = {a.alert.id: a.alert for a in store.alerts(10)}
+        assert set(kept) == {f"watchlist:{marker}:1", "unknown:cam1:1"}
+        assert "Tony_Blair" not in kept[f"watchlist:{marker}:1"].to_json().decode()
+        assert [s.name for s in store.sightings("watchlist", marker, 0, T0 + 1)] == [marker]
+    finally:
+        store.close()
+
+
+def test_an_old_database_is_migrated_forward_on_start(database_url: str) -> None:
+    """A v1 alert database (with an alert in it) opened by this version gains migration 2 and keeps its rows."""
+    target = parse_database_url(database_url)
+    if target.engine == "sqlite":
+        assert target.path is not None
+        db = sqlite3.connect(target.path)
+        assert migrate_sqlite(db, "alerts", upto=1) == 1
+        db.close()
+    else:
+        import psycopg
+
+        from facewire.storage.migrate import migrate_postgres
+
+        with psycopg.connect(target.url, autocommit=True) as conn:
+            assert migrate_postgres(conn, "alerts", upto=1) == 1
+    assert _indexes(database_url) & {"alerts_unpublished", "alerts_node_raised"} == set()
+    store = open_alert_store(database_url)
+    store.open_incident(alert("unknown:cam1:1"))
+    store.close()
+    store = open_alert_store(database_url)  # a second start applies nothing
+    try:
+        assert [a.alert.id for a in store.alerts(10, node="cam1")] == ["unknown:cam1:1"]
+    finally:
+        store.close()
+    assert {"alerts_unpublished", "alerts_node_raised"} <= _indexes(database_url)
+    assert _versions(database_url) == [("alerts", 1), ("alerts", 2)]
+
+
+def _indexes(url: str) -> set[str]:
+    target = parse_database_url(url)
+    if target.engine == "sqlite":
+        db = sqlite3.connect(str(target.path))
+        found = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        db.close()
+        return found
+    import psycopg
+
+    with psycopg.connect(target.url) as conn:
+        return {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+
+
+def _versions(url: str) -> list[tuple[str, int]]:
+    target = parse_database_url(url)
+    sql = "SELECT component, version FROM schema_version ORDER BY component, version"
+    if target.engine == "sqlite":
+        db = sqlite3.connect(str(target.path))
+        found = [(r[0], r[1]) for r in db.execute(sql)]
+        db.close()
+        return found
+    import psycopg
+
+    with psycopg.connect(target.url) as conn:
+        return [(r[0], r[1]) for r in conn.execute(sql)]
+
+
+def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite"
+    open_result_log(path).close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO schema_version VALUES ('results', 99, 'future', 0)")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="version 99"):
+        open_result_log(path)
+
+
+def test_a_pre_versioning_sqlite_database_adopts_migration_one(tmp_path: Path) -> None:
+    """Files written before schema_version existed (CREATE TABLE IF NOT EXISTS) open with their rows."""
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    for statement in migrations("sqlite", "results")[0].statements():
+        db.execute(statement)
+    db.commit()
+    db.close()
+    log = open_result_log(path)
+    try:
+        assert log.insert(rows(3)) == 3
+    finally:
+        log.close()
+    assert _versions(f"sqlite:///{path}") == [("results", latest("results"))]
+
+
+def test_both_engines_have_the_same_numbered_migrations() -> None:
+    for component in ("results", "alerts", "gallery"):
+        sqlite_side = [(m.version, m.name) for m in migrations("sqlite", component)]
+        assert sqlite_side == [(m.version, m.name) for m in migrations("postgresql", component)]
+        assert sqlite_side and sqlite_side[0] == (1, "initial")
+
+
+def test_database_urls(tmp_path: Path) -> None:
+    assert parse_database_url("sqlite:////var/lib/x.sqlite").path == Path("/var/lib/x.sqlite")
+    assert parse_database_url("sqlite:///rel/x.sqlite").path == Path("rel/x.sqlite")
+    assert parse_database_url(tmp_path).engine == "sqlite"
+    assert parse_database_url("postgres://u:p@h/db").engine == "postgresql"
+    assert redact("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    with pytest.raises(ConfigError, match="scheme"):
+        parse_database_url("mysql://h/db")
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    conninfo = postgres_conninfo(f"postgresql://u@h/db?password_file={secret}&sslmode=disable")
+    assert "password=s3cret" in conninfo and "password_file" not in conninfo and "sslmode=disable" in conninfo
