@@ -23,8 +23,7 @@ def legacy_cache_file(settings: Settings) -> Path:
 def open_manager(settings: Settings, instance: str, analyzer: FaceAnalyzer | None = None) -> GalleryManager:
     """A GalleryManager on this replica's store; call ``open()`` on it to restore and sync."""
     folder = store_dir(settings, instance)
-    fresh = not (folder / "gallery.sqlite").exists()
-    store = open_gallery_store(folder)
+    store = open_gallery_store(folder, settings.gallery.database_url, instance or "default")
     face_analyzer = analyzer or create_analyzer(settings.model, det_threshold=0.6, min_face=20)
     conf = settings.classifier
     manager = GalleryManager(
@@ -38,5 +37,5 @@ def open_manager(settings: Settings, instance: str, analyzer: FaceAnalyzer | Non
         conf.top_k,
         instance or "default",
     )
-    manager.fresh_store = fresh
+    manager.fresh_store = store.created
     return manager

@@ -1,4 +1,4 @@
-"""What the gallery persists, behind one small interface (SQLite now; PostgreSQL can follow).
+"""What the gallery persists, behind one small interface (SQLite or PostgreSQL, see docs/storage.md).
 
 The store is the source of truth: people, enrolled embeddings (with the hash of
 their source photo or vector, model id, origin and time), negative examples,
@@ -70,6 +70,8 @@ def vector_source(vector: np.ndarray) -> str:
 
 class GalleryStore(ABC):
     """Persistence of one gallery replica. Implementations are safe to call from several threads."""
+
+    created = False  # True when opening made a new, empty store (the replica then asks its peers to sync)
 
     @abstractmethod
     def add_embeddings(self, person: str, model: str, items: Sequence[NewEmbedding], now: float) -> list[bool]:
@@ -143,8 +145,20 @@ class GalleryStore(ABC):
     def close(self) -> None: ...
 
 
-def open_gallery_store(folder: Path) -> GalleryStore:
-    """The gallery store in ``folder`` (SQLite file ``gallery.sqlite``)."""
+def open_gallery_store(folder: Path, database_url: str = "", replica: str = "default") -> GalleryStore:
+    """The replica's store: SQLite file ``folder/gallery.sqlite``, or schema ``gallery_<replica>`` of a
+    ``postgresql://`` database_url (see docs/storage.md)."""
+    from facewire.storage.url import configured
+
+    target = configured(database_url, folder / "gallery.sqlite")
+    if target.engine == "postgresql":
+        from classifier_service.pg_gallery import PostgresGalleryStore
+
+        return PostgresGalleryStore(target.url, replica)
     from classifier_service.sqlite_gallery import SqliteGalleryStore
 
-    return SqliteGalleryStore(folder / "gallery.sqlite")
+    assert target.path is not None
+    created = not target.path.exists()
+    store = SqliteGalleryStore(target.path)
+    store.created = created
+    return store

@@ -7,10 +7,11 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alert_service.store import LogQuery, LogRow, Sighting, open_alert_store, open_result_log
-from classifier_service.gallery_store import erasure_marker
+from classifier_service.gallery_store import GalleryStore, NewEmbedding, erasure_marker, open_gallery_store
 from facewire.errors import ConfigError
 from facewire.schema import Alert, Evidence, FaceResult
 from facewire.storage.migrate import latest, migrate_sqlite, migrations
@@ -261,3 +262,69 @@ def test_database_urls(tmp_path: Path) -> None:
     secret.write_text("s3cret\n")
     conninfo = postgres_conninfo(f"postgresql://u@h/db?password_file={secret}&sslmode=disable")
     assert "password=s3cret" in conninfo and "password_file" not in conninfo and "sslmode=disable" in conninfo
+
+
+def gallery(url: str, tmp_path: Path, replica: str = "r1") -> GalleryStore:
+    return open_gallery_store(tmp_path / replica, "" if url.startswith("sqlite") else url, replica)
+
+
+def test_gallery_store_rows_version_and_forget(database_url: str, tmp_path: Path) -> None:
+    store = gallery(database_url, tmp_path)
+    other = gallery(database_url, tmp_path, "r2")  # a second replica keeps a store of its own
+    rng = np.random.default_rng(3)
+    items = [
+        NewEmbedding(f"sha{i}", f"folder:Zoe/{i}.jpg", rng.standard_normal(8).astype(np.float32)) for i in range(3)
+    ]
+    try:
+        assert store.created and other.created
+        assert store.add_embeddings("Zoe", "m", items, T0) == [True, True, True]
+        assert store.add_embeddings("Zoe", "m", items[:1], T0) == [False]
+        assert store.add_embeddings("adam", "m", items[:1], T0) == [True]
+        assert store.add_negative("Zoe", "m", items[2], T0) and not store.add_negative("Zoe", "m", items[2], T0)
+        found = store.rows("m")
+        assert found.people == ["Zoe", "Zoe", "Zoe", "adam"] and found.vectors is not None
+        assert np.allclose(found.vectors[1], items[1].vector)
+        assert store.people("m") == {"Zoe": 3, "adam": 1}
+        assert other.rows("m").ids == [] and other.version("m") != store.version("m")
+        other.add_embeddings("adam", "m", items[:1], T0)
+        other.add_embeddings("Zoe", "m", items[::-1], T0)
+        other.add_negative("Zoe", "m", items[2], T0)
+        assert other.version("m") == store.version("m")  # same rows, same version, whatever the order
+        store.add_rejection("m", "folder:Zoe/x.jpg", "shaX", "blurry")
+        assert store.rejection("m", "folder:Zoe/x.jpg", "shaX") == "blurry"
+        store.audit("enroll", "cli", "Zoe", {"added": 3}, T0)
+        store.update_last_seen([("Zoe", "cam1", T0 + 5), ("Zoe", "cam2", T0 + 1)])
+        assert store.last_seen("Zoe") == ("cam1", T0 + 5)
+        store.add_unknowns("m", [("cam1", s, T0 + s, 1, items[0].vector) for s in range(5)] * 2)
+        assert [u.seq for u in store.unknowns("m", cluster=1)] == [0, 1, 2, 3, 4]
+        assert store.prune_unknowns(3, T0 + 1) == 2 and len(store.unknowns("m")) == 3
+        counts = store.forget("Zoe")
+        assert (counts.embeddings, counts.negatives, sorted(counts.sources)) == (3, 1, ["sha0", "sha1", "sha2"])
+        assert store.people("m") == {"adam": 1} and store.last_seen("Zoe") is None
+        assert store.rejection("m", "folder:Zoe/x.jpg", "shaX") is None and store.negatives("m").ids == []
+        assert [e["subject"] for e in store.audit_events()] == [erasure_marker("Zoe")]
+    finally:
+        store.close()
+        other.close()
+    reopened = gallery(database_url, tmp_path)
+    try:
+        assert not reopened.created and reopened.people("m") == {"adam": 1}
+    finally:
+        reopened.close()
+
+
+def test_the_gallery_version_is_the_same_on_both_engines(postgres_server: object, tmp_path: Path) -> None:
+    """A replica on SQLite and one on PostgreSQL holding the same rows agree on the gallery version."""
+    url = pg_support.PostgresServer.create_database(postgres_server)  # type: ignore[arg-type]
+    stores = [open_gallery_store(tmp_path / "lite"), open_gallery_store(tmp_path / "pg", url, "pg")]
+    vector = np.ones(8, dtype=np.float32)
+    try:
+        for store in stores:
+            for person in ("adam", "Zoe", "Émile", "zoe"):
+                store.add_embeddings(person, "m", [NewEmbedding(f"s-{person}", "cli", vector)], T0)
+            store.add_negative("Zoe", "m", NewEmbedding("n1", "cli", vector), T0)
+        assert stores[0].version("m") == stores[1].version("m")
+        assert list(stores[0].people("m")) == list(stores[1].people("m"))
+    finally:
+        for store in stores:
+            store.close()

@@ -40,6 +40,7 @@ class PostgresDatabase:
         with self.pool.connection() as conn:
             if schema:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'.encode())
+            self.fresh = _version(conn, component) == 0
             self.version = migrate_postgres(conn, component)
 
     @contextmanager
@@ -55,3 +56,14 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _version(conn: psycopg.Connection, component: str) -> int:
+    """The schema version of ``component`` before migrating (0: a new store)."""
+    exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute(
+        "SELECT coalesce(max(version), 0) FROM schema_version WHERE component = %s", (component,)
+    ).fetchone()
+    return int(row[0]) if row else 0
