@@ -111,5 +111,6 @@ def run(
     while not stop.wait(10.0):
         service.heartbeat()
     gallery_service.stop()
+    manager.flush()
     service.stop()
     manager.store.close()

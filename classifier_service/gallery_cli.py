@@ -66,6 +66,7 @@ def run_command(
         try:
             return _apply_offline(manager, settings, command)
         finally:
+            manager.flush()
             manager.store.close()
     with GalleryClient(settings.mqtt, actor()) as client:
         return client.request(command, replicas, timeout or settings.gallery.command_timeout)

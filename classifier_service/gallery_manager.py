@@ -66,6 +66,10 @@ class GalleryManager:
         self._observations: queue.Queue[list[tuple[FaceEmbedding, FaceResult]]] | None = None
         self.dropped_observations = 0
         self.restored_from_file = False
+        self._published: tuple[list[int], Matcher, str] = ([], self.matcher, "")
+        self._save_lock, self._file_lock = threading.Lock(), threading.Lock()
+        self._save_due = False
+        self._saver: threading.Thread | None = None
         self.fresh_store = False  # set by open_manager: a new replica asks its peers for the gallery
 
     # -- start-up -----------------------------------------------------------------------------------
@@ -118,8 +122,44 @@ class GalleryManager:
         self.matcher, self.version = matcher, version
         if self.on_swap is not None:
             self.on_swap(matcher, version)
+        self._published = (self._ids, matcher, version)
         if save and ids:
-            save_index(self.store_dir, matcher.index, self._ids, version)
+            self._save(self._published)
+
+    def append(self, person: str, vectors: np.ndarray) -> None:
+        """Serve rows just added for ``person`` (the newest rows of the store) without reloading every vector;
+        the index file is written shortly after, off this path (see ``flush``)."""
+        ids = self.store.rows(self.model_id, with_vectors=False).ids
+        known = len(self._ids)
+        if len(ids) != known + len(vectors) or ids[:known] != self._ids:
+            self.rebuild()
+            return
+        stacked = vectors if not known else np.vstack([self._vectors, vectors])
+        people = self.matcher.labels + [person] * len(vectors)
+        self._install(ids, people, stacked, self.store.version(self.model_id), save=False)
+        with self._save_lock:
+            self._save_due = True
+            if self._saver is None:
+                self._saver = threading.Thread(target=self._save_loop, name="gallery-index-saver", daemon=True)
+                self._saver.start()
+
+    def flush(self) -> None:
+        """Write the index file now if a change is pending (at shutdown)."""
+        with self._save_lock:
+            due, self._save_due = self._save_due, False
+        if due:
+            self._save(self._published)
+
+    def _save_loop(self) -> None:
+        while True:
+            time.sleep(1.0)
+            self.flush()
+
+    def _save(self, published: tuple[list[int], Matcher, str]) -> None:
+        ids, matcher, version = published
+        with self._file_lock:
+            if ids:
+                save_index(self.store_dir, matcher.index, ids, version)
 
     @property
     def dim(self) -> int:

@@ -69,7 +69,7 @@ def _enroll(manager: GalleryManager, command: Command) -> Outcome:
             results[sources.index(item.source)].update(accepted=False, reason="already enrolled")
     count = sum(added)
     if count:
-        manager.rebuild()
+        manager.append(command.person, np.stack([a.vector for a, ok in zip(accepted, added, strict=True) if ok]))
     manager.store.audit(
         "enroll", command.actor, command.person, {"accepted": count, "rejected": len(results) - count}, time.time()
     )
