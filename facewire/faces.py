@@ -123,11 +123,16 @@ def create_embedder(settings: ModelSettings) -> OnnxEmbedder:
     return OnnxEmbedder(path, spec, threads=settings.threads)
 
 
-def create_detector(settings: ModelSettings, score_threshold: float, max_side: int = 640) -> Detector:
-    """The detector named in the settings: yunet, haar or mediapipe (optional extra)."""
+def create_detector(
+    settings: ModelSettings, score_threshold: float, max_side: int = 640, min_face: int = 24
+) -> Detector:
+    """The detector named in the settings: yunet, haar or mediapipe (optional extra).
+
+    The Haar cascade does not scan for faces smaller than ``min_face`` pixels (they would be dropped anyway).
+    """
     cv2.setNumThreads(settings.threads)
     if settings.detector == "haar":
-        return HaarDetector(max_side=max_side)
+        return HaarDetector(max_side=max_side, min_size=min_face)
     if settings.detector == "mediapipe":
         from facewire.models.mediapipe_faces import MediaPipeDetector
 
@@ -148,6 +153,6 @@ def create_masker(settings: ModelSettings) -> FaceMasker | None:
 def create_analyzer(settings: ModelSettings, det_threshold: float, min_face: int) -> FaceAnalyzer:
     """Detector, mask and embedder of the settings, wired into one FaceAnalyzer."""
     masker = create_masker(settings)  # first: a missing extra fails before any model loads
-    detector = create_detector(settings, det_threshold)
+    detector = create_detector(settings, det_threshold, min_face=min_face)
     embedder = create_embedder(settings)
     return FaceAnalyzer(detector, embedder, min_face, masker=masker, crop_margin=embedder.crop_margin)

@@ -116,11 +116,12 @@ def test_exporter_reads_a_local_folder_of_weights(tmp_path: Path) -> None:
     """The path a user with real weights takes: from_pretrained on a folder (here written by save_pretrained)."""
     need_torch()
     folder = tmp_path / "weights"
-    script = (
+    script = (  # a whole CLIP (text + vision) and its image processor, laid out as a hub snapshot is
         "import sys, torch, transformers as t; torch.manual_seed(7);"
-        "c = t.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,"
-        " num_attention_heads=2, projection_dim=16);"
-        "t.CLIPVisionModelWithProjection(c).save_pretrained(sys.argv[1])"
+        "v = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2);"
+        "c = t.CLIPConfig(text_config=dict(v, vocab_size=99), vision_config=v, projection_dim=16);"
+        "t.CLIPModel(c).save_pretrained(sys.argv[1]);"
+        "t.CLIPImageProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25]).save_pretrained(sys.argv[1])"
     )
     saved = run_module_code(script, folder)
     assert saved.returncode == 0, saved.stderr
@@ -130,6 +131,7 @@ def test_exporter_reads_a_local_folder_of_weights(tmp_path: Path) -> None:
     assert parity and float(parity.group(1)) < 1e-3 and float(parity.group(2)) > 0.9999
     meta = read_metadata(tmp_path / "out" / "mine.onnx")
     assert meta.embedding_dim == 16 and meta.revision.startswith("sha256:") and meta.source == str(folder)
+    assert meta.mean == (0.5, 0.5, 0.5) and meta.std == (0.25, 0.25, 0.25) and meta.input_size == 224
     assert meta.model_id.startswith("mine-") and not (tmp_path / "out" / "mine.int8.onnx").exists()
 
 

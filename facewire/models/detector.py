@@ -72,7 +72,8 @@ class HaarDetector:
     """OpenCV's Haar cascade (the seed's detector): boxes only, no landmarks, no calibrated score.
 
     Every box gets score 1.0; the cascade's own threshold is ``min_neighbors``. Frames are
-    scanned in grey, histogram-equalised, at most ``max_side`` pixels on the long side.
+    scanned in grey, histogram-equalised, at most ``max_side`` pixels on the long side, for faces
+    of at least ``min_size`` frame pixels.
     """
 
     def __init__(self, max_side: int = 640, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24):
@@ -92,7 +93,10 @@ class HaarDetector:
         image = frame if scale == 1.0 else cv2.resize(frame, (round(width * scale), round(height * scale)))
         grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
         boxes = self._cascade.detectMultiScale(
-            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_size,) * 2
+            grey,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(max(1, round(self.min_size * scale)),) * 2,
         )
         return [
             Detection((float(x / scale), float(y / scale), float(w / scale), float(h / scale)), 1.0, None)

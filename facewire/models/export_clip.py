@@ -107,14 +107,29 @@ def load_model(source: str, random_init: str | None = None, seed: int = 0) -> Lo
         model = model_class._from_config(config, attn_implementation="eager").eval()
         return LoadedModel(model, f"random-init:{random_init}", f"random-seed-{seed}")
     try:
-        model = model_class.from_pretrained(source, attn_implementation="eager").eval()
+        config = vision_config(transformers.AutoConfig.from_pretrained(source))
+        model, info = model_class.from_pretrained(
+            source, config=config, attn_implementation="eager", output_loading_info=True
+        )
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"cannot load CLIP vision weights from {source!r}: {exc}. "
             "Pass a local folder with config.json + model.safetensors (from save_pretrained or a hub snapshot)."
         ) from exc
-    loaded = LoadedModel(model.float(), source, _revision(source, model), size=int(model.config.image_size))
+    missing = list(info.get("missing_keys", [])) + [str(m) for m in info.get("mismatched_keys", [])]
+    if missing:
+        raise ModelError(f"{source!r} lacks CLIP vision weights (they would be random): {', '.join(missing[:5])}")
+    loaded = LoadedModel(model.eval().float(), source, _revision(source, model), size=int(config.image_size))
     return _with_preprocessor(loaded, Path(source))
+
+
+def vision_config(config: Any) -> Any:
+    """The vision config of a CLIP checkpoint; from a whole CLIP (text + vision), with its projection size."""
+    if hasattr(config, "vision_config"):
+        vision = config.vision_config
+        vision.projection_dim = config.projection_dim
+        return vision
+    return config
 
 
 def _revision(source: str, model: Any) -> str:
@@ -125,10 +140,7 @@ def _revision(source: str, model: Any) -> str:
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
     if not weights:
         return "unknown"
-    digest = hashlib.sha256()
-    for path in weights:
-        digest.update(path.read_bytes())
-    return "sha256:" + digest.hexdigest()[:16]
+    return "sha256:" + hashlib.sha256("".join(sha256_of(path) for path in weights).encode()).hexdigest()[:16]
 
 
 def _with_preprocessor(loaded: LoadedModel, folder: Path) -> LoadedModel:
@@ -210,7 +222,7 @@ def parity_batch(size: int, count: int = 4, seed: int = 1234) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, 3, size, size)).astype(np.float32)
 
 
-def quantize_int8(fp32: Path, int8: Path) -> None:
+def quantize_int8(fp32: Path, int8: Path, unsigned: bool = False) -> None:
     """Dynamic int8 (weights int8, activations quantised at run time) with onnxruntime's quantizer."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -218,7 +230,7 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs a generic "consider pre-processing" hint on the root logger
     try:
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QUInt8 if unsigned else QuantType.QInt8)
     finally:
         root.setLevel(level)
 
