@@ -18,8 +18,9 @@ from facewire.broker_auth import ACL_FILE, add_account, render_secure_config
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError
 from facewire.mqtt import MqttConnection
-from tests.support import ROOT, Collector, run_module
+from tests.support import ROOT, Collector, RunningClassifier, run_module
 from tests.test_schema import embedding
+from tests.test_spine_integration import split_sample
 
 NOT_AUTHORIZED = 0x87
 
@@ -47,7 +48,7 @@ class SecureBroker:
 def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
     """mosquitto.conf + secure.conf: dev listener on loopback, TLS listener with passwords and broker/acl."""
     conf_dir = tmp_path / "secure"
-    accounts = ["cam-1", "cam-2", "facewire"]
+    accounts = ["cam-1", "cam-2", "facewire", "classifier"]
     subprocess.run([str(ROOT / "scripts/make-certs.sh"), str(conf_dir / "certs"), *accounts], check=True)
     passwords = {user: add_account(conf_dir / "passwd", user, conf_dir / "secrets")[1] for user in accounts}
     shutil.copy(ACL_FILE, conf_dir / "acl")
@@ -171,3 +172,37 @@ def test_edge_agent_cli_speaks_mqtts_with_credentials(secure_broker: SecureBroke
     finally:
         watch.stop()
     assert seen, run.stderr
+
+
+def test_classifier_with_its_own_account_answers_over_tls_and_cannot_forge_embeddings(
+    secure_broker: SecureBroker, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gallery, _probes = split_sample(sample_dir, tmp_path)
+    own = secure_broker.settings("classifier")
+    monkeypatch.setenv("FACEWIRE_MQTT__USERNAME", "classifier")
+    monkeypatch.setenv("FACEWIRE_MQTT__PASSWORD_FILE", str(own.password_file))
+    tls = [
+        "--broker",
+        own.url,
+        "--tls-ca",
+        str(own.tls_ca),
+        "--tls-cert",
+        str(own.tls_cert),
+        "--tls-key",
+        str(own.tls_key),
+    ]
+    watch = Collector(secure_broker.broker.url, ["facewire/results/+"]).start()
+    classifier = RunningClassifier(secure_broker.broker.url, gallery, tmp_path, instance="sec", extra=tls).start()
+    node = RawClient(secure_broker.settings("cam-1"), "cam-1")
+    forger = RawClient(own, "classifier-forger")
+    try:
+        assert node.publish("facewire/embeddings/cam-1") < 0x80
+        answered = watch.wait_for(lambda t: t == "facewire/results/cam-1", 1, timeout=20)
+        forged = forger.publish("facewire/embeddings/cam-1")
+    finally:
+        forger.close()
+        node.close()
+        assert classifier.stop() == 0
+        watch.stop()
+    assert len(answered) == 1, "the classifier read through its $share group and answered over TLS"
+    assert forged == NOT_AUTHORIZED, "the classifier account cannot speak for a node"
