@@ -23,6 +23,7 @@ from facewire.demo import SAMPLE_DIR, run_demo
 from facewire.logs import setup_logging
 from facewire.models.cli import models as models_group
 from facewire.monitor.cli import COMMANDS as MONITOR_COMMANDS
+from facewire.web.cli import web_command
 
 
 @click.group()
@@ -41,6 +42,7 @@ for _command in MONITOR_COMMANDS:
     main.add_command(_command)
 for _command in GALLERY_COMMANDS:
     main.add_command(_command)
+main.add_command(web_command)
 
 
 @main.command()

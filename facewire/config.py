@@ -186,6 +186,26 @@ class HomeAssistantSettings(Section):
     instance: str = Field("facewire", description="Id of this bridge in discovery unique_ids and its status topic")
 
 
+class WebSettings(Section):
+    host: str = Field("127.0.0.1", description="Address `facewire web` binds to (loopback unless you mean it)")
+    port: int = Field(8080, description="Port of the web dashboard", ge=1, le=65535)
+    users_file: Path = Field(
+        DEFAULT_STATE_DIR / "web-users.json", description="Dashboard accounts (argon2 hashes), made by web add-user"
+    )
+    secret_file: Path = Field(
+        DEFAULT_STATE_DIR / "web-secret", description="Key that signs session cookies (created 0600 if missing)"
+    )
+    data_dir: Path = Field(DEFAULT_STATE_DIR / "web", description="Thumbnails of photos enrolled from the dashboard")
+    cookie_secure: bool = Field(True, description="Send the session cookie over HTTPS only (browsers allow localhost)")
+    session_hours: float = Field(12.0, description="Hours a login lasts", gt=0, le=24 * 30)
+    login_attempts: int = Field(5, description="Failed logins per client and per user before a pause", ge=1)
+    login_window: float = Field(300.0, description="Seconds over which failed logins are counted", gt=0)
+    max_photo_bytes: int = Field(
+        10 * 1024 * 1024, description="Largest enrolment photo accepted by upload", ge=1024, le=50 * 1024 * 1024
+    )
+    max_photos: int = Field(20, description="Most photos in one upload", ge=1, le=64)
+
+
 class Settings(BaseSettings):
     """All of facewire's configuration."""
 
@@ -201,6 +221,7 @@ class Settings(BaseSettings):
     stats: StatsSettings = StatsSettings()
     nodes: NodeSettings = NodeSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
+    web: WebSettings = WebSettings()
 
     @classmethod
     def settings_customise_sources(

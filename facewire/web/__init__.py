@@ -1,0 +1,1 @@
+"""``facewire web``: the dashboard (live view, detection log, face library, unknown visitors, alerts, thresholds)."""

@@ -1,0 +1,189 @@
+"""The dashboard's ASGI application: Starlette routes, signed session cookies, login and CSRF guards.
+
+Every page needs a login. Every POST (forms and uploads alike) must carry the
+session's CSRF token and a Content-Length within the limit of its route;
+responses carry a strict Content-Security-Policy (scripts and styles from
+``/static`` only). Handlers live in :mod:`facewire.web.pages`.
+"""
+
+from __future__ import annotations
+
+import functools
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from alert_service.views_log import clock
+from facewire.config import Settings
+from facewire.demo import result_style
+from facewire.web.auth import LoginLimiter, UserStore, csrf_matches, new_csrf_token, session_secret
+from facewire.web.library import Library
+from facewire.web.live import LiveHub
+
+HERE = Path(__file__).resolve().parent
+FORM_BYTES = 64 * 1024
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Dashboard:
+    """What every handler needs: settings, accounts, the live feed, the library, templates."""
+
+    settings: Settings
+    users: UserStore
+    limiter: LoginLimiter
+    hub: LiveHub
+    library: Library
+    templates: Jinja2Templates
+
+
+def log_database(settings: Settings) -> Path | str | None:
+    """The detection log the recorder writes (a postgresql:// URL, or a SQLite file once it exists)."""
+    target = settings.recorder.database_url or settings.recorder.database
+    return target if isinstance(target, str) or target.exists() else None
+
+
+def alert_database(settings: Settings) -> Path | str | None:
+    """The alert store the alert service writes (a postgresql:// URL, or a SQLite file once it exists)."""
+    target = settings.alerts.database_url or settings.alerts.database
+    return target if isinstance(target, str) or target.exists() else None
+
+
+def dashboard(request: Request) -> Dashboard:
+    board: Dashboard = request.app.state.dashboard
+    return board
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding the security headers to every HTTP response (streams untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send if scope["type"] != "http" else with_headers)
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (made on first use)."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str) or not token:
+        token = new_csrf_token()
+        request.session["csrf"] = token
+    return token
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: object) -> Response:
+    board = dashboard(request)
+    context = {"user": request.session.get("user"), "csrf": csrf_token(request), "path": request.url.path, **context}
+    return board.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def refuse(request: Request, status_code: int, message: str) -> Response:
+    """An error page (HTML for browsers, plain text for other clients)."""
+    if "text/html" in request.headers.get("accept", ""):
+        return render(request, "message.html", status_code=status_code, title="Refused", message=message)
+    return PlainTextResponse(message + "\n", status_code=status_code)
+
+
+async def checked_form(request: Request, max_bytes: int, max_files: int = 0) -> FormData | Response:
+    """The POSTed form if its size is declared and within ``max_bytes`` and its CSRF token matches."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        return refuse(request, 411, "a Content-Length is required")
+    if int(declared) > max_bytes:
+        return refuse(request, 413, f"request of {int(declared)} bytes is larger than the limit of {max_bytes} bytes")
+    form = await request.form(max_files=max_files, max_fields=50)
+    if not csrf_matches(request.session.get("csrf"), form.get("csrf")):
+        await form.close()
+        return refuse(request, 403, "CSRF token missing or wrong: reload the page and try again")
+    return form
+
+
+def login_required(func: Handler) -> Handler:
+    """Refuse requests without a logged-in session (browsers are sent to the login page)."""
+
+    @functools.wraps(func)
+    async def guarded(request: Request) -> Response:
+        if not isinstance(request.session.get("user"), str):
+            if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+                target = urllib.parse.quote(request.url.path)
+                return RedirectResponse(f"/login?next={target}", status_code=303)
+            return PlainTextResponse("login required\n", status_code=401)
+        return await func(request)
+
+    return guarded
+
+
+def _page_url(query: dict[str, str], page: int) -> str:
+    return urllib.parse.urlencode({**query, "page": page})
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The dashboard application for ``settings`` (the MQTT subscription starts with the app)."""
+    from facewire.web.pages import routes
+
+    hub = LiveHub(settings)
+    library = Library(settings)
+    hub.gallery_listeners.append(library.on_gallery_event)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters.update(clock=clock, style=lambda row: result_style(row.as_result()), pageurl=_page_url)
+    board = Dashboard(
+        settings=settings,
+        users=UserStore(settings.web.users_file),
+        limiter=LoginLimiter(settings.web.login_attempts, settings.web.login_window),
+        hub=hub,
+        library=library,
+        templates=templates,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(
+            SessionMiddleware,
+            secret_key=session_secret(settings.web.secret_file),
+            session_cookie="facewire_session",
+            max_age=int(settings.web.session_hours * 3600),
+            same_site="strict",
+            https_only=settings.web.cookie_secure,
+        ),
+    ]
+    app = Starlette(routes=routes(StaticFiles(directory=HERE / "static")), middleware=middleware, lifespan=lifespan)
+    app.state.dashboard = board
+    return app

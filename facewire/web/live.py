@@ -1,0 +1,138 @@
+"""The live feed: one MQTT subscription (the monitor's), fanned out to every open page as server-sent events.
+
+The monitor's :class:`MonitorClient` and :class:`MonitorState` do the MQTT work
+and keep the state; this module turns each message into a small JSON event and
+hands it to every connected browser's bounded queue (a slow page loses events,
+it never slows the broker connection). Node states are re-sent every few
+seconds so "stale" shows without the page polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from facewire.config import Settings
+from facewire.demo import result_style
+from facewire.errors import SchemaError
+from facewire.logs import kv
+from facewire.monitor.adapter import MonitorClient
+from facewire.monitor.state import MonitorState
+from facewire.schema import Alert, FaceResult
+from facewire.topics import Topics
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 500
+NODES_EVERY = 5.0
+Event = tuple[str, dict[str, Any]]
+
+
+def result_event(result: FaceResult) -> dict[str, Any]:
+    """What the page shows of one result (the seed's colours: green known, yellow low confidence, red unknown)."""
+    return {
+        "ts": result.ts,
+        "time": time.strftime("%H:%M:%S", time.localtime(result.ts)),
+        "node": result.node,
+        "seq": result.seq,
+        "track": result.track,
+        "name": result.name,
+        "score": round(result.score, 4),
+        "known": result.known,
+        "style": result_style(result),
+    }
+
+
+def alert_event(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "time": time.strftime("%H:%M:%S", time.localtime(alert.raised_at)),
+        "rule": alert.rule,
+        "node": alert.node,
+        "subject": alert.subject,
+        "message": alert.message,
+    }
+
+
+class LiveHub:
+    """Owns the dashboard's MQTT subscription and the queues of the connected pages."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topics = Topics(settings.mqtt.topic_prefix)
+        self.state = MonitorState(
+            topics=self.topics,
+            configured_threshold=settings.classifier.threshold,
+            stale_after=settings.nodes.stale_after,
+        )
+        self.client = MonitorClient(settings.mqtt, self.state, listeners=[self._on_message])
+        self.client.connection.subscribe(self.topics.gallery_events(), self._on_gallery_event)
+        self.gallery_listeners: list[Any] = []
+        self._queues: set[asyncio.Queue[Event]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.client.start()
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        await asyncio.to_thread(self.client.close)
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_MAX)
+        self._queues.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        self._queues.discard(queue)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.state.snapshot(rows=100)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """Network thread: turn one message into a page event (malformed ones are the state's to count)."""
+        try:
+            if self.topics.node_of(topic, "results") is not None:
+                self._emit("result", result_event(FaceResult.from_json(payload)))
+            elif self.topics.node_of(topic, "alerts") is not None:
+                self._emit("alert", alert_event(Alert.from_json(payload)))
+            elif topic.startswith(f"{self.topics.prefix}/nodes/"):
+                self._emit("nodes", {"nodes": self.state.snapshot()["nodes"]})
+        except SchemaError:
+            return
+
+    def _on_gallery_event(self, message: Any) -> None:
+        try:
+            event = json.loads(message.payload)
+        except (UnicodeDecodeError, ValueError):
+            return
+        if isinstance(event, dict):
+            for listener in self.gallery_listeners:
+                listener(event)
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fan_out, (kind, data))
+
+    def _fan_out(self, event: Event) -> None:
+        for queue in self._queues:
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.dropped += 1
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(NODES_EVERY)
+            snapshot = self.state.snapshot()
+            self._fan_out(("nodes", {"nodes": snapshot["nodes"], "connected": snapshot["connected"]}))
+            if self.dropped:
+                log.warning(kv("web-events-dropped", count=self.dropped))
+                self.dropped = 0

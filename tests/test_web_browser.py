@@ -1,0 +1,195 @@
+"""``facewire web`` in a real headless chromium against a real broker, classifier and alert-service (issue 12).
+
+The browser is Debian's chromium driven by Playwright (never a downloaded
+browser); the tests skip with a message where it is absent.
+"""
+
+from __future__ import annotations
+
+import http.client
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from alert_service.sqlite_alerts import SqliteAlertStore
+from facewire.broker import LocalBroker
+from facewire.faces import FaceAnalyzer
+from tests.alert_support import publish_all, wait_until
+from tests.gallery_support import largest_embedding, make_gallery, photos, probe
+from tests.support import SAMPLE, RunningClassifier, start_module
+from tests.web_support import RunningWeb, browser, console_errors, log_in, screenshot_path
+
+KNOWN = SAMPLE / "lfw" / "known"
+
+
+def raw_get(port: int, path: str) -> int:
+    """Status of a GET with ``path`` sent exactly as given (no client-side normalisation of ``..``)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_login_csrf_rate_limit_and_paths(broker: LocalBroker, tmp_path: Path) -> None:
+    web = RunningWeb(tmp_path, {"FACEWIRE_MQTT__URL": broker.url, "FACEWIRE_WEB__LOGIN_ATTEMPTS": "3"}).start()
+    try:
+        with browser(tmp_path) as context:
+            page = context.new_page()
+            # unauthenticated: pages send the browser to the login page, everything else is refused
+            page.goto(web.url + "/library")
+            assert page.url.startswith(web.url + "/login")
+            page.screenshot(path=str(screenshot_path(tmp_path, "login")))
+            for path in ("/", "/events", "/log", "/log.csv", "/alerts", "/library", "/unknowns", "/photos/a/b.jpg"):
+                answer = context.request.get(web.url + path, headers={"Accept": "*/*"})
+                assert answer.status == 401, (path, answer.status)
+            for path in ("/alerts/ack", "/library/enroll", "/library/forget", "/log/verdict", "/logout"):
+                assert context.request.post(web.url + path, form={"id": "x"}).status == 401, path
+            # the session cookie is HttpOnly, SameSite=Strict and Secure
+            log_in(page, web.url)
+            page.wait_for_selector("#connection.online")
+            (cookie,) = [c for c in context.cookies() if c["name"] == "facewire_session"]
+            assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+            # logged in, a form post without (or with a wrong) CSRF token is refused
+            answer = context.request.post(web.url + "/alerts/ack", form={"id": "x", "back": "/"})
+            assert answer.status == 403 and "CSRF" in answer.text()
+            answer = context.request.post(web.url + "/alerts/ack", form={"id": "x", "csrf": "forged"})
+            assert answer.status == 403
+            answer = context.request.post(
+                web.url + "/library/enroll",
+                multipart={"person": "Eve", "photos": {"name": "a.jpg", "mimeType": "image/jpeg", "buffer": b"x"}},
+            )
+            assert answer.status == 403
+            # nothing is served outside its folder
+            assert raw_get(web.port, "/static/../../auth.py") == 404
+            assert raw_get(web.port, "/static/%2e%2e/%2e%2e/auth.py") == 404
+            assert raw_get(web.port, "/static/app.js") == 200
+            for path in ("/photos/..%2F..%2Fweb-users.json/x.jpg", "/photos/Tony_Blair/..%2F..%2Fweb-secret"):
+                assert context.request.get(web.url + path).status == 404, path
+            page.click("header .logout button")
+            page.wait_for_url(web.url + "/login")
+            assert context.request.get(web.url + "/log", headers={"Accept": "*/*"}).status == 401
+            # the fourth wrong password within the window is refused without being checked
+            fresh = context.new_page()
+            for attempt in range(4):
+                fresh.goto(web.url + "/login")
+                fresh.fill("input[name=username]", "alice")
+                fresh.fill("input[name=password]", f"wrong-{attempt}")
+                fresh.click("button[type=submit]")
+                fresh.wait_for_selector("#error")
+            assert "too many failed logins" in fresh.inner_text("#error")
+            log_in(fresh, web.url)
+            assert "too many failed logins" in fresh.inner_text("#error")  # even the right password waits
+    finally:
+        assert web.stop() == 0, web.log.read_text()
+
+
+def publish_probe(url: str, vector: np.ndarray, seq: int) -> None:
+    """Replay one face, as an edge would publish it, on node cam-web."""
+    embedding = probe(vector, "cam-web", seq)
+    publish_all(url, [(f"facewire/embeddings/{embedding.node}", embedding.to_msgpack())])
+
+
+def wait_for_row(page: object, seq: int) -> dict[str, str]:
+    """The live table's row of result ``seq`` once the page has received it (pushed, the page never reloads)."""
+    row = page.wait_for_selector(f"#results tbody tr[data-seq='{seq}']")  # type: ignore[attr-defined]
+    return {"name": row.get_attribute("data-name"), "class": row.get_attribute("class")}
+
+
+@pytest.mark.slow
+def test_live_log_enrol_forget_and_alert_in_a_browser(
+    broker: LocalBroker, tmp_path: Path, analyzer: FaceAnalyzer
+) -> None:
+    blair = photos(KNOWN / "Tony_Blair")
+    vector = largest_embedding(analyzer, blair[0])  # the face the camera sees; the others are uploaded
+    gallery = make_gallery(tmp_path / "gallery", {"Colin_Powell": photos(KNOWN / "Colin_Powell")})
+    database = tmp_path / "results.sqlite"
+    env = {
+        "FACEWIRE_MQTT__URL": broker.url,
+        "FACEWIRE_CLASSIFIER__GALLERY": str(gallery),
+        "FACEWIRE_RECORDER__DATABASE": str(database),
+        "FACEWIRE_ALERTS__DATABASE": str(database),
+        "FACEWIRE_ALERTS__UNKNOWN_COUNT": "3",
+        "FACEWIRE_ALERTS__UNKNOWN_WINDOW": "600",
+        "FACEWIRE_STATS__PUBLISH_INTERVAL": "1",
+        "FACEWIRE_WEB__MAX_PHOTO_BYTES": "200000",
+    }
+    classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="c1", env=env).start()
+    recorder = start_module("alert_service", ["run", "all"], env, tmp_path / "alert-service.log")
+    web = RunningWeb(tmp_path, env).start()
+    try:
+        with browser(tmp_path) as context:
+            page = context.new_page()
+            errors = console_errors(page)
+            log_in(page, web.url)
+            page.wait_for_selector("#connection.online")
+            # 1. a replayed face appears live, red: nobody enrolled looks like it
+            publish_probe(broker.url, vector, 1)
+            assert wait_for_row(page, 1) == {"name": "unknown", "class": "red"}
+            # 2. enrol by upload: a text file and an oversized image are refused with a message, photos enrolled
+            page.goto(web.url + "/library")
+            noise = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
+            big = tmp_path / "big.png"
+            assert cv2.imwrite(str(big), noise) and big.stat().st_size > 200_000
+            notes = tmp_path / "notes.jpg"
+            notes.write_text("not a photo at all\n")
+            page.fill("#enroll input[name=person]", "Tony_Blair")
+            page.set_input_files("#enroll input[type=file]", [str(notes), str(big), *map(str, blair[1:])])
+            page.click("#enroll button[type=submit]")
+            outcomes = page.inner_text("#outcomes", timeout=120_000)
+            assert "rejected: notes.jpg: not a readable image" in outcomes and "BytesIO" not in outcomes
+            assert "rejected: big.png: larger than the limit of 200000 bytes" in outcomes
+            enrolled = outcomes.count("\tenrolled")
+            assert enrolled >= 3, outcomes
+            assert page.locator("tr[data-person='Tony_Blair'] img.thumb").count() == enrolled
+            page.screenshot(path=str(screenshot_path(tmp_path, "library")), full_page=True)
+            # 3. the next result of the same face names them, live
+            page.goto(web.url + "/")
+            page.wait_for_selector("#connection.online")
+            publish_probe(broker.url, vector, 2)
+            row = wait_for_row(page, 2)
+            assert row["name"] == "Tony_Blair" and row["class"] in ("green", "yellow")
+            # 4. the detection log has both, searchable by node, exportable as CSV
+            page.goto(web.url + "/log?node=cam-web")
+            assert wait_until(lambda: page.locator("#log tbody tr").count() == 2 or not page.reload(), 20)
+            assert "Tony_Blair" in page.inner_text("#log") and "unknown" in page.inner_text("#log")
+            page.screenshot(path=str(screenshot_path(tmp_path, "log")), full_page=True)
+            csv_text = context.request.get(web.url + "/log.csv?node=cam-web").text()
+            assert csv_text.splitlines()[0].startswith("node,seq,") and len(csv_text.splitlines()) == 3
+            # 5. forget them (the typed name confirms) and the same face is unknown again
+            page.goto(web.url + "/library")
+            page.fill("tr[data-person='Tony_Blair'] input[name=confirm]", "Tony_Blair")
+            page.click("tr[data-person='Tony_Blair'] button.danger")
+            assert "forgot Tony_Blair" in page.inner_text("#notice", timeout=60_000)
+            assert page.locator("tr[data-person='Tony_Blair']").count() == 0
+            assert not (tmp_path / "web-data" / "photos" / "Tony_Blair").exists()
+            page.goto(web.url + "/")
+            page.wait_for_selector("#connection.online")
+            publish_probe(broker.url, vector, 3)
+            assert wait_for_row(page, 3) == {"name": "unknown", "class": "red"}
+            # 6. a third unknown face on the node raises an alert, pushed to the page; acknowledge it there
+            publish_probe(
+                broker.url, largest_embedding(analyzer, photos(SAMPLE / "lfw" / "unknown" / "Paul_Tracy")[0]), 4
+            )
+            alert = page.wait_for_selector("#alerts li", timeout=30_000)
+            alert_id = alert.get_attribute("data-id")
+            page.screenshot(path=str(screenshot_path(tmp_path, "live")), full_page=True)
+            alert.query_selector("button").click()
+            page.wait_for_selector("#connection.online")
+            assert page.locator(f"#alerts li[data-id='{alert_id}']").count() == 0
+            store = SqliteAlertStore(database)
+            try:
+                (acked,) = [a for a in store.alerts(10) if a.alert.id == alert_id]
+            finally:
+                store.close()
+            assert acked.acked_by == "web:alice"
+            assert errors == []
+    finally:
+        assert web.stop() == 0, web.log.read_text()
+        recorder.terminate()
+        recorder.wait(30)
+        classifier.stop()
