@@ -98,8 +98,9 @@ def parses(command: click.Command, argv: list[str]) -> None:
 
 
 def test_compose_has_the_broker_the_services_and_an_optional_monitor() -> None:
-    assert set(SERVICES) == {"mosquitto", "classifier", "alert-service", "monitor"}
+    assert set(SERVICES) == {"mosquitto", "classifier", "alert-service", "monitor", "postgres"}
     assert SERVICES["monitor"]["profiles"] == ["monitor"]
+    assert SERVICES["postgres"]["profiles"] == ["postgres"]
     assert SERVICES["mosquitto"]["image"] == "eclipse-mosquitto:2"
 
 
@@ -204,8 +205,9 @@ def test_broker_credentials_are_secrets() -> None:
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1, Debian package) not installed")
 def test_docker_compose_accepts_the_file() -> None:
+    profiles = ["--profile", "monitor", "--profile", "postgres"]
     result = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE_FILE), "--profile", "monitor", "config", "--services"],
+        ["docker-compose", "-f", str(COMPOSE_FILE), *profiles, "config", "--services"],
         capture_output=True,
         text=True,
         cwd=ROOT,
