@@ -76,6 +76,14 @@ class FaceAnalyzer:
         self.crop_margin = crop_margin
         self.unmasked_dropped = 0
 
+    @property
+    def preparation(self) -> str:
+        """Detector and mask, e.g. ``yunet+none``: with the model id, what decides a photo's embedding.
+
+        A cache of gallery embeddings keyed by model id alone goes stale when the detector or mask changes.
+        """
+        return f"{self.detector.id}+{self.masker.id if self.masker is not None else 'none'}"
+
     def faces(self, frame: np.ndarray) -> list[Face]:
         """Every face at least ``min_face`` pixels, aligned and scored, not yet embedded."""
         faces = []
