@@ -215,3 +215,35 @@ def test_edge_agent_stops_cleanly_on_a_signal(
     assert sorted(set(seqs)) == list(range(published)), "everything published before the signal reached the broker"
     assert b'"offline"' in watch.matching(lambda t: t.endswith("status"))[-1][1]
     assert Spool(tmp_path / "state" / "cam-1.spool.sqlite", 10).depth == 0
+
+
+BACKLOG = 20_000
+
+
+@pytest.mark.slow
+def test_backlog_beyond_mosquittos_default_queue_is_kept_for_an_absent_classifier(
+    broker: LocalBroker, tmp_path: Path, sample_dir: Path
+) -> None:
+    """20k embeddings while the only classifier is away: mosquitto's default max_queued_messages (1000) would drop
+    19k silently; broker/mosquitto.conf's bound keeps them, and the classifier answers them all on its return."""
+    gallery, _probes = split_sample(sample_dir, tmp_path)
+    keys = {("cam-1", seq) for seq in range(BACKLOG)}
+    results = ResultCounter(broker.url, "test-results").start()
+    classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="slow").start()
+    assert classifier.stop() == 0  # away, but its session (and $share subscription) stays
+    publisher = SpooledPublisher(broker.url, tmp_path / "spool.sqlite", "edge-synthetic")
+    try:
+        for payload in synthetic_stream("cam-1", BACKLOG):
+            publisher.put("facewire/embeddings/cam-1", payload)
+        assert publisher.wait_drained(120), "the broker accepted the whole backlog"
+        started = time.monotonic()
+        classifier.start()
+        results.wait_for(keys, timeout=180)
+        elapsed = time.monotonic() - started
+    finally:
+        publisher.close()
+        assert classifier.stop() == 0
+        results.stop()
+    assert results.missing(keys) == set()
+    assert "dropped" not in broker.log_path.read_text().lower()
+    print(f"backlog: {BACKLOG} queued for an absent classifier, all answered {elapsed:.0f}s after its return")
