@@ -107,7 +107,8 @@ class PostgresGalleryStore(GalleryStore):
         return Rows([r[0] for r in found], [r[1] for r in found], _stack([bytes(r[2]) for r in found]))
 
     def forget(self, person: str) -> ForgetCounts:
-        """As SQLite; then VACUUM the touched tables so the dead row versions are reclaimed (see docs/storage.md)."""
+        """As SQLite; then VACUUM FULL rewrites the touched tables, so no dead copy of the erased rows stays in
+        them (SQLite's secure_delete + checkpoint; WAL segments and backups are the operator's, docs/storage.md)."""
         folder = f"folder:{person}/"
         with self.database.write() as db:
             found = db.execute("SELECT source, origin FROM embeddings WHERE person = %s", (person,)).fetchall()
@@ -118,7 +119,7 @@ class PostgresGalleryStore(GalleryStore):
             db.execute("DELETE FROM last_seen WHERE person = %s", (person,))
             db.execute("UPDATE audit SET subject = %s WHERE subject = %s", (erasure_marker(person), person))
         with self.database.read() as db:  # autocommit: VACUUM cannot run inside a transaction
-            db.execute(f"VACUUM {', '.join(ERASED_TABLES)}".encode())
+            db.execute(f"VACUUM FULL {', '.join(ERASED_TABLES)}".encode())
         return ForgetCounts(removed, negatives, [r[0] for r in found], [r[1] for r in found])
 
     def people(self, model: str) -> dict[str, int]:

@@ -328,3 +328,32 @@ def test_the_gallery_version_is_the_same_on_both_engines(postgres_server: object
     finally:
         for store in stores:
             store.close()
+
+
+def test_forget_leaves_no_copy_in_the_postgresql_table_files(postgres_server: object, tmp_path: Path) -> None:
+    """After forget, neither the name nor the vector bytes are in any gallery table file (VACUUM FULL)."""
+    import psycopg
+
+    server: pg_support.PostgresServer = postgres_server  # type: ignore[assignment]
+    url = server.create_database()
+    store = open_gallery_store(tmp_path, url, "erase")
+    vector = np.arange(8, dtype=np.float32) + 0.123
+    try:
+        store.add_embeddings(
+            "Zelda_Fitzgerald", "m", [NewEmbedding("sha-z", "folder:Zelda_Fitzgerald/1.jpg", vector)], T0
+        )
+        store.add_embeddings("adam", "m", [NewEmbedding("sha-a", "cli", vector + 1)], T0)
+        store.audit("enroll", "cli", "Zelda_Fitzgerald", {}, T0)
+        store.update_last_seen([("Zelda_Fitzgerald", "cam1", T0)])
+        store.forget("Zelda_Fitzgerald")
+    finally:
+        store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        files = [
+            conn.execute("SELECT pg_relation_filepath(%s)", (f"gallery_erase.{table}",)).fetchone()
+            for table in ("embeddings", "people", "last_seen", "audit", "rejections", "negatives")
+        ]
+    content = b"".join((server.root / "data" / row[0]).read_bytes() for row in files if row and row[0])
+    assert b"adam" in content  # the files were found and hold the rows kept
+    assert b"Zelda_Fitzgerald" not in content and vector.tobytes() not in content
