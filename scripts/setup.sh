@@ -19,11 +19,22 @@ fi
 
 python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "facewire needs Python >= 3.10")'
 [ -x .venv/bin/python ] || python3 -m venv .venv
+# Extras for the full test suite. The CLIP exporter needs torch (CPU build, ~750 MB): installed in CI
+# (where the wheel is on local disk) or when FACEWIRE_WITH_EXPORT=1; elsewhere its tests skip with a message.
+extras="dev,mediapipe"
+if [ "${CI:-}" = "true" ] || [ "${FACEWIRE_WITH_EXPORT:-0}" = "1" ]; then
+  extras="$extras,export"
+fi
 stamp=.venv/.facewire-installed
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1) $extras"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing facewire and its dependencies into .venv" >&2
+  echo "setup: installing facewire[$extras] into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[$extras]"
+  # MediaPipe declares opencv-contrib-python, a second package writing the same cv2/ folder as our
+  # opencv-python-headless: install it without its declared dependencies (its real ones are in the
+  # `mediapipe` extra), so exactly one OpenCV owns cv2/.
+  .venv/bin/python -m pip install -q --no-deps mediapipe==0.10.21 \
+    || echo "setup: no mediapipe 0.10.21 wheel for this Python/CPU; MediaPipe options and tests are skipped" >&2
   echo "$want" > "$stamp"
 fi
