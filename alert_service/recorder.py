@@ -13,6 +13,7 @@ from alert_service.subscriber import ResultSubscriber, take_batch
 from facewire.config import RecorderSettings
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection
+from facewire.storage.url import configured
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ class Recorder(ResultSubscriber):
         self.retention = RetentionThread(store, settings)
 
     def counters(self) -> dict[str, Any]:
-        return {"received": self.received, "inserted": self.inserted, "database": str(self.settings.database)}
+        database = str(configured(self.settings.database_url, self.settings.database))  # password redacted
+        return {"received": self.received, "inserted": self.inserted, "database": database}
 
     def start(self) -> None:
         self.retention.start()

@@ -9,9 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
+from alert_service.recorder import Recorder
 from alert_service.store import LogQuery, LogRow, open_alert_store, open_result_log
 from classifier_service.gallery_store import erasure_marker
 from facewire.broker import LocalBroker
+from facewire.config import MqttSettings, RecorderSettings
+from facewire.mqtt import MqttConnection
 from facewire.schema import Alert, FaceResult
 from facewire.topics import Topics
 from tests import pg_support
@@ -117,3 +120,31 @@ def test_two_alert_services_raise_each_incident_once(broker: LocalBroker, tmp_pa
     assert all(s.published for s in stored)
     listed = run_module("facewire", ["alerts", "--json"], {"FACEWIRE_ALERTS__DATABASE_URL": database_url})
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3, listed.stderr
+
+
+def test_a_postgresql_restart_delays_results_but_loses_none(broker: LocalBroker, postgres_server: object) -> None:
+    """In-process recorder: while the server is down, batches are retried and not acked; none is lost."""
+    server: pg_support.PostgresServer = postgres_server  # type: ignore[assignment]
+    url = server.create_database()
+    store = open_result_log(url)
+    settings = RecorderSettings(database_url=url, batch_wait_ms=50, retention_interval=3600)
+    connection = MqttConnection(MqttSettings(url=broker.url), "recorder-pg", manual_ack=True, receive_maximum=100)
+    recorder = Recorder(store, connection, Topics(), settings, "pg")
+    connection.set_will(recorder.will())
+    connection.connect()
+    recorder.start()
+    try:
+        publish_all(broker.url, results_payloads([face("cam1", seq) for seq in range(5)]))
+        assert wait_until(lambda: recorder.inserted == 5, 10)
+        server.halt()
+        try:
+            publish_all(broker.url, results_payloads([face("cam1", seq) for seq in range(5, 15)]))
+            time.sleep(2.0)
+            assert recorder.inserted == 5 and connection.connected
+        finally:
+            server.resume()
+        assert wait_until(lambda: recorder.inserted == 15, 60), recorder.counters()
+        assert store.count() == 15
+    finally:
+        recorder.stop()
+        store.close()
