@@ -247,3 +247,30 @@ def test_backlog_beyond_mosquittos_default_queue_is_kept_for_an_absent_classifie
     assert results.missing(keys) == set()
     assert "dropped" not in broker.log_path.read_text().lower()
     print(f"backlog: {BACKLOG} queued for an absent classifier, all answered {elapsed:.0f}s after its return")
+
+
+def test_edge_agent_started_before_the_broker_spools_then_delivers(tmp_path: Path, sample_dir: Path) -> None:
+    broker = LocalBroker(tmp_path / "broker").start()
+    watch = DurableCollector(broker.url, "facewire/embeddings/cam-1").start()  # its session outlives the stop
+    broker.stop()
+    env = {"FACEWIRE_EDGE__STATE_DIR": str(tmp_path / "state"), "FACEWIRE_EDGE__HEARTBEAT_SECONDS": "1"}
+    args = ["run", "--node-id", "cam-1", "--source", str(sample_dir / "lfw"), "--max-fps", "10", "--broker", broker.url]
+    edge = start_module("edge_agent", [*args, "-v"], env, tmp_path / "edge.log")
+    try:
+        time.sleep(6.0)
+        assert edge.poll() is None, "no broker is not a reason to exit"
+        spooled = spool_depth_logged(tmp_path / "edge.log")
+        broker.start()
+        watch.wait_for_seqs(1, timeout=30)
+        edge.send_signal(signal.SIGTERM)
+        assert edge.wait(60) == 0, (tmp_path / "edge.log").read_text()[-3000:]
+        published = int(re.findall(r"(\d+) published", (tmp_path / "edge.log").read_text())[-1])
+        seqs = watch.wait_for_seqs(published, timeout=30)
+    finally:
+        if edge.poll() is None:
+            edge.kill()
+        watch.stop()
+        broker.stop()
+    log = (tmp_path / "edge.log").read_text()
+    assert "cannot reach broker" in log and spooled > 0
+    assert sorted(set(seqs)) == list(range(published)), "what was spooled before the broker existed arrived too"
