@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -274,3 +275,39 @@ def test_edge_agent_started_before_the_broker_spools_then_delivers(tmp_path: Pat
     log = (tmp_path / "edge.log").read_text()
     assert "cannot reach broker" in log and spooled > 0
     assert sorted(set(seqs)) == list(range(published)), "what was spooled before the broker existed arrived too"
+
+
+def unacknowledged_seqs(spool_file: Path) -> set[int]:
+    """The seqs of the embeddings a spool still holds unacknowledged."""
+    with sqlite3.connect(spool_file) as db:
+        rows = db.execute("SELECT payload FROM spool WHERE acked IS NULL").fetchall()
+    return {FaceEmbedding.from_msgpack(bytes(row[0])).seq for row in rows}
+
+
+@pytest.mark.slow
+def test_edge_agent_kill9_keeps_its_spool_and_sends_it_after_restart(
+    broker: LocalBroker, tmp_path: Path, sample_dir: Path
+) -> None:
+    """The broker is down, the agent spools, the agent is killed -9; restarted with the broker back, it sends them."""
+    watch = DurableCollector(broker.url, "facewire/embeddings/cam-1").start()
+    broker.stop()
+    env = {"FACEWIRE_EDGE__STATE_DIR": str(tmp_path / "state")}
+    args = ["run", "--node-id", "cam-1", "--source", str(sample_dir / "lfw"), "--max-fps", "10", "--broker", broker.url]
+    edge = start_module("edge_agent", args, env, tmp_path / "edge.log")
+    time.sleep(8.0)
+    edge.send_signal(signal.SIGKILL)
+    edge.wait(10)
+    pending = unacknowledged_seqs(tmp_path / "state" / "cam-1.spool.sqlite")
+    broker.start()
+    edge = start_module("edge_agent", args, env, tmp_path / "edge2.log")
+    try:
+        seqs = watch.wait_for_seqs(len(pending), timeout=60)
+        edge.send_signal(signal.SIGTERM)
+        assert edge.wait(60) == 0
+    finally:
+        if edge.poll() is None:
+            edge.kill()
+        watch.stop()
+    assert len(pending) > 0, "the killed agent had spooled embeddings"
+    assert pending <= set(seqs), "every embedding spooled before the kill arrived after the restart"
+    print(f"edge kill -9: {len(pending)} spooled embeddings survived and were delivered")
