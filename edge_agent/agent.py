@@ -34,7 +34,7 @@ class RunSummary:
 
 
 class EdgeAgent:
-    """Runs frames through the pipeline and publishes each message at QoS 1 to its node's topic."""
+    """Runs frames through the pipeline; every message goes through the on-disk spool to its node's topic (QoS 1)."""
 
     def __init__(
         self,
