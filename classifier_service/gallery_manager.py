@@ -77,8 +77,14 @@ class GalleryManager:
         """Restore from the index file (or rebuild it from the store), then sync the dataset folder."""
         self.restore()
         report = self.sync(on_progress)
+        self.prune_unknowns()
         self.clusters.restore(self.store.unknowns(self.model_id))
         return report
+
+    def prune_unknowns(self) -> int:
+        """Apply the retention of unknown faces (count and age)."""
+        cutoff = time.time() - self.policy.unknown_retention_days * 86400
+        return self.store.prune_unknowns(self.policy.unknown_max, cutoff)
 
     def restore(self) -> None:
         """Serve the store's gallery: from the saved index when it checks out, else rebuilt from SQLite."""
@@ -211,8 +217,7 @@ class GalleryManager:
             self._unknowns_added += len(fresh)
             if self._unknowns_added >= 500:
                 self._unknowns_added = 0
-                cutoff = time.time() - self.policy.unknown_retention_days * 86400
-                self.store.prune_unknowns(self.policy.unknown_max, cutoff)
+                self.prune_unknowns()
 
     def probe(self, key: tuple[str, int]) -> tuple[np.ndarray, str] | None:
         with self._probe_lock:

@@ -223,3 +223,14 @@ def test_reload_adds_new_folder_photos_and_drops_removed_ones(tmp_path: Path, an
     assert event["gallery_version"] != before and "Tony_Blair" in manager.matcher.labels
     again = command(manager, {"op": "reload"}).events[0]
     assert (again["added"], again["removed"], again["gallery_version"]) == (0, 0, event["gallery_version"])
+
+
+def test_unknown_faces_are_kept_within_count_and_age(tmp_path: Path) -> None:
+    store = open_gallery_store(tmp_path / "s")
+    rng = np.random.default_rng(1)
+    rows = [("cam", seq, 1000.0 + seq, 1, rng.normal(size=8).astype(np.float32)) for seq in range(10)]
+    store.add_unknowns("m", rows)
+    store.add_unknowns("m", rows[:3])  # redelivered: ignored
+    assert len(store.unknowns("m")) == 10
+    assert store.prune_unknowns(max_rows=6, before=1002.0) == 4  # seq 0, 1 too old; then the oldest beyond 6
+    assert [u.seq for u in store.unknowns("m")] == [4, 5, 6, 7, 8, 9]
