@@ -108,6 +108,17 @@ def test_enrol_restart_forget_over_mqtt_leave_no_trace(
         assert restart_seconds < 30, restart_seconds
         assert edge.ask(serena[4]).name == "Serena_Williams", "the MQTT enrolment survived the restart"
 
+        assert classifier.stop() == 0
+        index_file = classifier.store_dir / "a" / INDEX_FILE
+        damaged = bytearray(index_file.read_bytes())
+        damaged[len(damaged) // 3] ^= 0x5A  # a flipped byte inside the vectors
+        index_file.write_bytes(bytes(damaged))
+        classifier.start()
+        last_start = classifier.log.read_text().split("classifier a ready")[-2]
+        assert "index-file-rejected" in last_start, last_start
+        assert re.findall(r"\((\d+) photos embedded now", last_start)[-1] == "0" and "index built" in last_start
+        assert edge.ask(serena[3]).name == "Serena_Williams", "rebuilt from SQLite, not served corrupt"
+
         for person in ("Tony_Blair", "Serena_Williams"):
             forgotten = client.request({"op": "forget", "person": person})[0]
             assert forgotten["event"] == "forgotten" and forgotten["removed"]["embeddings"] >= 3, forgotten
