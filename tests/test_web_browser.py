@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -100,6 +101,11 @@ def wait_for_row(page: object, seq: int) -> dict[str, str]:
     return {"name": row.get_attribute("data-name"), "class": row.get_attribute("class")}
 
 
+def reloaded_text(page: Any, selector: str) -> str:
+    page.reload()
+    return str(page.inner_text(selector))
+
+
 @pytest.mark.slow
 def test_live_log_enrol_forget_and_alert_in_a_browser(
     broker: LocalBroker, tmp_path: Path, analyzer: FaceAnalyzer
@@ -155,7 +161,7 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             assert row["name"] == "Tony_Blair" and row["class"] in ("green", "yellow")
             # 4. the detection log has both, searchable by node, exportable as CSV
             page.goto(web.url + "/log?node=cam-web")
-            assert wait_until(lambda: page.locator("#log tbody tr").count() == 2 or not page.reload(), 20)
+            assert wait_until(lambda: reloaded_text(page, "#log").count("cam-web") == 2, 20)
             assert "Tony_Blair" in page.inner_text("#log") and "unknown" in page.inner_text("#log")
             page.screenshot(path=str(screenshot_path(tmp_path, "log")), full_page=True)
             csv_text = context.request.get(web.url + "/log.csv?node=cam-web").text()
@@ -172,9 +178,8 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             publish_probe(broker.url, vector, 3)
             assert wait_for_row(page, 3) == {"name": "unknown", "class": "red"}
             # 6. a third unknown face on the node raises an alert, pushed to the page; acknowledge it there
-            publish_probe(
-                broker.url, largest_embedding(analyzer, photos(SAMPLE / "lfw" / "unknown" / "Paul_Tracy")[0]), 4
-            )
+            stranger = largest_embedding(analyzer, photos(SAMPLE / "lfw" / "unknown" / "Paul_Tracy")[0])
+            publish_probe(broker.url, stranger, 4)
             alert = page.wait_for_selector("#alerts li", timeout=30_000)
             alert_id = alert.get_attribute("data-id")
             page.screenshot(path=str(screenshot_path(tmp_path, "live")), full_page=True)
@@ -187,6 +192,34 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             finally:
                 store.close()
             assert acked.acked_by == "web:alice"
+            # 7. the stranger is an unknown visitor: name the cluster, and the next sighting is named
+            page.goto(web.url + "/unknowns")
+            publish_probe(broker.url, stranger, 5)  # seen twice: a cluster of 2 (Tony_Blair's seq 3 is another)
+            assert wait_until(lambda: "cam-web ×2" in reloaded_text(page, "#clusters"), 20)
+            cluster = page.locator("#clusters tbody tr").filter(has_text="cam-web ×2")
+            assert cluster.count() == 1, page.inner_text("#clusters")
+            page.screenshot(path=str(screenshot_path(tmp_path, "unknowns")), full_page=True)
+            cluster.locator("input[name=person]").fill("Paul_Tracy")
+            cluster.locator("button").click()
+            page.wait_for_url(web.url + "/library")
+            assert page.locator("tr[data-person='Paul_Tracy']").count() == 1
+            page.goto(web.url + "/")
+            page.wait_for_selector("#connection.online")
+            publish_probe(broker.url, stranger, 6)
+            assert wait_for_row(page, 6)["name"] == "Paul_Tracy"
+            # 8. mark that result as another person from the log (relabel): the operator's verdict is recorded
+            page.goto(web.url + "/log?node=cam-web&person=Paul_Tracy")
+            assert wait_until(lambda: "Paul_Tracy" in reloaded_text(page, "#log tbody"), 20)
+            verdict = page.locator("#log tbody tr").filter(has_text="Paul_Tracy").first
+            verdict.locator("input[name=person]").fill("Paul_Tracy_Jr")
+            verdict.locator("button[value=relabel]").click()
+            assert "relabel cam-web/6" in page.inner_text("#message", timeout=60_000)
+            # 9. the threshold statistics as charts, the threshold in use marked
+            page.goto(web.url + "/thresholds")
+            page.wait_for_selector("#rates")
+            assert page.inner_text("#current") == "0.45"
+            assert page.evaluate("Chart.getChart('rates').data.datasets.length") == 3
+            page.screenshot(path=str(screenshot_path(tmp_path, "thresholds")), full_page=True)
             assert errors == []
     finally:
         assert web.stop() == 0, web.log.read_text()
