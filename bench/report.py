@@ -77,7 +77,7 @@ def edge(data: dict[str, Any], command: str) -> None:
     for run in data["runs"]:
         name = f"{run['style']} · {run['detector']} · {run['threads']} thr"
         if "error" in run:
-            rows.append([name, "not run: " + run["error"].replace("|", "/")[:120], "", "", "", "", "", ""])
+            rows.append([name, "not run: " + run["error"].replace("|", "/")[:120], "", "", "", "", "", "", ""])
             continue
         stage = run["ms_per_frame"]
         stages = " / ".join(ms(stage[k]) for k in ("decode", "detect", "align", "embed", "track", "publish"))
@@ -87,6 +87,7 @@ def edge(data: dict[str, Any], command: str) -> None:
                 name,
                 f"{run['fps']:.1f}",
                 f"{run['faces_per_s']:.1f}",
+                f"{run['faces']} / {run['published']}",
                 f"{run['ratio_to_decode']:.4f}",
                 "" if ratio is None else f"{ratio:.2f}",
                 stages,
@@ -103,6 +104,7 @@ def edge(data: dict[str, Any], command: str) -> None:
                 "pipeline · detector · threads",
                 "frames/s",
                 "faces embedded/s",
+                "faces embedded / sent",
                 "÷ decode-only",
                 "÷ default yunet 1 thr",
                 "ms/frame: decode / detect / align / embed / track / publish",
@@ -177,7 +179,8 @@ def classifier(data: dict[str, Any], command: str) -> None:
             ],
             index_rows,
         )
-        + f"\n\nThrough one local mosquitto, {data['messages']:,} embeddings from 4 nodes, QoS 1 in and out. "
+        + f"\n\nThrough one local mosquitto, {data['messages']:,} embeddings (fewer above 100k rows) from 4 nodes, "
+        "QoS 1 in and out. "
         f"Baseline in the same run: the same payloads through the broker to one subscriber, no classifier: "
         f"{data['broker_only_per_s']:,.0f} msg/s.\n\n"
         + table(
