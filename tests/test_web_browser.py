@@ -7,6 +7,8 @@ browser); the tests skip with a message where it is absent.
 from __future__ import annotations
 
 import http.client
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from facewire.faces import FaceAnalyzer
 from tests.alert_support import publish_all, wait_until
 from tests.gallery_support import largest_embedding, make_gallery, photos, probe
 from tests.support import SAMPLE, RunningClassifier, start_module
-from tests.web_support import RunningWeb, browser, console_errors, log_in, screenshot_path
+from tests.web_support import RunningWeb, browser, console_errors, log_in, screenshot
 
 KNOWN = SAMPLE / "lfw" / "known"
 
@@ -44,7 +46,7 @@ def test_login_csrf_rate_limit_and_paths(broker: LocalBroker, tmp_path: Path) ->
             # unauthenticated: pages send the browser to the login page, everything else is refused
             page.goto(web.url + "/library")
             assert page.url.startswith(web.url + "/login")
-            page.screenshot(path=str(screenshot_path(tmp_path, "login")))
+            screenshot(page, tmp_path, "login")
             for path in ("/", "/events", "/log", "/log.csv", "/alerts", "/library", "/unknowns", "/photos/a/b.jpg"):
                 answer = context.request.get(web.url + path, headers={"Accept": "*/*"})
                 assert answer.status == 401, (path, answer.status)
@@ -112,7 +114,8 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
 ) -> None:
     blair = photos(KNOWN / "Tony_Blair")
     vector = largest_embedding(analyzer, blair[0])  # the face the camera sees; the others are uploaded
-    gallery = make_gallery(tmp_path / "gallery", {"Colin_Powell": photos(KNOWN / "Colin_Powell")})
+    people = ("Colin_Powell", "Serena_Williams", "Gloria_Macapagal_Arroyo")
+    gallery = make_gallery(tmp_path / "gallery", {person: photos(KNOWN / person) for person in people})
     database = tmp_path / "results.sqlite"
     env = {
         "FACEWIRE_MQTT__URL": broker.url,
@@ -133,7 +136,11 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             errors = console_errors(page)
             log_in(page, web.url)
             page.wait_for_selector("#connection.online")
-            # 1. a replayed face appears live, red: nobody enrolled looks like it
+            # 1. the node announces itself (retained status) and a replayed face appears live, red: nobody
+            # enrolled looks like it
+            status = {"node": "cam-web", "state": "online", "ts": time.time(), "fps": 7.5, "faces_per_s": 2.0}
+            publish_all(broker.url, [("facewire/nodes/cam-web/status", json.dumps(status).encode())], retain=True)
+            page.wait_for_selector("#nodes tr.state-online >> text=cam-web")
             publish_probe(broker.url, vector, 1)
             assert wait_for_row(page, 1) == {"name": "unknown", "class": "red"}
             # 2. enrol by upload: a text file and an oversized image are refused with a message, photos enrolled
@@ -152,7 +159,7 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             enrolled = outcomes.count("\tenrolled")
             assert enrolled >= 3, outcomes
             assert page.locator("tr[data-person='Tony_Blair'] img.thumb").count() == enrolled
-            page.screenshot(path=str(screenshot_path(tmp_path, "library")), full_page=True)
+            screenshot(page, tmp_path, "library")
             # 3. the next result of the same face names them, live
             page.goto(web.url + "/")
             page.wait_for_selector("#connection.online")
@@ -163,7 +170,7 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             page.goto(web.url + "/log?node=cam-web")
             assert wait_until(lambda: reloaded_text(page, "#log").count("cam-web") == 2, 20)
             assert "Tony_Blair" in page.inner_text("#log") and "unknown" in page.inner_text("#log")
-            page.screenshot(path=str(screenshot_path(tmp_path, "log")), full_page=True)
+            screenshot(page, tmp_path, "log")
             csv_text = context.request.get(web.url + "/log.csv?node=cam-web").text()
             assert csv_text.splitlines()[0].startswith("node,seq,") and len(csv_text.splitlines()) == 3
             # 5. forget them (the typed name confirms) and the same face is unknown again
@@ -182,7 +189,7 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             publish_probe(broker.url, stranger, 4)
             alert = page.wait_for_selector("#alerts li", timeout=30_000)
             alert_id = alert.get_attribute("data-id")
-            page.screenshot(path=str(screenshot_path(tmp_path, "live")), full_page=True)
+            screenshot(page, tmp_path, "live")
             alert.query_selector("button").click()
             page.wait_for_selector("#connection.online")
             assert page.locator(f"#alerts li[data-id='{alert_id}']").count() == 0
@@ -198,7 +205,7 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             assert wait_until(lambda: "cam-web ×2" in reloaded_text(page, "#clusters"), 20)
             cluster = page.locator("#clusters tbody tr").filter(has_text="cam-web ×2")
             assert cluster.count() == 1, page.inner_text("#clusters")
-            page.screenshot(path=str(screenshot_path(tmp_path, "unknowns")), full_page=True)
+            screenshot(page, tmp_path, "unknowns")
             cluster.locator("input[name=person]").fill("Paul_Tracy")
             cluster.locator("button").click()
             page.wait_for_url(web.url + "/library")
@@ -216,10 +223,12 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             assert "relabel cam-web/6" in page.inner_text("#message", timeout=60_000)
             # 9. the threshold statistics as charts, the threshold in use marked
             page.goto(web.url + "/thresholds")
-            page.wait_for_selector("#rates")
+            genuine = "Chart.getChart('distributions').data.datasets[0].data.some((share) => share > 0)"
+            assert wait_until(lambda: page.reload() is not None and page.evaluate(genuine), 30)
             assert page.inner_text("#current") == "0.45"
-            assert page.evaluate("Chart.getChart('rates').data.datasets.length") == 3
-            page.screenshot(path=str(screenshot_path(tmp_path, "thresholds")), full_page=True)
+            bar = page.evaluate("Chart.getChart('rates').data.datasets[2]")
+            assert bar["type"] == "bar" and bar["data"][45] == 1 and bar["data"].count(None) == len(bar["data"]) - 1
+            screenshot(page, tmp_path, "thresholds")
             assert errors == []
     finally:
         assert web.stop() == 0, web.log.read_text()

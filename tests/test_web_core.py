@@ -12,7 +12,7 @@ import pytest
 from facewire.config import load_settings
 from facewire.errors import ConfigError
 from facewire.web.auth import LoginLimiter, UserStore, csrf_matches, session_secret
-from facewire.web.library import SEND_BYTES, Library, UploadRefused, person_name, prepare_photo
+from facewire.web.library import SEND_BYTES, Library, UploadRefused, person_name, prepare_photo, valid_result
 from facewire.web.pages import local_target
 from tests.support import SAMPLE
 
@@ -104,3 +104,10 @@ def test_person_names_and_thumbnail_paths_cannot_leave_their_folder(tmp_path: Pa
         assert library.thumbnail_path(person, file) is None
     library.on_gallery_event({"event": "forgotten", "person": "Tony_Blair"})
     assert library.thumbnails("Tony_Blair") == [] and not (tmp_path / "photos" / "Tony_Blair").exists()
+
+
+def test_result_ids_are_node_slash_seq() -> None:
+    assert valid_result("cam-1/42") == "cam-1/42"
+    for bad in ("cam-1", "cam 1/2", "cam/1/2", "cam/-1", "cam/x", "+/1", "cam/" + "9" * 30):
+        with pytest.raises(UploadRefused):
+            valid_result(bad)

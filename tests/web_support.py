@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from facewire.broker import free_port
 from tests.support import ROOT, start_module
@@ -33,11 +35,14 @@ CHROMIUM_ARGS = [
 USER, PASSWORD = "alice", "correct horse battery staple"
 
 
-def screenshot_path(tmp_path: Path, name: str) -> Path:
-    """docs/img/web-NAME.png when FACEWIRE_WEB_SCREENSHOTS=1 (to refresh the docs), else a temporary file."""
-    if os.environ.get("FACEWIRE_WEB_SCREENSHOTS") == "1":
-        return ROOT / "docs" / "img" / f"web-{name}.png"
-    return tmp_path / f"web-{name}.png"
+def screenshot(page: Any, tmp_path: Path, name: str) -> Path:
+    """Save the page as a small (256-colour) PNG: docs/img/web-NAME.png when FACEWIRE_WEB_SCREENSHOTS=1
+    (to refresh the documentation), else a temporary file."""
+    folder = ROOT / "docs" / "img" if os.environ.get("FACEWIRE_WEB_SCREENSHOTS") == "1" else tmp_path
+    target = folder / f"web-{name}.png"
+    with Image.open(io.BytesIO(page.screenshot(full_page=True))) as shot:
+        shot.convert("RGB").quantize(256).save(target, optimize=True)
+    return target
 
 
 class RunningWeb:

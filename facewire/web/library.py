@@ -25,15 +25,30 @@ import cv2
 import numpy as np
 
 from classifier_service.enrolment import valid_person
-from classifier_service.gallery_client import GalleryClient
+from classifier_service.gallery_client import GalleryClient, GalleryTimeout
 from facewire.config import Settings
 from facewire.errors import FacewireError, ImageError, SchemaError
 from facewire.images import decode_image
+from facewire.topics import valid_node_id
 
 SEND_SIDE = 1024  # longest side of the image sent to the classifiers
 SEND_BYTES = 180 * 1024  # base64 of this stays under mosquitto's max_packet_size (256 KB)
 THUMB_SIDE = 160
 THUMB_NAME = re.compile(r"^[0-9a-f]{16}\.jpg$")
+HELD_WAIT = 15.0  # seconds to wait for the replica holding a result or cluster
+
+
+def _held(body: dict[str, Any]) -> bool:
+    """Commands that only the replica holding the result or cluster can act on."""
+    return body.get("op") in ("reject", "relabel", "name-cluster")
+
+
+def valid_result(text: str) -> str:
+    """``NODE/SEQ`` of a result, or UploadRefused."""
+    node, _, seq = text.partition("/")
+    if not valid_node_id(node) or not seq.isdigit() or len(seq) > 18:
+        raise UploadRefused(f"not a result id (NODE/SEQ): {text[:80]!r}")
+    return text
 
 
 class UploadRefused(FacewireError):
@@ -133,9 +148,19 @@ class Library:
         return outcomes
 
     def command(self, body: dict[str, Any], actor: str) -> list[dict[str, Any]]:
-        """One gallery command (forget, reject, relabel, name-cluster) and its final events."""
+        """One gallery command (forget, reject, relabel, name-cluster) and its final events.
+
+        A result or cluster no replica holds is only answered with ``not-held``: that ends
+        the wait early with a clear error instead of a timeout.
+        """
         with self._client(actor) as client:
-            return client.request(body, timeout=self.timeout)
+            request_id = client.send(body)
+            try:
+                return client.wait(request_id, str(body["op"]), 1, HELD_WAIT if _held(body) else self.timeout)
+            except GalleryTimeout:
+                if not _held(body) or not any(e.get("event") == "not-held" for e in client.events(request_id)):
+                    raise
+            raise FacewireError(f"no classifier holds {body.get('result') or body.get('cluster')} (any more)")
 
     def unknowns(self) -> list[dict[str, Any]]:
         with self._client("unknowns") as client:

@@ -15,7 +15,7 @@ from alert_service.store import open_result_log
 from classifier_service.gallery_client import GalleryTimeout
 from facewire.errors import FacewireError, SchemaError
 from facewire.web.app import FORM_BYTES, checked_form, dashboard, log_database, login_required, refuse, render
-from facewire.web.library import PhotoOutcome, UploadRefused, person_name, prepare_photo
+from facewire.web.library import PhotoOutcome, UploadRefused, person_name, prepare_photo, valid_result
 
 
 def _last_seen(request: Request, people: list[str]) -> dict[str, Any]:
@@ -127,13 +127,14 @@ async def verdict(request: Request) -> Response:
     form = await checked_form(request, FORM_BYTES)
     if isinstance(form, Response):
         return form
-    result, action = str(form.get("result", "")), str(form.get("action", ""))
-    body: dict[str, Any] = {"op": "reject" if action == "reject" else "relabel", "result": result}
-    if body["op"] == "relabel":
-        try:
+    action = str(form.get("action", ""))
+    try:
+        result = valid_result(str(form.get("result", "")))
+        body: dict[str, Any] = {"op": "reject" if action == "reject" else "relabel", "result": result}
+        if body["op"] == "relabel":
             body["person"] = person_name(str(form.get("person", "")))
-        except UploadRefused as exc:
-            return refuse(request, 400, str(exc))
+    except UploadRefused as exc:
+        return refuse(request, 400, str(exc))
     events, error = await _gallery_command(request, body)
     if error:
         return refuse(request, 503, error)

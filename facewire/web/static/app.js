@@ -91,9 +91,35 @@ function liveView() {
     showNodes(data.nodes);
     if (!data.connected) { badge.textContent = "broker disconnected"; badge.className = "badge offline"; }
   });
-  source.addEventListener("result", (event) => addResult(JSON.parse(event.data), false));
+  source.addEventListener("result", (event) => {
+    const data = JSON.parse(event.data);
+    addResult(data, false);
+    for (const row of document.querySelectorAll("#nodes tbody tr")) {
+      if (row.cells[0].textContent === data.node) row.cells[4].textContent = data.name;
+    }
+  });
   source.addEventListener("alert", (event) => addAlert(JSON.parse(event.data)));
   source.addEventListener("nodes", (event) => showNodes(JSON.parse(event.data).nodes));
+}
+
+// A vertical bar at the label nearest the threshold in use (a bar dataset inside a line chart).
+function thresholdBar(labels, current, height) {
+  let best = 0;
+  labels.forEach((x, i) => { if (Math.abs(x - current) < Math.abs(labels[best] - current)) best = i; });
+  const data = labels.map((_, i) => (i === best && current !== null ? height : null));
+  return { type: "bar", label: `threshold in use (${current})`, data, backgroundColor: "#111", barThickness: 2 };
+}
+
+function lineChart(id, title, xTitle, labels, datasets) {
+  new Chart(document.getElementById(id), {
+    type: "line",
+    data: { labels, datasets: datasets.map((d) => ({ pointRadius: 0, borderWidth: 2, ...d })) },
+    options: {
+      animation: false, maintainAspectRatio: false,
+      plugins: { title: { display: true, text: title } },
+      scales: { x: { title: { display: true, text: xTitle }, ticks: { maxTicksLimit: 12 } } },
+    },
+  });
 }
 
 function thresholdCharts() {
@@ -105,36 +131,25 @@ function thresholdCharts() {
   const centres = (hist.genuine || []).map((_, i) => +(hist.start + (i + 0.5) * hist.width).toFixed(3));
   const keep = centres.map((c) => c >= -0.2);
   const pick = (values) => (values || []).filter((_, i) => keep[i]);
-  const share = (values) => { const sum = (values || []).reduce((a, b) => a + b, 0) || 1; return pick(values).map((v) => v / sum); };
-  const marker = { type: "line", label: `threshold ${current}`, borderColor: "#111", borderDash: [6, 4], pointRadius: 0 };
-  new Chart(document.getElementById("distributions"), {
-    type: "line",
-    data: {
-      labels: pick(centres),
-      datasets: [
-        { label: "genuine (enrolled, leave-one-out)", data: share(hist.genuine), borderColor: "#047857", pointRadius: 0 },
-        { label: "impostor (not enrolled)", data: share(hist.impostor), borderColor: "#b91c1c", pointRadius: 0 },
-        { label: "live", data: share(hist.live), borderColor: "#2563eb", pointRadius: 0 },
-      ],
-    },
-    options: { animation: false, plugins: { title: { display: true, text: `score distributions (current threshold ${current})` } },
-      scales: { x: { title: { display: true, text: "cosine score" }, ticks: { maxTicksLimit: 12 } } } },
-  });
+  const share = (values) => {
+    const sum = (values || []).reduce((a, b) => a + b, 0) || 1;
+    return pick(values).map((v) => v / sum);
+  };
+  const shares = [share(hist.genuine), share(hist.impostor), share(hist.live)];
+  const highest = Math.max(...shares.flat(), 0.01);
+  lineChart("distributions", "score distributions (share of faces per 0.02 bin)", "cosine score", pick(centres), [
+    { label: "genuine (enrolled, leave-one-out)", data: shares[0], borderColor: "#047857" },
+    { label: "impostor (not enrolled)", data: shares[1], borderColor: "#b91c1c" },
+    { label: "live", data: shares[2], borderColor: "#2563eb" },
+    thresholdBar(pick(centres), current, highest),
+  ]);
   const grid = stats.grid || [];
-  const top = Math.max(...grid.map((r) => Math.max(r.far || 0, r.frr || 0)), 1);
-  new Chart(document.getElementById("rates"), {
-    type: "line",
-    data: {
-      labels: grid.map((r) => r.threshold),
-      datasets: [
-        { label: "FAR", data: grid.map((r) => r.far), borderColor: "#b91c1c", pointRadius: 0 },
-        { label: "FRR", data: grid.map((r) => r.frr), borderColor: "#047857", pointRadius: 0 },
-        { ...marker, data: grid.map((r) => (Math.abs(r.threshold - current) < 1e-6 ? top : null)), showLine: false, pointRadius: 6, pointStyle: "line", rotation: 90 },
-      ],
-    },
-    options: { animation: false, plugins: { title: { display: true, text: "FAR / FRR by threshold (marker: current)" } },
-      scales: { x: { title: { display: true, text: "threshold" }, ticks: { maxTicksLimit: 12 } } } },
-  });
+  const thresholds = grid.map((r) => r.threshold);
+  lineChart("rates", "FAR / FRR by threshold", "threshold", thresholds, [
+    { label: "FAR", data: grid.map((r) => r.far), borderColor: "#b91c1c" },
+    { label: "FRR", data: grid.map((r) => r.frr), borderColor: "#047857" },
+    thresholdBar(thresholds, current, 1),
+  ]);
 }
 
 document.addEventListener("DOMContentLoaded", () => { liveView(); thresholdCharts(); });
