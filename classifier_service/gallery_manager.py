@@ -186,6 +186,8 @@ class GalleryManager:
         try:
             self._observations.put_nowait(items)
         except queue.Full:
+            if self.dropped_observations % 1000 < len(items):
+                log.warning(kv("observations-dropped", total=self.dropped_observations + len(items)))
             self.dropped_observations += len(items)
 
     def start_observer(self, backlog: int = 1000) -> None:
