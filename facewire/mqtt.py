@@ -277,7 +277,9 @@ class MqttConnection:
             self.on_connection_change(False)
 
     def _on_message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
-        log.debug(kv("unrouted-message", topic=message.topic))
+        # No handler (yet): with manual ack the message is acknowledged and gone. Register handlers before
+        # connecting, or a resumed session's queued messages land here (a lost embedding, found in issue 8).
+        log.warning(kv("unrouted-message-dropped", topic=message.topic, client=self.client_id))
         if self._manual_ack and message.qos > 0:
             self.ack(message)
 
