@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 
 from alert_service.sqlite_alerts import SqliteAlertStore
+from alert_service.sqlite_log import SqliteResultLog
+from alert_service.store import LogRow
 from facewire.broker import LocalBroker
 from facewire.faces import FaceAnalyzer
-from tests.alert_support import publish_all, wait_until
+from facewire.schema import FaceResult
+from tests.alert_support import face, publish_all, wait_until
 from tests.gallery_support import largest_embedding, make_gallery, photos, probe
 from tests.support import SAMPLE, RunningClassifier, start_module
 from tests.web_support import RunningWeb, browser, console_errors, log_in, screenshot
@@ -37,9 +40,28 @@ def raw_get(port: int, path: str) -> int:
         connection.close()
 
 
+def fill_log(database: Path, count: int) -> list[FaceResult]:
+    """``count`` recorded results on node cam-a, one a second, as the recorder stores them."""
+    results = [
+        face("cam-a", seq, "Colin_Powell" if seq % 2 else "unknown", 0.6 if seq % 2 else 0.2) for seq in range(count)
+    ]
+    log = SqliteResultLog(database)
+    try:
+        assert log.insert([LogRow.from_result(r) for r in results]) == count
+    finally:
+        log.close()
+    return results
+
+
 @pytest.mark.slow
-def test_login_csrf_rate_limit_and_paths(broker: LocalBroker, tmp_path: Path) -> None:
-    web = RunningWeb(tmp_path, {"FACEWIRE_MQTT__URL": broker.url, "FACEWIRE_WEB__LOGIN_ATTEMPTS": "3"}).start()
+def test_login_csrf_rate_limit_paths_and_log_paging(broker: LocalBroker, tmp_path: Path) -> None:
+    results = fill_log(tmp_path / "results.sqlite", 120)
+    env = {
+        "FACEWIRE_MQTT__URL": broker.url,
+        "FACEWIRE_WEB__LOGIN_ATTEMPTS": "3",
+        "FACEWIRE_RECORDER__DATABASE": str(tmp_path / "results.sqlite"),
+    }
+    web = RunningWeb(tmp_path, env).start()
     try:
         with browser(tmp_path) as context:
             page = context.new_page()
@@ -73,6 +95,21 @@ def test_login_csrf_rate_limit_and_paths(broker: LocalBroker, tmp_path: Path) ->
             assert raw_get(web.port, "/static/app.js") == 200
             for path in ("/photos/..%2F..%2Fweb-users.json/x.jpg", "/photos/Tony_Blair/..%2F..%2Fweb-secret"):
                 assert context.request.get(web.url + path).status == 404, path
+            # the log: 50 rows a page, newest first, time range, CSV of everything that matches
+            page.goto(web.url + "/log?node=cam-a")
+            seqs = [int(x) for x in page.locator("#log tbody td:nth-child(4)").all_inner_texts()]
+            assert seqs == list(range(119, 69, -1))
+            page.click("#older")
+            page.click("#older")
+            assert page.locator("#log tbody tr").count() == 20 and page.locator("#older").count() == 0
+            since, until = results[10].ts, results[20].ts  # [since, until)
+            page.goto(web.url + f"/log?person=Colin_Powell&since={since}&until={until}")
+            seqs = [int(x) for x in page.locator("#log tbody td:nth-child(4)").all_inner_texts()]
+            assert seqs == [19, 17, 15, 13, 11]
+            page.goto(web.url + "/log?since=yesterday-ish")
+            assert "cannot read time" in page.inner_text("#error")
+            csv_lines = context.request.get(web.url + "/log.csv?node=cam-a&unknown=1").text().splitlines()
+            assert len(csv_lines) == 61 and all(",unknown," in line for line in csv_lines[1:])
             page.click("header .logout button")
             page.wait_for_url(web.url + "/login")
             assert context.request.get(web.url + "/log", headers={"Accept": "*/*"}).status == 401
@@ -199,6 +236,8 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             finally:
                 store.close()
             assert acked.acked_by == "web:alice"
+            page.goto(web.url + "/alerts?all=1")
+            assert "web:alice" in page.inner_text(f"#alert-table tr[data-id='{alert_id}']")
             # 7. the stranger is an unknown visitor: name the cluster, and the next sighting is named
             page.goto(web.url + "/unknowns")
             publish_probe(broker.url, stranger, 5)  # seen twice: a cluster of 2 (Tony_Blair's seq 3 is another)

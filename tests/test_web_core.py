@@ -14,7 +14,7 @@ from facewire.errors import ConfigError
 from facewire.web.auth import LoginLimiter, UserStore, csrf_matches, session_secret
 from facewire.web.library import SEND_BYTES, Library, UploadRefused, person_name, prepare_photo, valid_result
 from facewire.web.pages import local_target
-from tests.support import SAMPLE
+from tests.support import SAMPLE, run_module
 
 
 def test_accounts_are_argon2id_hashes_in_a_private_file(tmp_path: Path) -> None:
@@ -111,3 +111,9 @@ def test_result_ids_are_node_slash_seq() -> None:
     for bad in ("cam-1", "cam 1/2", "cam/1/2", "cam/-1", "cam/x", "+/1", "cam/" + "9" * 30):
         with pytest.raises(UploadRefused):
             valid_result(bad)
+
+
+def test_the_server_refuses_to_start_without_an_account(tmp_path: Path) -> None:
+    env = {"FACEWIRE_WEB__USERS_FILE": str(tmp_path / "users.json"), "FACEWIRE_WEB__SECRET_FILE": str(tmp_path / "s")}
+    started = run_module("facewire", ["web", "--port", "1"], env, timeout=60)
+    assert started.returncode == 2 and "facewire web add-user NAME" in started.stderr
