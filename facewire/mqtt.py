@@ -245,6 +245,9 @@ class MqttConnection:
                 log.warning(kv("final-publish-failed", topic=final.topic))
         self.client.disconnect()
         self.client.loop_stop()
+        # paho closes its wake-up socket pair only when the client is garbage-collected; close it now so
+        # no ResourceWarning surfaces at a random later moment (the tests turn warnings into errors).
+        self.client._reset_sockets(sockpair_only=True)
 
     def _dispatch(self, handler: Handler) -> Callable[[paho.Client, object, paho.MQTTMessage], None]:
         def call(_client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:

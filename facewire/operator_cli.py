@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from classifier_service.cli import load_gallery
+from classifier_service.gallery_setup import open_manager
 from classifier_service.identify import identify_image
 from classifier_service.matcher import Matcher
 from classifier_service.scan import ScanSetup, already_done, photos, run_scan, summarise
@@ -24,16 +26,47 @@ from facewire.images import load_image
 from facewire.progress import progress_bar
 
 
-def gallery_matcher(settings: Settings) -> tuple[Matcher, Any]:
-    gallery = load_gallery(settings)
+def gallery_matcher(settings: Settings, folder: Path | None, instance: str) -> Matcher:
+    """The matcher of an enrolment folder (``--gallery``), else of the classifier replica's gallery store
+    (what was enrolled from the folder, the CLI and over MQTT), read without changing it."""
     conf = settings.classifier
-    return Matcher(gallery.embeddings, gallery.labels, conf.threshold, conf.top_k), gallery
+    if folder is not None:
+        gallery = load_gallery(settings)
+        return Matcher(gallery.embeddings, gallery.labels, conf.threshold, conf.top_k)
+    manager = open_manager(settings, instance)
+    try:
+        manager.restore()
+    finally:
+        manager.store.close()
+    if not manager.matcher.labels:
+        raise ConfigError(
+            f"the gallery store of replica {instance!r} is empty: enrol people first (facewire enroll), "
+            "or pass --gallery DIR to use an enrolment folder"
+        )
+    return manager.matcher
+
+
+def matcher_rows(matcher: Matcher) -> tuple[np.ndarray, list[str]]:
+    """The indexed vectors and their labels, to rebuild the matcher in another process."""
+    return matcher.index.reconstruct_n(0, matcher.index.ntotal), matcher.labels
+
+
+GALLERY_OPTION = click.option(
+    "--gallery",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Enrolment folder GALLERY/<person>/*.jpg (default: the classifier replica's gallery store).",
+)
+INSTANCE_OPTION = click.option(
+    "--instance", default="default", show_default=True, help="Classifier replica whose gallery store is read."
+)
 
 
 @click.command()
 @common_options
 @click.argument("photos_", metavar="PHOTO...", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
-@click.option("--gallery", type=click.Path(path_type=Path, file_okay=False), default=None, help="Enrolment folder.")
+@GALLERY_OPTION
+@INSTANCE_OPTION
 @click.option("--top-k", type=int, default=3, show_default=True, help="Candidates shown per face.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
 @fail_cleanly
@@ -43,12 +76,13 @@ def identify(
     verbose: int,
     photos_: tuple[Path, ...],
     gallery: Path | None,
+    instance: str,
     top_k: int,
     as_json: bool,
 ) -> None:
     """Every face in each PHOTO: its box, the nearest enrolled people and the decision."""
     settings = settings_from(config_file, broker_url, verbose, classifier={"gallery": gallery})
-    matcher, _ = gallery_matcher(settings)
+    matcher = gallery_matcher(settings, gallery, instance)
     analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
     report: list[dict[str, Any]] = []
     for path in photos_:
@@ -108,7 +142,8 @@ def extract(
 @click.command()
 @common_options
 @click.argument("root", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--gallery", type=click.Path(path_type=Path, file_okay=False), default=None, help="Enrolment folder.")
+@GALLERY_OPTION
+@INSTANCE_OPTION
 @click.option(
     "--report",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -128,6 +163,7 @@ def scan(
     verbose: int,
     root: Path,
     gallery: Path | None,
+    instance: str,
     report: Path | None,
     csv_path: Path | None,
     workers: int,
@@ -146,8 +182,9 @@ def scan(
         return
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
-    matcher, enrolled = gallery_matcher(settings)
-    setup = ScanSetup(settings.model, enrolled.embeddings, enrolled.labels, matcher.threshold, matcher.top_k, min_face)
+    matcher = gallery_matcher(settings, gallery, instance)
+    vectors, labels = matcher_rows(matcher)
+    setup = ScanSetup(settings.model, vectors, labels, matcher.threshold, matcher.top_k, min_face)
     with report.open("a") as out, progress_bar("scanning") as update:
         count = 0
 

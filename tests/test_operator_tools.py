@@ -108,3 +108,18 @@ def test_scan_matches_identify_resumes_and_dry_runs(sample_dir: Path, tmp_path: 
     code, out, err = facewire([*args, "--dry-run"], tmp_path)
     assert code == 0 and "0 photos to scan (8 already" in err
     assert (tmp_path / "s.csv").read_text().count("\n") >= 9
+
+
+def test_identify_reads_the_gallery_store_when_no_folder_is_given(
+    sample_dir: Path, tmp_path: Path, gallery: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACEWIRE_GALLERY__STORE_DIR", str(tmp_path / "store"))
+    photo = group_photo(sample_dir, tmp_path / "group.jpg")
+    code, _out, err = facewire(["identify", str(photo), "--json"], tmp_path)
+    assert code == 2 and "store" in err and "empty" in err
+    code, _out, err = facewire(["enroll", "--offline", "Colin_Powell", str(gallery / "Colin_Powell")], tmp_path)
+    assert code == 0, err
+    code, out, err = facewire(["identify", str(photo), "--json"], tmp_path)
+    assert code == 0, err
+    names = {f["name"] for f in json.loads(out)[0]["faces"]}
+    assert "Colin_Powell" in names and "Tony_Blair" not in names
