@@ -23,6 +23,7 @@ from facewire.demo import SAMPLE_DIR, run_demo
 from facewire.logs import setup_logging
 from facewire.models.cli import models as models_group
 from facewire.monitor.cli import COMMANDS as MONITOR_COMMANDS
+from facewire.operator_cli import COMMANDS as OPERATOR_COMMANDS
 from facewire.web.cli import web_command
 
 
@@ -34,11 +35,13 @@ def main() -> None:
 
 main.add_command(edge_main, "edge")
 main.add_command(classifier_main, "classifier")
-main.add_command(bench_group, "bench")
-main.add_command(models_group, "models")
 for _view in (log_command, alerts_command, stats_command, nodes_command):
     main.add_command(_view)
 for _command in MONITOR_COMMANDS:
+    main.add_command(_command)
+main.add_command(models_group, "models")
+main.add_command(bench_group, "bench")
+for _command in OPERATOR_COMMANDS:
     main.add_command(_command)
 for _command in GALLERY_COMMANDS:
     main.add_command(_command)
