@@ -269,6 +269,12 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             assert bar["type"] == "bar" and bar["data"][45] == 1 and bar["data"].count(None) == len(bar["data"]) - 1
             screenshot(page, tmp_path, "thresholds")
             assert errors == []
+            # 10. stopping the server with a live page open ends its event stream at once
+            page.goto(web.url + "/")
+            page.wait_for_selector("#connection.online")
+            started = time.monotonic()
+            assert web.stop() == 0 and time.monotonic() - started < 3
+            assert "Traceback" not in web.log.read_text()
     finally:
         assert web.stop() == 0, web.log.read_text()
         recorder.terminate()

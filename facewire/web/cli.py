@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -60,8 +61,16 @@ def serve(settings: Settings) -> None:
             fg="yellow",
             err=True,
         )
+    app = create_app(settings)
+    hub = app.state.dashboard.hub
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            hub.close_streams()  # open event streams end now, so the graceful shutdown needs no timeout
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=web.host,
         port=web.port,
         log_level="warning",
@@ -73,7 +82,7 @@ def serve(settings: Settings) -> None:
     # uvicorn re-raises SIGTERM / SIGINT after its graceful shutdown; with our handlers in place
     # that ends the process with status 0, as every other facewire service does.
     stop_event_on_signals()
-    uvicorn.Server(config).run()
+    Server(config).run()
 
 
 @web_command.command("add-user")

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 QUEUE_MAX = 500
 NODES_EVERY = 5.0
 Event = tuple[str, dict[str, Any]]
+GOODBYE: Event = ("goodbye", {})
 
 
 def result_event(result: FaceResult) -> dict[str, Any]:
@@ -92,6 +93,17 @@ class LiveHub:
 
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self._queues.discard(queue)
+
+    def close_streams(self) -> None:
+        """End every open event stream (thread-safe; called when the server is asked to stop)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._say_goodbye)
+
+    def _say_goodbye(self) -> None:
+        for queue in self._queues:
+            while queue.full():
+                queue.get_nowait()
+            queue.put_nowait(GOODBYE)
 
     def snapshot(self) -> dict[str, Any]:
         return self.state.snapshot(rows=100)

@@ -30,6 +30,7 @@ from facewire.web.app import (
     render,
 )
 from facewire.web.auth import new_csrf_token
+from facewire.web.live import GOODBYE
 
 PAGE_ROWS = 50
 CSV_MAX_ROWS = 100_000
@@ -114,6 +115,8 @@ async def events(request: Request) -> Response:
                 except asyncio.TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
+                if (kind, data) == GOODBYE:  # the server is stopping
+                    return
                 yield _sse(kind, data)
         finally:
             hub.unsubscribe(queue)
