@@ -58,9 +58,42 @@ def bench() -> None:
 @click.option("--model", "models", multiple=True, help="Embedder id (repeatable; default: every one with weights).")
 @click.option("--limit-people", type=int, default=None, help="Only the first N known and N unknown people.")
 @click.option("--quick", is_flag=True, help="Same as the full run (embeddings are cached); kept for symmetry.")
+@click.option("--protocol", type=click.Choice(["all"]), default=None, help="Every harder protocol of issue 11.")
+@click.option("--enroll-per-person", type=int, default=None, help="Enrol the first N photos of each person.")
+@click.option("--probe-scale", type=float, default=None, help="Shrink probes by S into a 640x360 frame.")
+@click.option("--blur", type=int, default=None, help="Gaussian blur of the probes, K x K (K odd).")
+@click.option("--jpeg-quality", type=int, default=None, help="Re-encode the probes as JPEG at quality Q.")
+@click.option("--no-peer", is_flag=True, help="Do not run the face_recognition peer beside facewire.")
 @fail_cleanly
-def accuracy(dataset: Path | None, models: tuple[str, ...], limit_people: int | None, quick: bool) -> None:
-    """Rank-1, TAR at FAR 1e-2/1e-3, rejection at the default threshold, LFW-style verification."""
+def accuracy(
+    dataset: Path | None,
+    models: tuple[str, ...],
+    limit_people: int | None,
+    quick: bool,
+    protocol: str | None = None,
+    enroll_per_person: int | None = None,
+    probe_scale: float | None = None,
+    blur: int | None = None,
+    jpeg_quality: int | None = None,
+    no_peer: bool = False,
+) -> None:
+    """Rank-1, TAR at FAR 1e-2/1e-3, rejection at the default threshold, LFW-style verification.
+
+    With --protocol or a probe option: facewire and the face_recognition peer side by side per protocol.
+    """
+    if protocol or any(v is not None for v in (enroll_per_person, probe_scale, blur, jpeg_quality)):
+        chosen = bench_module("accuracy_protocols").parse_protocols(
+            protocol, enroll_per_person, probe_scale, blur, jpeg_quality
+        )
+        data = bench_module("accuracy_protocols").run(
+            dataset or bench_module("accuracy").DEFAULT_DATASET,
+            chosen,
+            models[0] if models else "sface-2021dec",
+            with_peer=not no_peer,
+            limit_people=limit_people if limit_people is not None else (40 if quick else None),
+        )
+        bench_module("accuracy_protocols_report").publish(data, command_line())
+        return
     module = bench_module("accuracy")
     report = bench_module("report")
     start = time.perf_counter()
