@@ -154,6 +154,7 @@ def open_gallery_store(folder: Path, database_url: str = "", replica: str = "def
     if target.engine == "postgresql":
         from classifier_service.pg_gallery import PostgresGalleryStore
 
+        folder.mkdir(parents=True, exist_ok=True)  # the FAISS index file stays a local cache here
         return PostgresGalleryStore(target.url, replica)
     from classifier_service.sqlite_gallery import SqliteGalleryStore
 

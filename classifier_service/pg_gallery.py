@@ -57,10 +57,10 @@ class PostgresGalleryStore(GalleryStore):
         column = "vector" if with_vectors else "NULL"
         with self.database.read() as db:
             found = db.execute(
-                f"SELECT id, person, {column} FROM embeddings WHERE model = %s ORDER BY id".encode(), (model,)
+                f"SELECT id, person, {column}, source FROM embeddings WHERE model = %s ORDER BY id".encode(), (model,)
             ).fetchall()
         vectors = _stack([bytes(r[2]) for r in found]) if with_vectors else None
-        return Rows([r[0] for r in found], [r[1] for r in found], vectors)
+        return Rows([r[0] for r in found], [r[1] for r in found], vectors, [r[3] for r in found])
 
     def delete_rows(self, ids: Sequence[int]) -> int:
         with self.database.write() as db:
@@ -102,9 +102,10 @@ class PostgresGalleryStore(GalleryStore):
     def negatives(self, model: str) -> Rows:
         with self.database.read() as db:
             found = db.execute(
-                "SELECT id, person, vector FROM negatives WHERE model = %s ORDER BY id", (model,)
+                "SELECT id, person, vector, source FROM negatives WHERE model = %s ORDER BY id", (model,)
             ).fetchall()
-        return Rows([r[0] for r in found], [r[1] for r in found], _stack([bytes(r[2]) for r in found]))
+        people, sources = [r[1] for r in found], [r[3] for r in found]
+        return Rows([r[0] for r in found], people, _stack([bytes(r[2]) for r in found]), sources)
 
     def forget(self, person: str) -> ForgetCounts:
         """As SQLite; then VACUUM FULL rewrites the touched tables, so no dead copy of the erased rows stays in

@@ -283,6 +283,7 @@ def test_gallery_store_rows_version_and_forget(database_url: str, tmp_path: Path
         assert store.add_negative("Zoe", "m", items[2], T0) and not store.add_negative("Zoe", "m", items[2], T0)
         found = store.rows("m")
         assert found.people == ["Zoe", "Zoe", "Zoe", "adam"] and found.vectors is not None
+        assert found.sources == ["sha0", "sha1", "sha2", "sha0"] and store.negatives("m").sources == ["sha2"]
         assert np.allclose(found.vectors[1], items[1].vector)
         assert store.people("m") == {"Zoe": 3, "adam": 1}
         assert other.rows("m").ids == [] and other.version("m") != store.version("m")
