@@ -203,6 +203,12 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             publish_probe(broker.url, vector, 2)
             row = wait_for_row(page, 2)
             assert row["name"] == "Tony_Blair" and row["class"] in ("green", "yellow")
+            page.fill("#filter-person", "Tony_Blair")  # the person filter hides the other rows
+            assert page.locator("#results tbody tr:visible").all_inner_texts() == [
+                page.inner_text("#results tbody tr[data-seq='2']")
+            ]
+            page.fill("#filter-person", "")
+            assert page.locator("#results tbody tr:visible").count() == 2
             # 4. the detection log has both, searchable by node, exportable as CSV
             page.goto(web.url + "/log?node=cam-web")
             assert wait_until(lambda: reloaded_text(page, "#log").count("cam-web") == 2, 20)
