@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from edge_agent.forwarder import Forwarder
@@ -47,6 +47,7 @@ class EdgeAgent:
         self.pipeline = pipeline
         self.connection = connection
         self.forwarder = forwarder
+        self.on_processed: Callable[[Frame], None] | None = None  # e.g. the annotated preview
         self.topics = topics
         self.node = pipeline.settings.node_id
         self.source_label = source_label
@@ -116,6 +117,8 @@ class EdgeAgent:
                 break
             for message in self.pipeline.process(frame):
                 self.forwarder.put(self.topics.embeddings(self.node), message.to_msgpack())
+            if self.on_processed is not None:
+                self.on_processed(frame)
             if time.monotonic() >= next_heartbeat:
                 self._heartbeat()
                 next_heartbeat = time.monotonic() + heartbeat_seconds

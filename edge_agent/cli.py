@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 
 import click
+import paho.mqtt.client as paho
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.forwarder import Forwarder
+from edge_agent.overlay import Annotator
 from edge_agent.pipeline import EdgePipeline
 from edge_agent.sequence import SequenceCounter
-from edge_agent.sources import describe_source, open_frames, paced
+from edge_agent.sources import describe_source, open_frames, paced, source_fps
 from edge_agent.spool import Spool
+from edge_agent.watch import WatchState, watched_frames
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
-from facewire.errors import BrokerError, ConfigError
+from facewire.errors import BrokerError, ConfigError, SchemaError
 from facewire.faces import create_analyzer
+from facewire.logs import kv
 from facewire.mqtt import MqttConnection
+from facewire.schema import FaceResult
 from facewire.topics import Topics, valid_node_id
+
+log = logging.getLogger(__name__)
 
 
 @click.group()
@@ -37,6 +45,14 @@ def main() -> None:
 @click.option("--detector", type=click.Choice(["yunet", "haar", "mediapipe"]), default=None, help="Face detector.")
 @click.option("--mask", type=click.Choice(["none", "facemesh"]), default=None, help="Background mask of face crops.")
 @click.option("--once", is_flag=True, help="Stop at the end of a file or folder (default: replay it).")
+@click.option("--watch", is_flag=True, help="Folder source: process new images and videos as they appear.")
+@click.option(
+    "--record",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the annotated video (boxes and names from the results) to this .mp4, plus a .json of the boxes.",
+)
+@click.option("--preview", is_flag=True, help="Show the annotated video in a window (needs a desktop OpenCV).")
 @fail_cleanly
 def run(
     config_file: Path | None,
@@ -52,6 +68,9 @@ def run(
     detector: str | None,
     mask: str | None,
     once: bool,
+    watch: bool,
+    record: Path | None,
+    preview: bool,
 ) -> None:
     """Capture frames, publish face embeddings to facewire/embeddings/NODE."""
     settings = settings_from(
@@ -74,6 +93,8 @@ def run(
     kind = describe_source(edge.source)
     if once and kind in ("camera", "stream"):
         raise ConfigError("--once only applies to a video file or an image folder")
+    if watch and (kind != "folder" or once):
+        raise ConfigError("--watch needs a folder --source and runs until stopped (not with --once)")
     analyzer = create_analyzer(settings.model, edge.det_threshold, edge.min_face)
     topics = Topics(settings.mqtt.topic_prefix)
     counter = SequenceCounter(edge.state_dir / f"{edge.node_id}.seq")
@@ -88,14 +109,21 @@ def run(
     connection.on_connection_change = agent.on_connection_change
     if spool.depth:
         click.echo(f"{edge.node_id}: {spool.depth} embeddings waiting in spool {spool.path}", err=True)
+    annotator = attach_annotator(agent, connection, topics, record, preview, edge.max_fps or source_fps(edge.source))
     connect_or_spool(connection)
     forwarder.start()
     click.echo(f"{edge.node_id}: {kind} source, embedder on {agent.provider}, broker {settings.mqtt.url}", err=True)
     stop = stop_event_on_signals()
-    frames = paced(open_frames(edge.source, loop=not once), edge.max_fps, edge.skip_frames)
+    if watch:
+        state = WatchState(edge.state_dir / f"{edge.node_id}.watch.sqlite")
+        frames = paced(watched_frames(Path(edge.source), state, stop), edge.max_fps, edge.skip_frames)
+    else:
+        frames = paced(open_frames(edge.source, loop=not once), edge.max_fps, edge.skip_frames)
     try:
         summary = agent.run(frames, stop, edge.heartbeat_seconds, edge.drain_timeout)
     finally:
+        if annotator is not None:
+            annotator.close()
         forwarder.close()
         connection.close(final=agent.offline())
         spool.close()
@@ -109,6 +137,25 @@ def run(
         if once and not stop.is_set():
             raise BrokerError(f"{message} and sent on the next run")
         click.echo(f"{edge.node_id}: {message}", err=True)
+
+
+def attach_annotator(
+    agent: EdgeAgent, connection: MqttConnection, topics: Topics, record: Path | None, preview: bool, fps: float
+) -> Annotator | None:
+    """With --record/--preview: draw each processed frame with the names its results bring back."""
+    if record is None and not preview:
+        return None
+    annotator = Annotator(record, preview, fps)
+
+    def on_result(message: paho.MQTTMessage) -> None:
+        try:
+            annotator.on_result(FaceResult.from_json(bytes(message.payload)))
+        except SchemaError as exc:
+            log.warning(kv("bad-result", reason=exc.reason))
+
+    connection.subscribe(topics.results(agent.node), on_result)
+    agent.on_processed = lambda frame: annotator.add_frame(frame.index, frame.image, agent.pipeline.last_faces)
+    return annotator
 
 
 def connect_or_spool(connection: MqttConnection) -> None:

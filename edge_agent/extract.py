@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.sources import Frame, describe_source, open_frames
+from edge_agent.sources import Frame, open_frames, source_fps
 from edge_agent.tracking import FaceTracker
 from facewire.faces import Face, FaceAnalyzer
 from facewire.models.align import crop_face
@@ -68,15 +68,6 @@ def sampled(frames: Iterator[Frame], source_fps: float, target_fps: float) -> It
     """Keep about ``target_fps`` frames per second of source time (all frames when 0)."""
     step = max(1, round(source_fps / target_fps)) if target_fps > 0 and source_fps > 0 else 1
     return (frame for frame in frames if frame.index % step == 0)
-
-
-def source_fps(spec: str) -> float:
-    if describe_source(spec) != "file":
-        return 0.0
-    capture = cv2.VideoCapture(spec)
-    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    capture.release()
-    return fps
 
 
 def collect_tracks(

@@ -123,7 +123,12 @@ class Annotator:
         self.frames_written += 1
 
     def close(self) -> None:
-        """Write what is still queued, close the video and write its JSON sidecar (boxes per frame)."""
+        """Give late results up to ``delay`` seconds, write what is still queued, close the video and
+        write its JSON sidecar (boxes and labels per frame)."""
+        deadline = time.monotonic() + self.delay
+        while self._queue and time.monotonic() < deadline:
+            self.flush(force=False)
+            time.sleep(0.02)
         self.flush(force=True)
         if self._writer is not None:
             self._writer.release()

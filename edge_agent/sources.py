@@ -41,6 +41,16 @@ def describe_source(spec: str) -> str:
     return "file"
 
 
+def source_fps(spec: str) -> float:
+    """Frames per second a video file declares (0 for other sources or when unknown)."""
+    if describe_source(spec) != "file":
+        return 0.0
+    capture = cv2.VideoCapture(spec)
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    capture.release()
+    return fps
+
+
 def open_frames(
     spec: str, loop: bool = False, reconnect_seconds: float = 2.0, max_reconnects: int = -1
 ) -> Iterator[Frame]:
