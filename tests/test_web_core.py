@@ -54,6 +54,15 @@ def test_login_limiter_counts_failures_per_key_in_a_sliding_window() -> None:
     assert limiter.retry_after(keys, now=110) == 0
 
 
+def test_login_limiter_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("facewire.web.auth.MAX_KEYS", 100)
+    limiter = LoginLimiter(attempts=3, window=60)
+    for index in range(1000):
+        limiter.failed([f"user:guess-{index}"], now=float(index))
+    assert len(limiter._failures) <= 100
+    assert limiter.retry_after(["user:guess-999"], now=1000.0) == 0  # one failure: still allowed
+
+
 def test_csrf_tokens_must_be_present_and_equal() -> None:
     assert csrf_matches("abc123", "abc123")
     for expected, given in (("abc123", "abc124"), ("abc123", ""), ("", ""), (None, None), ("abc123", None)):

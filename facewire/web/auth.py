@@ -19,6 +19,7 @@ from facewire.errors import ConfigError
 
 USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
+MAX_KEYS = 100_000  # client addresses and user names with recent failed logins
 _hasher = PasswordHasher()  # argon2id with the library's current recommended cost
 # A hash to verify against when the user does not exist, so both cases cost the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
@@ -106,6 +107,9 @@ class LoginLimiter:
         with self._lock:
             for key in keys:
                 self._failures[key].append(now)
+            if len(self._failures) > MAX_KEYS:  # many user names tried: forget the stalest keys first
+                for stale in sorted(self._failures, key=lambda k: self._failures[k][-1])[: MAX_KEYS // 10]:
+                    del self._failures[stale]
 
     def succeeded(self, keys: list[str]) -> None:
         with self._lock:
