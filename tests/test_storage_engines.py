@@ -16,11 +16,8 @@ from facewire.errors import ConfigError
 from facewire.schema import Alert, Evidence, FaceResult
 from facewire.storage.migrate import latest, migrate_sqlite, migrations
 from facewire.storage.url import parse_database_url, postgres_conninfo, redact
-from tests import pg_support
 from tests.alert_support import T0, face
-
-postgres_server = pg_support.postgres_server  # fixtures of this module
-database_url = pg_support.database_url
+from tests.pg_support import PostgresServer
 
 
 def rows(count: int, node: str = "cam1", start: int = 0) -> list[LogRow]:
@@ -314,9 +311,9 @@ def test_gallery_store_rows_version_and_forget(database_url: str, tmp_path: Path
         reopened.close()
 
 
-def test_the_gallery_version_is_the_same_on_both_engines(postgres_server: object, tmp_path: Path) -> None:
+def test_the_gallery_version_is_the_same_on_both_engines(postgres_server: PostgresServer, tmp_path: Path) -> None:
     """A replica on SQLite and one on PostgreSQL holding the same rows agree on the gallery version."""
-    url = pg_support.PostgresServer.create_database(postgres_server)  # type: ignore[arg-type]
+    url = postgres_server.create_database()
     stores = [open_gallery_store(tmp_path / "lite"), open_gallery_store(tmp_path / "pg", url, "pg")]
     vector = np.ones(8, dtype=np.float32)
     try:
@@ -331,11 +328,11 @@ def test_the_gallery_version_is_the_same_on_both_engines(postgres_server: object
             store.close()
 
 
-def test_forget_leaves_no_copy_in_the_postgresql_table_files(postgres_server: object, tmp_path: Path) -> None:
+def test_forget_leaves_no_copy_in_the_postgresql_table_files(postgres_server: PostgresServer, tmp_path: Path) -> None:
     """After forget, neither the name nor the vector bytes are in any gallery table file (VACUUM FULL)."""
     import psycopg
 
-    server: pg_support.PostgresServer = postgres_server  # type: ignore[assignment]
+    server = postgres_server
     url = server.create_database()
     store = open_gallery_store(tmp_path, url, "erase")
     vector = np.arange(8, dtype=np.float32) + 0.123

@@ -12,12 +12,8 @@ import pytest
 from classifier_service.gallery_client import GalleryClient
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
-from tests import pg_support
 from tests.gallery_support import KNOWN, b64_file, make_gallery, photos
 from tests.support import RunningClassifier
-
-postgres_server = pg_support.postgres_server  # fixtures of this module
-postgres_url = pg_support.postgres_url
 
 pytestmark = pytest.mark.slow
 

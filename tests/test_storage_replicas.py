@@ -17,12 +17,9 @@ from facewire.config import MqttSettings, RecorderSettings
 from facewire.mqtt import MqttConnection
 from facewire.schema import Alert, FaceResult
 from facewire.topics import Topics
-from tests import pg_support
 from tests.alert_support import T0, face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
+from tests.pg_support import PostgresServer
 from tests.support import Collector, run_module, start_module
-
-postgres_server = pg_support.postgres_server  # fixtures of this module
-database_url = pg_support.database_url
 
 ALERTS = '[alerts]\nunknown_count = 3\nunknown_window = 10.0\ncooldown = 30.0\nwatchlist = ["Colin_Powell"]\n'
 
@@ -79,7 +76,7 @@ def test_two_recorders_in_one_share_group_write_the_rows_of_one(
     finally:
         log.close()
         stop(replicas)
-    received = {}
+    received: dict[str, int] = {}
     for _topic, payload in status.wait_for(lambda _t: True, 6, 10):
         data = json.loads(payload)
         received[data["instance"]] = max(received.get(data["instance"], 0), data.get("received", 0))
@@ -122,9 +119,11 @@ def test_two_alert_services_raise_each_incident_once(broker: LocalBroker, tmp_pa
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3, listed.stderr
 
 
-def test_a_postgresql_restart_delays_results_but_loses_none(broker: LocalBroker, postgres_server: object) -> None:
+def test_a_postgresql_restart_delays_results_but_loses_none(
+    broker: LocalBroker, postgres_server: PostgresServer
+) -> None:
     """In-process recorder: while the server is down, batches are retried and not acked; none is lost."""
-    server: pg_support.PostgresServer = postgres_server  # type: ignore[assignment]
+    server = postgres_server
     url = server.create_database()
     store = open_result_log(url)
     settings = RecorderSettings(database_url=url, batch_wait_ms=50, retention_interval=3600)
