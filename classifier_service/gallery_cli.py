@@ -20,12 +20,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from classifier_service.camera_enrol import CameraEnrolment, FrameVerdict, run_camera_enrolment
 from classifier_service.commands import parse_command
 from classifier_service.enrolment import check_photo, valid_person
 from classifier_service.gallery_client import GalleryClient
 from classifier_service.gallery_manager import GalleryManager, b64_vectors
 from classifier_service.gallery_ops import apply_command
 from classifier_service.gallery_setup import legacy_cache_file, open_manager
+from edge_agent.sources import open_frames
 from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.config import Settings
 from facewire.errors import FacewireError, ImageError, SchemaError
@@ -106,6 +108,9 @@ def collect_photos(paths: tuple[Path, ...], person: str | None) -> list[tuple[st
 @click.argument("args", metavar="PERSON PHOTO_OR_DIR...", nargs=-1, required=True)
 @click.option("--by-folder", is_flag=True, help="No PERSON: every DIR/<person>/ folder is one person.")
 @click.option("--list", "list_all", is_flag=True, help="Print accepted photos too, not only rejected ones.")
+@click.option("--camera", default=None, help="Enrol PERSON from a camera index or any video source instead of photos.")
+@click.option("--frames", "wanted", type=int, default=5, show_default=True, help="With --camera: good frames to take.")
+@click.option("--max-frames", type=int, default=1500, show_default=True, help="With --camera: give up after these.")
 @fail_cleanly
 def enroll(
     config_file: Path | None,
@@ -118,9 +123,21 @@ def enroll(
     args: tuple[str, ...],
     by_folder: bool,
     list_all: bool,
+    camera: str | None,
+    wanted: int,
+    max_frames: int,
 ) -> None:
     """Check, embed and enrol photos of PERSON (photos are checked here; only embeddings are sent)."""
     settings = settings_from(config_file, broker_url, verbose)
+    if camera is not None:
+        if by_folder or len(args) != 1:
+            raise click.UsageError("--camera takes exactly one PERSON and no photos")
+        subject = valid_person(args[0])
+        model, vectors = enrol_from_camera(settings, camera, wanted, max_frames)
+        items = [(Path(f"camera:{camera}#{frame}"), vector) for frame, vector in vectors]
+        enrolled, duplicates = _send(settings, model, {subject: items}, offline, instance, replicas, timeout)
+        click.echo(f"{subject}: {enrolled} frames enrolled from {camera}, {duplicates} rejected by the gallery")
+        return
     person = None if by_folder else valid_person(args[0])
     paths = tuple(Path(a) for a in (args if by_folder else args[1:]))
     missing = [p for p in paths if not p.exists()]
@@ -155,6 +172,30 @@ def enroll(
         f"{len(pairs)} photos: {enrolled} enrolled, {rejected} rejected by checks, {duplicates} rejected by the"
         f" gallery; {len(pairs) / max(checked, 1e-9):.1f} photos/s checked, {elapsed:.1f}s in all"
     )
+
+
+def enrol_from_camera(
+    settings: Settings, source: str, wanted: int, max_frames: int
+) -> tuple[str, list[tuple[int, np.ndarray]]]:
+    """The model id and good, varied frames of one face from ``source``, with live feedback on refused frames."""
+    analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
+    enrolment = CameraEnrolment(analyzer, settings.gallery, wanted)
+    console = Console(stderr=True)
+    last_reason = ""
+    with console.status("looking for a face...") as status:
+
+        def feedback(verdict: FrameVerdict) -> None:
+            nonlocal last_reason
+            text = f"frame {verdict.frame}: {verdict.reason}"
+            status.update(f"{'[green]' if verdict.accepted else '[yellow]'}{text}[/]  ({len(enrolment.kept)}/{wanted})")
+            if verdict.accepted or verdict.reason != last_reason:
+                console.print(("[green]" if verdict.accepted else "[yellow]") + text)
+            last_reason = verdict.reason
+
+        kept = run_camera_enrolment(enrolment, open_frames(source), feedback, max_frames)
+    if len(kept) < wanted:
+        raise FacewireError(f"only {len(kept)} of {wanted} good frames in {max_frames} frames of {source}")
+    return analyzer.embedder.model_id, kept
 
 
 def _send(

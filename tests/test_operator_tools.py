@@ -123,3 +123,19 @@ def test_identify_reads_the_gallery_store_when_no_folder_is_given(
     assert code == 0, err
     names = {f["name"] for f in json.loads(out)[0]["faces"]}
     assert "Colin_Powell" in names and "Tony_Blair" not in names
+
+
+def test_camera_enrolment_from_a_video_gives_feedback_and_enrols(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACEWIRE_GALLERY__STORE_DIR", str(tmp_path / "store"))
+    clip = sample_dir / "short_hamilton_clip.mp4"
+    code, out, err = facewire(["enroll", "--offline", "Someone", "--camera", str(clip), "--frames", "3"], tmp_path)
+    assert code == 0, err
+    assert "kept 3/3" in err and "Someone: 3 frames enrolled" in out
+    refusals = ("more than one face", "no face found", "not varied enough", "too small", "too blurred")
+    assert any(reason in err for reason in refusals), "refused frames are explained"
+    code, out, err = facewire(
+        ["enroll", "--offline", "Nobody", "--camera", str(clip), "--frames", "3", "--max-frames", "2"], tmp_path
+    )
+    assert code == 2 and "good frames" in err
