@@ -70,7 +70,7 @@ class PostgresAlertStore(AlertStore):
         with self._db() as db:
             rows = db.execute(
                 f"SELECT {SIGHTING_COLUMNS} FROM sightings WHERE rule = %s AND subject = %s AND ts >= %s"
-                " AND ts <= %s ORDER BY ts, node COLLATE \"C\", seq",
+                ' AND ts <= %s ORDER BY ts, node COLLATE "C", seq',
                 (rule, subject, since, until),
             ).fetchall()
         return [Sighting(*row) for row in rows]
