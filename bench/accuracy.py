@@ -21,7 +21,7 @@ from classifier_service.matcher import Matcher
 from facewire.config import ClassifierSettings, ModelSettings
 from facewire.errors import ConfigError
 from facewire.faces import FaceAnalyzer, create_analyzer
-from facewire.models.registry import EMBEDDERS, sha256_file
+from facewire.models.registry import EMBEDDERS, default_threshold, sha256_file
 from facewire.progress import progress_bar
 
 DEFAULT_DATASET = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lfw-dev"
@@ -198,7 +198,11 @@ def models_with_weights() -> list[str]:
 def run(dataset: Path, models: list[str], limit_people: int | None = None, cache_dir: Path | None = None) -> dict:
     """Evaluate every model on ``dataset``; the dict written to bench/results/accuracy.json."""
     photos = scan_dataset(dataset, limit_people)
-    threshold = ClassifierSettings().threshold
+    configured = ClassifierSettings().threshold  # None: each model's calibrated registry default
+
+    def threshold(model: str) -> float:
+        return configured if configured is not None else default_threshold(model)
+
     cache = cache_dir or ModelSettings().cache_dir
     return {
         "dataset": {
@@ -210,6 +214,6 @@ def run(dataset: Path, models: list[str], limit_people: int | None = None, cache
             "limit_people": limit_people,
         },
         "protocol": "enrol first half (>=1) of each known person's photos by name; probes: the rest + all unknowns",
-        "default_threshold": threshold,
-        "models": [evaluate_model(model, photos, cache, threshold) for model in models],
+        "default_threshold": threshold(models[0]) if models else None,
+        "models": [evaluate_model(model, photos, cache, threshold(model)) for model in models],
     }

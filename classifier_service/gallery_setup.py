@@ -33,7 +33,7 @@ def open_manager(settings: Settings, instance: str, analyzer: FaceAnalyzer | Non
         face_analyzer.embedder.model_id,
         settings.gallery,
         lambda: face_analyzer,
-        conf.threshold,
+        settings.classifier_threshold(),
         conf.top_k,
         instance or "default",
     )

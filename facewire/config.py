@@ -84,7 +84,12 @@ class EdgeSettings(Section):
 
 class ClassifierSettings(Section):
     gallery: Path = Field(Path("gallery"), description="Enrolment photos as GALLERY/<person>/[<subdir>/]*.jpg")
-    threshold: float = Field(0.45, description="Cosine score at or above which a face is named", ge=-1, le=1)
+    threshold: float | None = Field(
+        None,
+        description="Cosine score at or above which a face is named (unset: the embedder's calibrated default)",
+        ge=-1,
+        le=1,
+    )
     top_k: int = Field(5, description="Nearest enrolled embeddings searched per face", ge=1, le=100)
     batch_max: int = Field(64, description="Most embeddings searched in one FAISS call", ge=1, le=4096)
     batch_wait_ms: float = Field(5.0, description="How long to wait to fill a batch", ge=0)
@@ -222,6 +227,14 @@ class Settings(BaseSettings):
     nodes: NodeSettings = NodeSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     web: WebSettings = WebSettings()
+
+    def classifier_threshold(self) -> float:
+        """``classifier.threshold`` if set, else the calibrated default of ``model.embedder`` (the registry's)."""
+        if self.classifier.threshold is not None:
+            return self.classifier.threshold
+        from facewire.models.registry import default_threshold  # lazy: the registry imports onnx
+
+        return default_threshold(self.model.embedder)
 
     @classmethod
     def settings_customise_sources(

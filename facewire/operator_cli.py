@@ -32,7 +32,7 @@ def gallery_matcher(settings: Settings, folder: Path | None, instance: str) -> M
     conf = settings.classifier
     if folder is not None:
         gallery = load_gallery(settings)
-        return Matcher(gallery.embeddings, gallery.labels, conf.threshold, conf.top_k)
+        return Matcher(gallery.embeddings, gallery.labels, settings.classifier_threshold(), conf.top_k)
     manager = open_manager(settings, instance)
     try:
         manager.restore()
@@ -134,7 +134,7 @@ def extract(
     is_video = not Path(source).is_dir()
     kept = {k: v for k, v in tracks.items() if v[0] >= (options.min_track_frames if is_video else 1)}
     if is_video and not no_merge:
-        kept = merge_same_person(kept, min_cosine=settings.classifier.threshold + 0.05)
+        kept = merge_same_person(kept, min_cosine=settings.classifier_threshold() + 0.05)
     index: list[dict[str, Any]] = write_tracks(kept, out_dir, min_frames=1)
     click.echo(f"{len(index)} faces, {sum(len(e['crops']) for e in index)} crops in {out_dir}", err=True)
 

@@ -111,6 +111,18 @@ EMBEDDERS: dict[str, EmbedderSpec] = {SFACE.id: SFACE}
 DETECTORS: dict[str, DetectorSpec] = {"yunet": YUNET, "haar": HAAR, "mediapipe": MEDIAPIPE}
 
 
+# Models without a shipped calibration (exported CLIP files) keep the historical default.
+UNCALIBRATED_THRESHOLD = 0.45
+
+
+def default_threshold(name: str) -> float:
+    """The calibrated default threshold of embedder ``name`` (docs/accuracy.md), or UNCALIBRATED_THRESHOLD."""
+    spec = EMBEDDERS.get(name)
+    if spec is None or spec.default_threshold is None:
+        return UNCALIBRATED_THRESHOLD
+    return spec.default_threshold
+
+
 def embedder_spec(model_id: str) -> EmbedderSpec:
     """The registered embedder called ``model_id``; ModelError lists the known ones otherwise."""
     try:

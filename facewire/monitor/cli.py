@@ -29,7 +29,7 @@ from facewire.topics import Topics
 def _state(settings: Settings, node: str, person: str, alert_window: float = 3600.0) -> MonitorState:
     return MonitorState(
         topics=Topics(settings.mqtt.topic_prefix),
-        configured_threshold=settings.classifier.threshold,
+        configured_threshold=settings.classifier_threshold(),
         stale_after=3 * settings.edge.heartbeat_seconds,
         alert_window=alert_window,
         filters=Filters(node, person),

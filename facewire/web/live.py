@@ -65,7 +65,7 @@ class LiveHub:
         self.topics = Topics(settings.mqtt.topic_prefix)
         self.state = MonitorState(
             topics=self.topics,
-            configured_threshold=settings.classifier.threshold,
+            configured_threshold=settings.classifier_threshold(),
             stale_after=settings.nodes.stale_after,
         )
         self.client = MonitorClient(settings.mqtt, self.state, listeners=[self._on_message])

@@ -1,0 +1,139 @@
+"""Issue 11: probe degradations, threshold calibration and the protocol metrics; one slow run on lfw-dev."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bench.accuracy import Photo
+from bench.calibration import calibrate, half_of, halves, shipped_default
+from bench.protocol_embed import Embedded
+from bench.protocol_eval import Decision, score_probes, summarise
+from bench.protocols import FRAME_SIZE, Protocol, degrade, paste_position, probe_key
+from facewire.config import Settings, load_settings
+from facewire.models.registry import SFACE, UNCALIBRATED_THRESHOLD, default_threshold
+from tests.support import run_module
+
+
+def face_like(size: int = 250) -> np.ndarray:
+    """A deterministic textured image (sharp edges, so blur and JPEG visibly change it)."""
+    rng = np.random.default_rng(7)
+    tile = rng.integers(0, 256, (size // 10, size // 10, 3), dtype=np.uint8)
+    return cv2.resize(tile, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def test_probe_scale_pastes_the_shrunk_photo_into_a_640x360_frame_deterministically() -> None:
+    image = face_like()
+    frame = degrade(image, Protocol(probe_scale=0.35), key="abc")
+    assert frame.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3)
+    x, y = paste_position("abc", (88, 88))  # round(250 * 0.35) = 88
+    small = cv2.resize(image, (88, 88), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(frame[y : y + 88, x : x + 88], small)
+    outside = frame.copy()
+    outside[y : y + 88, x : x + 88] = 118
+    assert (outside == 118).all()  # nothing but the background elsewhere
+    assert np.array_equal(frame, degrade(image, Protocol(probe_scale=0.35), key="abc"))
+    positions = {paste_position(str(i), (88, 88)) for i in range(20)}
+    assert len(positions) > 15  # positions vary with the photo
+    assert all(0 <= px <= 640 - 88 and 0 <= py <= 360 - 88 for px, py in positions)
+    tiny = degrade(image, Protocol(probe_scale=0.22), key="abc")
+    assert (tiny != 118).any(axis=2).sum() <= 55 * 55
+
+
+def test_blur_and_jpeg_degrade_and_clean_is_untouched() -> None:
+    image = face_like()
+    assert np.array_equal(degrade(image, Protocol(), key="k"), image)
+
+    def sharpness(img: np.ndarray) -> float:
+        return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+    assert sharpness(degrade(image, Protocol(blur=5), key="k")) < 0.5 * sharpness(image)
+    assert sharpness(degrade(image, Protocol(blur=9), key="k")) < sharpness(degrade(image, Protocol(blur=5), key="k"))
+    low = degrade(image, Protocol(jpeg_quality=10), key="k")
+    high = degrade(image, Protocol(jpeg_quality=95), key="k")
+    error = lambda out: float(np.abs(out.astype(int) - image.astype(int)).mean())  # noqa: E731
+    assert error(low) > 2 * error(high) > 0
+
+
+def test_protocol_names_and_validation() -> None:
+    assert Protocol(1, probe_scale=0.22).name == "enrol1-s0.22"
+    assert Protocol(5, blur=5, jpeg_quality=20).degradation == "blur5-q20"
+    assert Protocol().name == "enrol5-clean"
+    for bad in ({"blur": 4}, {"enroll_per_person": 0}, {"probe_scale": 2.0}, {"jpeg_quality": 101}):
+        with pytest.raises(ValueError):
+            Protocol(**bad)  # type: ignore[arg-type]
+    assert probe_key("a" * 64, "s0.35") != probe_key("a" * 64, "s0.22") != probe_key("b" * 64, "s0.22")
+
+
+def test_calibration_on_synthetic_scores_holds_its_far_on_fresh_impostors() -> None:
+    rng = np.random.default_rng(1)
+    calibration = [rng.normal(0.1, 0.1, 5000), rng.normal(0.1, 0.1, 5000)]
+    threshold = calibrate(calibration, far=1e-3)
+    assert 0.1 + 0.1 * 2.9 < threshold < 0.1 + 0.1 * 3.3  # the 1e-3 upper quantile of N(0.1, 0.1) is 0.409
+    fresh = rng.normal(0.1, 0.1, 100_000)
+    assert float(np.mean(fresh >= threshold)) < 2e-3
+    assert shipped_default([0.401, 0.412]) == 0.41
+    assert shipped_default([0.40, 0.40]) == 0.40
+
+
+def test_halves_split_people_not_photos() -> None:
+    photos = [Photo(f"p{i % 50}", Path(f"{i}.jpg"), f"{i:064x}", i % 3 == 0) for i in range(300)]
+    split = halves(photos)
+    people = [{p.person for p in group} for group in split.values()]
+    assert people[0] and people[1] and not people[0] & people[1]
+    assert all(half_of(p.person) == h for h, group in split.items() for p in group)
+
+
+def test_open_set_metrics_count_misses_wrong_and_reject_small_faces() -> None:
+    basis = np.eye(4, dtype=np.float32)
+    enrolled = [Photo("ann", Path("a1"), "a1", True), Photo("bob", Path("b1"), "b1", True)]
+    probes = [
+        Photo("ann", Path("a2"), "a2", True),
+        Photo("bob", Path("b2"), "b2", True),
+        Photo("bob", Path("b3"), "b3", True),  # no face found
+        Photo("eve", Path("e1"), "e1", False),
+    ]
+    q = np.array([40.0, 100.0, 0.0, 0.9], dtype=np.float32)
+    gallery = {"a1": Embedded({"plain": basis[0]}), "b1": Embedded({"plain": basis[1]})}
+    found = {
+        "a2": Embedded({"plain": basis[0]}, q),
+        "b2": Embedded({"plain": (basis[1] + basis[2]) / np.sqrt(2)}, q * [0.3, 1, 1, 1]),  # 12 px
+        "b3": Embedded(None),
+        "e1": Embedded({"plain": basis[3]}, q),
+    }
+    scored = score_probes(enrolled, probes, gallery, found, lambda a, b: a @ b.T, Decision())
+    result = summarise(scored, threshold=0.5)
+    assert result["known_missed"] == 1 and result["rank1"] == pytest.approx(2 / 3)
+    assert result["known_correct_at_threshold"] == pytest.approx(2 / 3)
+    assert result["unknown_rejected_at_threshold"] == 1.0
+    strict = summarise(scored, threshold=0.8)
+    assert strict["known_correct_at_threshold"] == pytest.approx(1 / 3)  # bob's 0.71 is below 0.8
+    rejecting = summarise(
+        score_probes(enrolled, probes, gallery, found, lambda a, b: a @ b.T, Decision(min_quality=20)), 0.5
+    )
+    assert rejecting["unidentifiable"] == 1 and rejecting["known_correct_at_threshold"] == pytest.approx(1 / 3)
+
+
+def test_classifier_uses_the_models_calibrated_default_unless_configured() -> None:
+    assert Settings().classifier.threshold is None
+    assert Settings().classifier_threshold() == SFACE.default_threshold == default_threshold(SFACE.id)
+    assert default_threshold("/some/exported-clip.onnx") == UNCALIBRATED_THRESHOLD
+    assert load_settings(None, {"classifier": {"threshold": 0.61}}).classifier_threshold() == 0.61
+
+
+@pytest.mark.slow
+def test_protocol_bench_on_a_small_lfw_dev_subset(shared_data: Path, tmp_path: Path) -> None:
+    env = {"FACEWIRE_BENCH_DIR": str(tmp_path)}
+    dataset = str(shared_data / "lfw-dev")
+    args = ["--dataset", dataset, "--limit-people", "3", "--enroll-per-person", "1", "--probe-scale", "0.35"]
+    result = run_module("facewire", ["bench", "accuracy", *args, "--no-peer"], env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "results" / "accuracy_protocols.json").read_text())
+    numbers = data["systems"][0]["protocols"]["enrol1-s0.35"]
+    assert numbers["known_probes"] > 10 and numbers["unknown_probes"] == 3
+    assert numbers["rank1"] > 0.8  # ~30 px faces of 3 people are still told apart
+    assert data["peer_skipped"] and "enrol1-s0.35" in (tmp_path / "BENCHMARKS.md").read_text()
