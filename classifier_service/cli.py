@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from pathlib import Path
@@ -12,6 +13,7 @@ from classifier_service.core import Classifier
 from classifier_service.gallery import EmbeddingCache, Gallery, build_gallery
 from classifier_service.gallery_service import GalleryService
 from classifier_service.gallery_setup import legacy_cache_file, open_manager
+from classifier_service.identify_service import IdentifyService
 from classifier_service.service import ClassifierService
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
@@ -98,9 +100,17 @@ def run(
     )
     service = ClassifierService(classifier, connection, topics, conf, name)
     gallery_service = GalleryService(manager, connection, topics, legacy_cache_file(settings))
+    identify_service = IdentifyService(
+        connection,
+        topics,
+        lambda: manager.matcher,
+        functools.cache(lambda: create_analyzer(settings.model, det_threshold=0.6, min_face=20)),
+        conf.share_group,
+    )
     connection.set_will(service.will())
-    # Both subscribe before connecting: what a resumed session has queued arrives right after CONNACK.
+    # All subscribe before connecting: what a resumed session has queued arrives right after CONNACK.
     gallery_service.start()
+    identify_service.start()
     service.start()
     connection.connect()
     if manager.fresh_store:
@@ -111,6 +121,7 @@ def run(
     while not stop.wait(10.0):
         service.heartbeat()
     gallery_service.stop()
+    identify_service.stop()
     manager.flush()
     service.stop()
     manager.store.close()

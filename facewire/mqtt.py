@@ -224,10 +224,16 @@ class MqttConnection:
         return self._connected.wait(timeout)
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, on_acked: Callable[[], None] | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        on_acked: Callable[[], None] | None = None,
+        properties: Properties | None = None,
     ) -> paho.MQTTMessageInfo:
         """Queue a publish (paho keeps it across a reconnect at QoS >= 1); ``on_acked`` runs on the broker's ack."""
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         self.tracker.track(info.mid, on_acked)
         return info
 

@@ -15,12 +15,13 @@ from rich.table import Table
 from classifier_service.cli import load_gallery
 from classifier_service.gallery_setup import open_manager
 from classifier_service.identify import identify_image
+from classifier_service.identify_service import request_identify
 from classifier_service.matcher import Matcher
 from classifier_service.scan import ScanSetup, already_done, photos, run_scan, summarise
 from edge_agent.extract import ExtractOptions, collect_tracks, merge_same_person, write_tracks
 from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.config import Settings
-from facewire.errors import ConfigError
+from facewire.errors import ConfigError, FacewireError
 from facewire.faces import create_analyzer
 from facewire.images import load_image
 from facewire.progress import progress_bar
@@ -68,6 +69,8 @@ INSTANCE_OPTION = click.option(
 @GALLERY_OPTION
 @INSTANCE_OPTION
 @click.option("--top-k", type=int, default=3, show_default=True, help="Candidates shown per face.")
+@click.option("--remote", is_flag=True, help="Ask the running classifiers over MQTT (facewire/identify/req).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="With --remote: seconds to wait.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
 @fail_cleanly
 def identify(
@@ -78,16 +81,24 @@ def identify(
     gallery: Path | None,
     instance: str,
     top_k: int,
+    remote: bool,
+    timeout: float,
     as_json: bool,
 ) -> None:
     """Every face in each PHOTO: its box, the nearest enrolled people and the decision."""
     settings = settings_from(config_file, broker_url, verbose, classifier={"gallery": gallery})
-    matcher = gallery_matcher(settings, gallery, instance)
-    analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
     report: list[dict[str, Any]] = []
-    for path in photos_:
-        faces = identify_image(analyzer, matcher, load_image(path))
-        report.append({"file": str(path), "faces": [f.to_dict() for f in faces]})
+    if remote:
+        answer = request_identify(settings.mqtt, [load_image(p) for p in photos_], top_k, timeout)
+        if not answer.get("ok"):
+            raise FacewireError(f"the classifier refused the request: {answer.get('error')}")
+        report = [{"file": str(p), "faces": r["faces"]} for p, r in zip(photos_, answer["results"], strict=True)]
+    else:
+        matcher = gallery_matcher(settings, gallery, instance)
+        analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
+        for path in photos_:
+            faces = identify_image(analyzer, matcher, load_image(path))
+            report.append({"file": str(path), "faces": [f.to_dict() for f in faces]})
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

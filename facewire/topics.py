@@ -81,6 +81,13 @@ class Topics:
     def gallery_events(self) -> str:
         return f"{self.prefix}/gallery/events"
 
+    def identify_request(self) -> str:
+        """Search-by-photo requests; the answer goes to the request's MQTT 5 response topic."""
+        return f"{self.prefix}/identify/req"
+
+    def identify_response(self, client: str) -> str:
+        return f"{self.prefix}/identify/resp/{client}"
+
     def deadletter(self, service: str) -> str:
         return f"{self.prefix}/deadletter/{service}"
 

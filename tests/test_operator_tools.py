@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from facewire.broker import LocalBroker
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
-from tests.support import run_module
+from tests.support import Collector, RunningClassifier, run_module
 from tests.test_spine_integration import split_sample
 
 
@@ -139,3 +141,26 @@ def test_camera_enrolment_from_a_video_gives_feedback_and_enrols(
         ["enroll", "--offline", "Nobody", "--camera", str(clip), "--frames", "3", "--max-frames", "2"], tmp_path
     )
     assert code == 2 and "good frames" in err
+
+
+def test_identify_over_mqtt_request_response(
+    broker: LocalBroker, sample_dir: Path, tmp_path: Path, gallery: Path
+) -> None:
+    photo = group_photo(sample_dir, tmp_path / "group.jpg")
+    letters = Collector(broker.url, ["facewire/deadletter/identify"]).start()
+    classifier = RunningClassifier(broker.url, gallery, tmp_path).start()
+    try:
+        code, out, err = facewire(["identify", "--remote", "--broker", broker.url, "--json", str(photo)], tmp_path)
+        subprocess.run(  # a request with nowhere to answer is dead-lettered, not dropped silently
+            ["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-t", "facewire/identify/req", "-m", "{}"], check=True
+        )
+        letter = letters.wait_for(lambda t: True, 1, timeout=20)
+    finally:
+        classifier.stop()
+        letters.stop()
+    assert code == 0, err
+    names = {f["name"] for f in json.loads(out)[0]["faces"]}
+    assert {"Colin_Powell", "Tony_Blair", "unknown"} <= names
+    assert json.loads(letter[0][1])["reason"] == "no-response-topic"
+    code, _out, err = facewire(["identify", "--remote", "--broker", broker.url, "--timeout", "2", str(photo)], tmp_path)
+    assert code == 2 and "no classifier answered" in err
