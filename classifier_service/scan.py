@@ -17,8 +17,9 @@ import numpy as np
 
 from classifier_service.identify import identify_image
 from classifier_service.matcher import Matcher
+from edge_agent.sources import VIDEO_SUFFIXES, sampled, source_fps, video_frames
 from facewire.config import ModelSettings
-from facewire.errors import ImageError
+from facewire.errors import ImageError, SourceError
 from facewire.faces import FaceAnalyzer, create_analyzer
 from facewire.images import is_image_file, load_image
 
@@ -45,18 +46,28 @@ def _init(setup: ScanSetup) -> None:
 
 
 def scan_file(path: Path) -> dict[str, object]:
-    """The report line of one file (faces with names and scores, or the error)."""
+    """The report line of one file (faces with names and scores, or the error). Videos are sampled at
+    one frame per second; each of their faces carries its ``frame``."""
     assert _worker is not None, "worker not initialised"
     analyzer, matcher = _worker
     try:
-        faces = identify_image(analyzer, matcher, load_image(path))
-    except ImageError as exc:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            faces = [
+                {**face.to_dict(), "frame": frame.index}
+                for frame in sampled(video_frames(str(path), live=False), source_fps(str(path)), 1.0)
+                for face in identify_image(analyzer, matcher, frame.image)
+            ]
+            return {"file": str(path), "faces": faces}
+        return {"file": str(path), "faces": [f.to_dict() for f in identify_image(analyzer, matcher, load_image(path))]}
+    except (ImageError, SourceError) as exc:
         return {"file": str(path), "error": str(exc), "faces": []}
-    return {"file": str(path), "faces": [f.to_dict() for f in faces]}
 
 
 def photos(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if is_image_file(p))
+    """Every photo and video under ``root``, sorted."""
+    return sorted(
+        p for p in root.rglob("*") if is_image_file(p) or (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    )
 
 
 def already_done(report: Path) -> set[str]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge_agent.sources import Frame, open_frames, source_fps
+from edge_agent.sources import open_frames, sampled, source_fps
 from edge_agent.tracking import FaceTracker
 from facewire.faces import Face, FaceAnalyzer
 from facewire.models.align import crop_face
@@ -62,12 +62,6 @@ class ExtractOptions:
     duplicate_cosine: float = 0.95
     originals: bool = False
     min_track_frames: int = 2
-
-
-def sampled(frames: Iterator[Frame], source_fps: float, target_fps: float) -> Iterator[Frame]:
-    """Keep about ``target_fps`` frames per second of source time (all frames when 0)."""
-    step = max(1, round(source_fps / target_fps)) if target_fps > 0 and source_fps > 0 else 1
-    return (frame for frame in frames if frame.index % step == 0)
 
 
 def collect_tracks(

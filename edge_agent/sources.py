@@ -17,6 +17,7 @@ from facewire.logs import kv
 
 log = logging.getLogger(__name__)
 
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".gif", ".m4v"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 
 
@@ -136,6 +137,12 @@ def live_frames(spec: str, reconnect_seconds: float, max_reconnects: int) -> Ite
                 raise SourceError(f"{exc}; gave up after {max_reconnects} reconnects") from exc
             log.warning(kv("source-lost", source=spec, retry_in=reconnect_seconds, attempt=attempts))
             time.sleep(reconnect_seconds)
+
+
+def sampled(frames: Iterator[Frame], source_fps: float, target_fps: float) -> Iterator[Frame]:
+    """Keep about ``target_fps`` frames per second of source time (all frames when 0)."""
+    step = max(1, round(source_fps / target_fps)) if target_fps > 0 and source_fps > 0 else 1
+    return (frame for frame in frames if frame.index % step == 0)
 
 
 def paced(frames: Iterator[Frame], max_fps: float, skip_frames: int) -> Iterator[Frame]:

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.sources import Frame, video_frames
+from edge_agent.sources import VIDEO_SUFFIXES, Frame, video_frames
 from facewire.errors import ImageError, SourceError
 from facewire.images import is_image_file, load_image
 from facewire.logs import kv
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".gif", ".m4v"}
 
 
 class WatchState:

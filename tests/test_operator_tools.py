@@ -96,20 +96,23 @@ def test_scan_matches_identify_resumes_and_dry_runs(sample_dir: Path, tmp_path: 
     shutil.copytree(sample_dir / "lfw/unknown", library / "strangers")
     group_photo(sample_dir, library / "group.jpg")
     (library / "broken.jpg").write_bytes(b"garbage")
+    shutil.copy(sample_dir / "short_hamilton_clip.mp4", library / "clip.mp4")
     report = tmp_path / "scan.jsonl"
     args = ["scan", str(library), "--gallery", str(gallery), "--report", str(report), "--csv", str(tmp_path / "s.csv")]
     code, out, err = facewire([*args, "--workers", "2"], tmp_path)
     assert code == 0, err
     lines = {Path(line["file"]).name: line for line in map(json.loads, report.read_text().splitlines())}
-    assert len(lines) == 8 and "error" in lines["broken.jpg"]
+    assert len(lines) == 9 and "error" in lines["broken.jpg"]
+    clip_faces = lines["clip.mp4"]["faces"]
+    assert any(f["name"] == "unknown" for f in clip_faces) and len({f["frame"] for f in clip_faces}) >= 8
     code, identified, err = facewire(
         ["identify", str(library / "group.jpg"), "--gallery", str(gallery), "--json"], tmp_path
     )
     assert json.loads(identified)[0]["faces"] == lines["group.jpg"]["faces"]
     assert "Colin_Powell" in out and "Tony_Blair" in out
     code, out, err = facewire([*args, "--dry-run"], tmp_path)
-    assert code == 0 and "0 photos to scan (8 already" in err
-    assert (tmp_path / "s.csv").read_text().count("\n") >= 9
+    assert code == 0 and "0 photos to scan (9 already" in err
+    assert (tmp_path / "s.csv").read_text().count("\n") >= 10
 
 
 def test_identify_reads_the_gallery_store_when_no_folder_is_given(
