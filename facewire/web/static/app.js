@@ -145,7 +145,9 @@ function thresholdCharts() {
   ]);
   const grid = stats.grid || [];
   const thresholds = grid.map((r) => r.threshold);
-  lineChart("rates", "FAR / FRR by threshold", "threshold", thresholds, [
+  const empty = grid.every((r) => r.far === null && r.frr === null);
+  const title = empty ? "FAR / FRR by threshold: none yet (needs 2+ photos each of 2+ enrolled people)" : "FAR / FRR by threshold";
+  lineChart("rates", title, "threshold", thresholds, [
     { label: "FAR", data: grid.map((r) => r.far), borderColor: "#b91c1c" },
     { label: "FRR", data: grid.map((r) => r.frr), borderColor: "#047857" },
     thresholdBar(thresholds, current, 1),
