@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from bench import peer_face_recognition as peer
+from bench import track_sim
 from bench.accuracy import Photo, dataset_hash, scan_dataset
 from bench.calibration import ablation, cross_half
 from bench.protocol_embed import Embedded
@@ -49,7 +50,8 @@ DECISIONS = [
     Decision(flip=True),
     Decision(person_norm=True),
     Decision(min_quality=20.0),
-    Decision(flip=True, person_norm=True),
+    Decision(centroid=True),
+    Decision(flip=True, centroid=True),
 ]
 
 
@@ -89,6 +91,7 @@ def evaluate(
         "decision": decision.name,
         "protocols": {p.name: summarise(s, system.default_threshold) for p, s in zip(protocols, scored, strict=True)},
         "_score": scorer(system, protocols, embedded),
+        "_embedded": embedded,
     }
 
 
@@ -107,12 +110,18 @@ def run(
     names = [p.name for p in protocols]
     chosen = decision or Decision()
     facewire = evaluate(facewire_system(model, cache), photos, protocols, cache, chosen)
-    score = facewire.pop("_score")
+    score, embedded = facewire.pop("_score"), facewire.pop("_embedded")
+    degradations = {p.degradation for p in protocols}
+    track_results = (
+        {f"enrol{n}": track_sim.run(photos, embedded, facewire["default_threshold"], n) for n in (1, 5)}
+        if set(track_sim.TRACK_SCALES) <= degradations
+        else None
+    )
     systems = [facewire]
     reason = peer.missing_reason() if with_peer else "not requested (--no-peer)"
     if reason is None:
         found = evaluate(peer_system(), photos, protocols, cache, Decision())
-        found.pop("_score")
+        found.pop("_score"), found.pop("_embedded")
         systems.append(found)
     else:
         click.echo(f"peer skipped: {reason}", err=True)
@@ -132,6 +141,7 @@ def run(
         "targets": TARGETS,
         "calibration": cross_half(photos, score, chosen, names),
         "ablation": ablation(photos, score, DECISIONS, names),
+        "tracks": track_results,
     }
 
 

@@ -8,8 +8,9 @@ Decision techniques (measured in the ablation, see ``bench.calibration``):
 ``flip``: flip-augmented embeddings (probe and gallery); ``person_norm``: each person's scores are
 shifted by how much that person's enrolled faces resemble the other enrolled people (cohort mean of
 the top-5 cross-person similarities, centred), so look-alike-prone people need more to be named;
-``min_quality``: faces smaller than this many pixels are answered ``unidentifiable`` (not named,
-not counted as a stranger accepted).
+``centroid``: a person's score is the similarity to the mean of their enrolled vectors (re-normalised)
+instead of the best single enrolled vector; ``min_quality``: faces smaller than this many pixels are
+answered ``unidentifiable`` (not named, not counted as a stranger accepted).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ class Decision:
     flip: bool = False
     person_norm: bool = False
     min_quality: float = 0.0
+    centroid: bool = False
 
     @property
     def name(self) -> str:
-        parts = [name for name, on in (("flip", self.flip), ("person-norm", self.person_norm)) if on]
+        named = (("flip", self.flip), ("person-norm", self.person_norm), ("centroid", self.centroid))
+        parts = [name for name, on in named if on]
         if self.min_quality:
             parts.append(f"reject<{self.min_quality:g}px")
         return " + ".join(parts) or "nearest neighbour"
@@ -70,6 +73,13 @@ def person_offsets(vectors: np.ndarray, labels: list[str], similarity: Any) -> d
     return {p: value - centre for p, value in raw.items()}
 
 
+def centroids(vectors: np.ndarray, labels: list[str], people: list[str]) -> np.ndarray:
+    """One row per person: the mean of their vectors, L2-normalised."""
+    label_array = np.array(labels)
+    means = np.stack([vectors[label_array == person].mean(axis=0) for person in people])
+    return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def score_probes(
     enrolled: list[Photo],
     probes: list[Photo],
@@ -84,6 +94,8 @@ def score_probes(
     labels = [name for name, _ in rows]
     gallery = np.stack([v for _, v in rows])
     people = sorted(set(labels))
+    if decision.centroid:
+        gallery, labels = centroids(gallery, labels, people), people
     columns = [np.array([label == person for label in labels]) for person in people]
     offsets = person_offsets(gallery, labels, similarity) if decision.person_norm else {}
     found = [i for i, p in enumerate(probes) if probe_emb[p.sha256].vectors is not None]
