@@ -24,6 +24,8 @@ from classifier_service.gallery_manager import Event, GalleryManager, b64_vector
 from classifier_service.gallery_store import NewEmbedding, erasure_marker, vector_source
 from classifier_service.matcher import UNKNOWN
 
+CLUSTER_MEMBERS_LISTED = 8
+
 
 @dataclass
 class Outcome:
@@ -173,6 +175,12 @@ def _reject_or_relabel(manager: GalleryManager, command: Command) -> Outcome:
 
 
 def _unknowns(manager: GalleryManager, command: Command) -> Outcome:
+    unknowns = manager.store.unknowns(manager.model_id)
+    recent: dict[int, list[str]] = {}  # newest members as NODE/SEQ, so a viewer can show their thumbnails
+    for item in sorted(unknowns, key=lambda u: -u.ts):
+        members = recent.setdefault(item.cluster, [])
+        if len(members) < CLUSTER_MEMBERS_LISTED:
+            members.append(f"{item.node}/{item.seq}")
     clusters = [
         {
             "cluster": f"{manager.instance}:{s.cluster}",
@@ -180,8 +188,9 @@ def _unknowns(manager: GalleryManager, command: Command) -> Outcome:
             "first_seen": s.first_seen,
             "last_seen": s.last_seen,
             "nodes": s.nodes,
+            "members": recent.get(s.cluster, []),
         }
-        for s in summarise(manager.store.unknowns(manager.model_id))
+        for s in summarise(unknowns)
     ]
     return Outcome([manager.event(command, "unknowns", clusters=clusters)])
 

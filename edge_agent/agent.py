@@ -9,11 +9,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import paho.mqtt.client as paho
+
 from edge_agent.forwarder import Forwarder
 from edge_agent.pipeline import EdgePipeline
 from edge_agent.sources import Frame
+from edge_agent.thumbnails import ThumbnailKeeper, face_thumbnail, thumbnail_message
+from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection, Will
+from facewire.schema import FaceResult
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -43,8 +48,10 @@ class EdgeAgent:
         topics: Topics,
         source_label: str,
         forwarder: Forwarder,
+        thumbnails: ThumbnailKeeper | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.thumbnails = thumbnails  # opt-in (edge.unknown_thumbnails): None sends no image, ever
         self.connection = connection
         self.forwarder = forwarder
         self.on_processed: Callable[[Frame], None] | None = None  # e.g. the annotated preview
@@ -117,12 +124,35 @@ class EdgeAgent:
                 break
             for message in self.pipeline.process(frame):
                 self.forwarder.put(self.topics.embeddings(self.node), message.to_msgpack())
+            if self.thumbnails is not None:
+                self._keep_thumbnails(frame)
             if self.on_processed is not None:
                 self.on_processed(frame)
             if time.monotonic() >= next_heartbeat:
                 self._heartbeat()
                 next_heartbeat = time.monotonic() + heartbeat_seconds
         return self._finish(drain_timeout)
+
+    def _keep_thumbnails(self, frame: Frame) -> None:
+        assert self.thumbnails is not None
+        side = self.pipeline.settings.thumbnail_side
+        for face in self.pipeline.last_faces:
+            if face.seq is not None:
+                self.thumbnails.keep(face.seq, face.track, frame.ts, face_thumbnail(frame.image, face.bbox, side))
+
+    def on_result(self, message: paho.MQTTMessage) -> None:
+        """A result about this node: send the face's thumbnail if it is unknown (thumbnails on only)."""
+        if self.thumbnails is None:
+            return
+        try:
+            result = FaceResult.from_json(bytes(message.payload))
+        except SchemaError:
+            return
+        item = self.thumbnails.take_unknown(result.seq, result.known)
+        if item is not None:
+            track, ts, jpeg = item
+            payload = thumbnail_message(self.node, result.seq, track, ts, jpeg)
+            self.connection.publish(self.topics.thumbnails(self.node), payload)
 
     def _heartbeat(self) -> None:
         if self.connection.connected:

@@ -16,6 +16,7 @@ from edge_agent.pipeline import EdgePipeline
 from edge_agent.sequence import SequenceCounter
 from edge_agent.sources import describe_source, open_frames, paced, source_fps
 from edge_agent.spool import Spool
+from edge_agent.thumbnails import ThumbnailKeeper
 from edge_agent.watch import WatchState, watched_frames
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.errors import BrokerError, ConfigError, SchemaError
@@ -105,7 +106,11 @@ def run(
     spool_path = (edge.spool_dir or edge.state_dir) / f"{edge.node_id}.spool.sqlite"
     spool = Spool(spool_path, edge.spool_max_messages, edge.spool_fsync, keep_acked=edge.resend_seconds)
     forwarder = Forwarder(spool, connection, resend_seconds=edge.resend_seconds)
-    agent = EdgeAgent(pipeline, connection, topics, kind, forwarder)
+    thumbnails = ThumbnailKeeper() if edge.unknown_thumbnails else None
+    agent = EdgeAgent(pipeline, connection, topics, kind, forwarder, thumbnails)
+    if thumbnails is not None:
+        connection.subscribe(topics.results(edge.node_id), agent.on_result)
+        click.echo(f"{edge.node_id}: edge.unknown_thumbnails is on: thumbnails of unknown faces are sent", err=True)
     connection.on_connection_change = agent.on_connection_change
     if spool.depth:
         click.echo(f"{edge.node_id}: {spool.depth} embeddings waiting in spool {spool.path}", err=True)

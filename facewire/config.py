@@ -80,6 +80,10 @@ class EdgeSettings(Section):
     resend_seconds: float = Field(
         30.0, description="After a reconnect, re-send what the broker acknowledged this recently (> autosave)", ge=0
     )
+    unknown_thumbnails: bool = Field(
+        False, description="Privacy opt-in: send a small JPEG of faces the classifier finds unknown (for facewire web)"
+    )
+    thumbnail_side: int = Field(64, description="Side in pixels of those thumbnails (about 1-3 KB)", ge=32, le=160)
 
 
 class ClassifierSettings(Section):
@@ -209,6 +213,9 @@ class WebSettings(Section):
         10 * 1024 * 1024, description="Largest enrolment photo accepted by upload", ge=1024, le=50 * 1024 * 1024
     )
     max_photos: int = Field(20, description="Most photos in one upload", ge=1, le=64)
+    thumbnail_hours: float = Field(
+        24.0, description="Hours the dashboard keeps thumbnails of unknown faces (sent only by opted-in edges)", gt=0
+    )
 
 
 class Settings(BaseSettings):

@@ -39,6 +39,13 @@ class Topics:
         """Shared subscription so replicas of one results subscriber split the stream ('' : not shared)."""
         return f"$share/{group}/{self.results_all()}" if group else self.results_all()
 
+    def thumbnails(self, node: str) -> str:
+        """Opt-in (edge.unknown_thumbnails): small JPEGs of faces the classifier found unknown."""
+        return f"{self.prefix}/thumbnails/{node}"
+
+    def thumbnails_all(self) -> str:
+        return f"{self.prefix}/thumbnails/+"
+
     def alerts(self, node: str) -> str:
         return f"{self.prefix}/alerts/{node}"
 

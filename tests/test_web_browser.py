@@ -24,7 +24,7 @@ from facewire.faces import FaceAnalyzer
 from facewire.schema import FaceResult
 from tests.alert_support import face, publish_all, wait_until
 from tests.gallery_support import largest_embedding, make_gallery, photos, probe
-from tests.support import SAMPLE, RunningClassifier, start_module
+from tests.support import SAMPLE, Collector, RunningClassifier, run_module, start_module
 from tests.web_support import RunningWeb, browser, console_errors, log_in, screenshot
 
 KNOWN = SAMPLE / "lfw" / "known"
@@ -285,4 +285,51 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
         assert web.stop() == 0, web.log.read_text()
         recorder.terminate()
         recorder.wait(30)
+        classifier.stop()
+
+
+def run_edge(env: dict[str, str], node: str, folder: Path, thumbnails: bool) -> None:
+    extra = {"FACEWIRE_EDGE__UNKNOWN_THUMBNAILS": "true"} if thumbnails else {}
+    edge = run_module("edge_agent", ["run", "--node-id", node, "--source", str(folder), "--once"], {**env, **extra})
+    assert edge.returncode == 0, edge.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_unknown_face_thumbnails_are_opt_in_and_shown_with_their_cluster(broker: LocalBroker, tmp_path: Path) -> None:
+    gallery = make_gallery(tmp_path / "gallery", {"Colin_Powell": photos(KNOWN / "Colin_Powell")})
+    strangers = sorted((SAMPLE / "lfw" / "unknown").glob("*/*.jpg"))
+    first, second = (tmp_path / "first", tmp_path / "second")
+    make_gallery(first, {"": strangers[:3]}), make_gallery(second, {"": strangers[3:]})
+    env = {"FACEWIRE_MQTT__URL": broker.url, "FACEWIRE_EDGE__STATE_DIR": str(tmp_path / "edge-state")}
+    classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="c1", env=env).start()
+    web = RunningWeb(tmp_path, env).start()
+    collector = Collector(broker.url, ["facewire/results/+", "facewire/thumbnails/+"]).start()
+    try:
+        # off by default: results come back, no picture leaves the edge
+        run_edge(env, "cam-off", first, thumbnails=False)
+        assert wait_until(lambda: len(collector.matching(lambda t: t.endswith("/cam-off"))) >= 3, 30)
+        time.sleep(1.0)
+        assert collector.matching(lambda t: "/thumbnails/" in t) == []
+        # opted in: a thumbnail of a few KB per unknown track, kept by the dashboard and shown with its cluster
+        run_edge(env, "cam-on", second, thumbnails=True)
+        sent = collector.wait_for(lambda t: t == "facewire/thumbnails/cam-on", 1, 30)
+        assert sent and all(len(payload) < 8 * 1024 for _topic, payload in sent)
+        with browser(tmp_path) as context:
+            page = context.new_page()
+            log_in(page, web.url)
+            page.goto(web.url + "/unknowns")
+            assert wait_until(lambda: reloaded_text(page, "#clusters").count("cam-on") >= 1, 20)
+            picture = page.locator("#clusters img.thumb").first
+            picture.wait_for()
+            assert picture.evaluate("(img) => img.complete && img.naturalWidth") == 64
+            assert len(list((tmp_path / "web-data" / "unknown" / "cam-on").glob("*.jpg"))) == len(sent)
+            screenshot(page, tmp_path, "unknowns-thumbnails")
+            row = page.locator("#clusters tbody tr").filter(has=page.locator("img.thumb")).first
+            row.locator("input[name=person]").fill("Someone_Named")
+            row.locator("button").click()
+            page.wait_for_url(web.url + "/library")
+            assert len(list((tmp_path / "web-data" / "unknown" / "cam-on").glob("*.jpg"))) == len(sent) - 1
+    finally:
+        collector.stop()
+        assert web.stop() == 0, web.log.read_text()
         classifier.stop()

@@ -23,11 +23,13 @@ from facewire.monitor.adapter import MonitorClient
 from facewire.monitor.state import MonitorState
 from facewire.schema import Alert, FaceResult
 from facewire.topics import Topics
+from facewire.web.unknown_faces import UnknownFaces
 
 log = logging.getLogger(__name__)
 
 QUEUE_MAX = 500
 NODES_EVERY = 5.0
+PRUNE_EVERY_TICKS = 12  # thumbnails of unknown faces past their retention go once a minute
 Event = tuple[str, dict[str, Any]]
 GOODBYE: Event = ("goodbye", {})
 
@@ -70,6 +72,8 @@ class LiveHub:
         )
         self.client = MonitorClient(settings.mqtt, self.state, listeners=[self._on_message])
         self.client.connection.subscribe(self.topics.gallery_events(), self._on_gallery_event)
+        self.unknown_faces = UnknownFaces(settings.web.data_dir / "unknown", settings.web.thumbnail_hours)
+        self.client.connection.subscribe(self.topics.thumbnails_all(), self._on_thumbnail)
         self.gallery_listeners: list[Any] = []
         self._queues: set[asyncio.Queue[Event]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,6 +124,12 @@ class LiveHub:
         except SchemaError:
             return
 
+    def _on_thumbnail(self, message: Any) -> None:
+        """Network thread: keep an opted-in edge's thumbnail of an unknown face (a few KB, checked first)."""
+        node = self.topics.node_of(message.topic, "thumbnails")
+        if node is not None:
+            self.unknown_faces.ingest(node, bytes(message.payload))
+
     def _on_gallery_event(self, message: Any) -> None:
         try:
             event = json.loads(message.payload)
@@ -141,8 +151,12 @@ class LiveHub:
                 self.dropped += 1
 
     async def _tick(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(NODES_EVERY)
+            ticks += 1
+            if ticks % PRUNE_EVERY_TICKS == 0:
+                await asyncio.to_thread(self.unknown_faces.prune)
             snapshot = self.state.snapshot()
             self._fan_out(("nodes", {"nodes": snapshot["nodes"], "connected": snapshot["connected"]}))
             if self.dropped:

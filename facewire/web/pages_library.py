@@ -157,6 +157,9 @@ async def unknowns_page(request: Request) -> Response:
         error = None
     except FacewireError as exc:
         clusters, error = [], f"no classifier answered ({exc})"
+    faces = dashboard(request).hub.unknown_faces
+    for cluster in clusters:
+        cluster["faces"] = [key for key in cluster.get("members", []) if faces.path(str(key)) is not None]
     return render(request, "unknowns.html", clusters=clusters, error=error, now=time.time())
 
 
@@ -173,7 +176,17 @@ async def name_cluster(request: Request) -> Response:
     _events, error = await _gallery_command(request, body)
     if error:
         return refuse(request, 503, error)
+    dashboard(request).hub.unknown_faces.erase([str(key)[:96] for key in form.getlist("face")][:64])
     return RedirectResponse("/library", status_code=303)
+
+
+@login_required
+async def unknown_face(request: Request) -> Response:
+    key = f"{request.path_params['node']}/{request.path_params['seq']}"
+    path = dashboard(request).hub.unknown_faces.path(key)
+    if path is None:
+        return refuse(request, 404, "no such thumbnail")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
 
 
 @login_required
@@ -191,5 +204,6 @@ def library_routes() -> list[BaseRoute]:
         Route("/log/verdict", verdict, methods=["POST"]),
         Route("/unknowns", unknowns_page),
         Route("/unknowns/name", name_cluster, methods=["POST"]),
+        Route("/unknown-faces/{node}/{seq}", unknown_face),
         Route("/thresholds", thresholds),
     ]
