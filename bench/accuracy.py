@@ -9,6 +9,7 @@ cached per (file SHA-256, model) in ``EmbeddingCache``, so re-runs only redo the
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from facewire.faces import FaceAnalyzer, create_analyzer
 from facewire.models.registry import EMBEDDERS, default_threshold, sha256_file
 from facewire.progress import progress_bar
 
-DEFAULT_DATASET = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lfw-dev"
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DEFAULT_DATASET = Path(os.environ.get("FACEWIRE_SHARED_DATA", SHARED_DATA)) / "lfw-dev"
 FARS = (1e-2, 1e-3)
 VERIFICATION_PAIRS = 3000  # per kind (same / different), as in LFW's View 2
 

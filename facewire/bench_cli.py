@@ -53,7 +53,7 @@ def bench() -> None:
     "--dataset",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="DIR with known/<person>/*.jpg and unknown/<person>/*.jpg (default: ../shared/data/lfw-dev).",
+    help="DIR with known/<person>/*.jpg and unknown/<person>/*.jpg (default: lfw-dev in $FACEWIRE_SHARED_DATA).",
 )
 @click.option("--model", "models", multiple=True, help="Embedder id (repeatable; default: every one with weights).")
 @click.option("--limit-people", type=int, default=None, help="Only the first N known and N unknown people.")
