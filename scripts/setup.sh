@@ -10,6 +10,7 @@ command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # the monitor's terminal tests drive it in tmux
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)  # storage tests start a throw-away server
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the web tests drive it with Playwright (no browser download)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
