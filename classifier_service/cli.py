@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import click
+import faiss
 
 from classifier_service.core import Classifier
 from classifier_service.gallery import EmbeddingCache, Gallery, build_gallery
@@ -74,6 +75,7 @@ def run(
         model={"embedder": model, "detector": detector, "mask": mask},
     )
     conf = settings.classifier
+    faiss.omp_set_num_threads(conf.faiss_threads)
     if not conf.gallery.is_dir():
         raise ConfigError(f"gallery folder not found: {conf.gallery} (expected GALLERY/<person>/*.jpg)")
     manager = open_manager(settings, conf.instance)

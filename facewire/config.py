@@ -97,6 +97,12 @@ class ClassifierSettings(Section):
     top_k: int = Field(5, description="Nearest enrolled embeddings searched per face", ge=1, le=100)
     batch_max: int = Field(64, description="Most embeddings searched in one FAISS call", ge=1, le=4096)
     batch_wait_ms: float = Field(5.0, description="How long to wait to fill a batch", ge=0)
+    faiss_threads: int = Field(
+        1,
+        description="FAISS search threads (1: a batch is searched faster than with OpenMP on a small, shared CPU)",
+        ge=1,
+        le=64,
+    )
     queue_max: int = Field(4096, description="Messages held in memory before the broker is paced", ge=16)
     share_group: str = Field("classifiers", description="Shared-subscription group of the replicas")
     instance: str = Field("", description="Replica id (default: host name and process id)")
