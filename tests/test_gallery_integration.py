@@ -158,15 +158,18 @@ def test_replica_killed_mid_enrolment_converges(
     first = RunningClassifier(broker.url, gallery, tmp_path / "a", instance="a").start()
     second = RunningClassifier(broker.url, gallery, tmp_path / "b", instance="b").start()
     events = Collector(broker.url, ["facewire/gallery/events"]).start()
-    people = [d for d in sorted((shared_data / "lfw-dev" / "known").iterdir()) if len(photos(d)) >= 12][:3]
+    people = [d for d in sorted((shared_data / "lfw-dev" / "known").iterdir()) if len(photos(d)) >= 12][:4]
     client = GalleryClient(MqttSettings(url=broker.url), actor="test").__enter__()
     try:
         ids = [
             client.send({"op": "enroll", "person": d.name, "images": [b64_file(p) for p in photos(d)[:12]]})
             for d in people
         ]
-        time.sleep(0.8)
-        assert second.process is not None
+        first_done = time.monotonic() + 60
+        while not any(e["instance"] == "b" and e["event"] == "enrolled" for e in decoded(events)):
+            assert time.monotonic() < first_done, "replica b enrolled nothing within 60 s"
+            time.sleep(0.02)
+        assert second.process is not None  # killed while it works on the next command
         second.process.send_signal(signal.SIGKILL)
         second.process.wait(10)
         done_before_kill = [e for e in decoded(events) if e["instance"] == "b" and e["event"] == "enrolled"]
