@@ -45,6 +45,9 @@ TARGETS: dict[str, dict[str, float]] = {
     "enrol5-s0.22": {"rank1": 0.985},
 }
 
+# What the classifier ships (classifier_service.matcher: centroid scoring); the default threshold is calibrated for it.
+SHIPPED = Decision(centroid=True)
+
 DECISIONS = [
     Decision(),
     Decision(flip=True),
@@ -108,7 +111,7 @@ def run(
     photos = scan_dataset(dataset, limit_people)
     cache = cache_dir or ModelSettings().cache_dir
     names = [p.name for p in protocols]
-    chosen = decision or Decision()
+    chosen = decision or SHIPPED
     facewire = evaluate(facewire_system(model, cache), photos, protocols, cache, chosen)
     score, embedded = facewire.pop("_score"), facewire.pop("_embedded")
     degradations = {p.degradation for p in protocols}

@@ -1,4 +1,10 @@
-"""Nearest-neighbour identification with FAISS inner product on L2-normalised embeddings."""
+"""Nearest-neighbour identification with FAISS inner product on L2-normalised embeddings.
+
+FAISS finds the ``top_k`` nearest enrolled faces; each candidate person is then scored by the probe's
+similarity to that person's *centroid* (the mean of their enrolled embeddings, re-normalised), not by
+the single nearest photo: measured on lfw-dev (docs/accuracy.md, decision ablation) it names more
+known people at the same false-accept rate. The default threshold is calibrated for this scoring.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class Matcher:
         *,
         index: faiss.Index | None = None,
         negatives: tuple[np.ndarray, list[str]] | None = None,
+        centroid: bool = True,
     ) -> None:
         """Index ``embeddings`` (or take a ready ``index`` of the same rows); ``negatives`` are
         (vectors, person) examples of faces that are *not* that person."""
@@ -52,6 +59,7 @@ class Matcher:
         self.labels = list(labels)
         self.index = index
         self.dim = int(index.d) if len(labels) else 0
+        self._centroids = person_centroids(embeddings, index, self.labels) if centroid and len(labels) else {}
         self._negatives: dict[str, np.ndarray] = {}
         if negatives is not None and len(negatives[1]):
             vectors, people = negatives
@@ -79,13 +87,33 @@ class Matcher:
             if index >= 0:
                 name = self.labels[index]
                 best[name] = max(best.get(name, -1.0), float(score))
+        nearest = dict(best)  # the veto compares negatives with the nearest enrolled photo, as before
+        if self._centroids:
+            best = {name: float(self._centroids[name] @ probe) for name in best}
         candidates = tuple(Candidate(name, score) for name, score in sorted(best.items(), key=lambda kv: -kv[1]))
-        named = [c for c in candidates if c.score >= self.threshold and not self._vetoed(probe, c)]
+        named = [
+            c for c in candidates if c.score >= self.threshold and not self._vetoed(probe, c.name, nearest[c.name])
+        ]
         if named:
             return Match(named[0].name, named[0].score, True, candidates)
         return Match(UNKNOWN, candidates[0].score, False, candidates)
 
-    def _vetoed(self, probe: np.ndarray, candidate: Candidate) -> bool:
+    def _vetoed(self, probe: np.ndarray, name: str, nearest: float) -> bool:
         """True when the probe is closer to a negative example of the person than to their enrolled faces."""
-        negatives = self._negatives.get(candidate.name)
-        return negatives is not None and float(np.max(negatives @ probe)) > candidate.score
+        negatives = self._negatives.get(name)
+        return negatives is not None and float(np.max(negatives @ probe)) > nearest
+
+
+def person_centroids(embeddings: np.ndarray | None, index: faiss.Index, labels: list[str]) -> dict[str, np.ndarray]:
+    """Each person's mean enrolled embedding, L2-normalised (from ``embeddings``, else read back from the
+    index); empty when neither can give the vectors (an index without a direct map): nearest-photo scoring."""
+    if embeddings is None:
+        try:
+            embeddings = index.reconstruct_n(0, index.ntotal)
+        except RuntimeError:
+            return {}
+    people, rows = np.unique(np.array(labels), return_inverse=True)
+    columns = [np.bincount(rows, weights=embeddings[:, d], minlength=len(people)) for d in range(embeddings.shape[1])]
+    sums = np.stack(columns, axis=1).astype(np.float64)  # a bincount per dimension: ~5x faster than np.add.at
+    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return {str(person): sums[i].astype(np.float32) for i, person in enumerate(people)}

@@ -137,3 +137,25 @@ def test_protocol_bench_on_a_small_lfw_dev_subset(shared_data: Path, tmp_path: P
     assert numbers["known_probes"] > 10 and numbers["unknown_probes"] == 3
     assert numbers["rank1"] > 0.8  # ~30 px faces of 3 people are still told apart
     assert data["peer_skipped"] and "enrol1-s0.35" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_classifier_matcher_scores_people_by_centroid_like_the_bench() -> None:
+    from classifier_service.matcher import Matcher
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(6, 32))
+    labels = [f"p{i % 6}" for i in range(30)]
+    gallery = np.stack([centres[i % 6] + rng.normal(scale=0.8, size=32) for i in range(30)]).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    probes = np.stack([centres[i % 6] + rng.normal(scale=0.9, size=32) for i in range(40)]).astype(np.float32)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    matches = Matcher(gallery, labels, threshold=0.3, top_k=30).match(probes)
+    enrolled = [Photo(name, Path(f"g{i}"), f"g{i}", True) for i, name in enumerate(labels)]
+    probe_photos = [Photo(f"p{i % 6}", Path(f"q{i}"), f"q{i}", True) for i in range(40)]
+    embedded = {f"g{i}": Embedded({"plain": v}) for i, v in enumerate(gallery)}
+    embedded |= {f"q{i}": Embedded({"plain": v}) for i, v in enumerate(probes)}
+    bench = score_probes(enrolled, probe_photos, embedded, embedded, lambda a, b: a @ b.T, Decision(centroid=True))
+    assert [m.candidates[0].name for m in matches] == bench.names
+    assert np.allclose([m.candidates[0].score for m in matches], bench.scores, atol=1e-5)
+    nearest = Matcher(gallery, labels, threshold=0.3, top_k=30, centroid=False).match(probes)
+    assert any(abs(a.score - b.score) > 1e-3 for a, b in zip(matches, nearest, strict=True))

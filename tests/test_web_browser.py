@@ -270,9 +270,9 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             page.goto(web.url + "/thresholds")
             genuine = "Chart.getChart('distributions').data.datasets[0].data.some((share) => share > 0)"
             assert wait_until(lambda: page.reload() is not None and page.evaluate(genuine), 30)
-            assert page.inner_text("#current") == "0.45"
+            assert page.inner_text("#current") == "0.48"  # unset in the config: SFace's calibrated default
             bar = page.evaluate("Chart.getChart('rates').data.datasets[2]")
-            assert bar["type"] == "bar" and bar["data"][45] == 1 and bar["data"].count(None) == len(bar["data"]) - 1
+            assert bar["type"] == "bar" and bar["data"][48] == 1 and bar["data"].count(None) == len(bar["data"]) - 1
             screenshot(page, tmp_path, "thresholds")
             assert errors == []
             # 10. stopping the server with a live page open ends its event stream at once
