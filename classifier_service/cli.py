@@ -16,6 +16,7 @@ from classifier_service.gallery_service import GalleryService
 from classifier_service.gallery_setup import legacy_cache_file, open_manager
 from classifier_service.identify_service import IdentifyService
 from classifier_service.service import ClassifierService
+from classifier_service.tracks import TrackMemory
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
 from facewire.errors import ConfigError
@@ -91,6 +92,7 @@ def run(
     name = conf.instance or f"{socket.gethostname()}-{os.getpid()}"
     classifier = Classifier(manager.matcher, manager.model_id, manager.version, topics)
     classifier.max_age, classifier.max_future = conf.max_age_seconds, conf.max_future_seconds
+    classifier.tracks = TrackMemory(conf.track_frames, conf.track_gap_seconds)
     manager.on_swap, manager.on_forget, classifier.observer = classifier.swap, classifier.forget_name, manager.observe
     manager.start_observer()
     connection = MqttConnection(

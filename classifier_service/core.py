@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from classifier_service.matcher import Matcher
+from classifier_service.tracks import TrackMemory
 from facewire.errors import SchemaError
 from facewire.schema import FaceEmbedding, FaceResult
 from facewire.topics import Topics
@@ -59,6 +60,8 @@ class Classifier:
         self.max_future = 0.0
         # Called with every freshly classified (embedding, result) pair, e.g. to keep probes and unknowns.
         self.observer: Callable[[list[tuple[FaceEmbedding, FaceResult]]], None] | None = None
+        # Video tracks are judged on their best frames so far (classifier_service.tracks); frames=1: per frame.
+        self.tracks = TrackMemory(frames=1)
 
     @property
     def matcher(self) -> Matcher:
@@ -73,7 +76,8 @@ class Classifier:
         self._state = (matcher, gallery_version)
 
     def forget_name(self, name: str) -> int:
-        """Drop remembered results naming ``name`` (erasure); returns how many."""
+        """Drop remembered results naming ``name`` and every track's frames (erasure); returns how many."""
+        self.tracks.forget()
         keys = [key for key, result in list(self._answered.items()) if result.name == name]
         for key in keys:
             self._answered.pop(key, None)
@@ -112,7 +116,7 @@ class Classifier:
             outcomes.append(previous if previous is not None else embedding)
         fresh = [o for o in outcomes if isinstance(o, FaceEmbedding)]
         matcher, gallery_version = self._state
-        matches = matcher.match(np.stack([e.emb for e in fresh])) if fresh else []
+        matches = matcher.match(np.stack([self.tracks.probe(e) for e in fresh])) if fresh else []
         decided = dict(zip((id(e) for e in fresh), matches, strict=True))
         received = {id(o): m.received for o, m in zip(outcomes, batch, strict=True)}
         now = time.time()

@@ -39,11 +39,15 @@ class EdgePipeline:
         self.tracker = FaceTracker(settings.track_iou, settings.track_max_age)
         self.counters = PipelineCounters()
         self.last_faces: list[TrackedFace] = []
+        self._scene = ""  # the still image a folder frame came from ('' for video): tracks never cross images
 
     def process(self, frame: Frame) -> list[FaceEmbedding]:
         """The messages this frame produces (new faces, or tracked faces that changed enough)."""
         self.counters.frames += 1
         self.last_faces = []
+        if frame.label != self._scene:
+            self.tracker.end_all()
+            self._scene = frame.label
         faces = self.analyzer.faces(frame.image)
         if not faces:
             return []

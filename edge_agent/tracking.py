@@ -69,6 +69,10 @@ class FaceTracker:
             ids.append(tid)
         return ids
 
+    def end_all(self) -> None:
+        """End every track (a new scene: the next still image of a folder shares no face with the last)."""
+        self._tracks.clear()
+
     def should_publish(
         self, track_id: int, embedding: np.ndarray, ts: float, max_cosine: float, refresh: float
     ) -> bool:

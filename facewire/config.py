@@ -97,6 +97,13 @@ class ClassifierSettings(Section):
     top_k: int = Field(5, description="Nearest enrolled embeddings searched per face", ge=1, le=100)
     batch_max: int = Field(64, description="Most embeddings searched in one FAISS call", ge=1, le=4096)
     batch_wait_ms: float = Field(5.0, description="How long to wait to fill a batch", ge=0)
+    track_frames: int = Field(
+        2,
+        description="Judge each face of a video track on the mean of its track's N largest faces so far (1: alone)",
+        ge=1,
+        le=16,
+    )
+    track_gap_seconds: float = Field(10.0, description="A track unseen this long starts afresh", gt=0)
     faiss_threads: int = Field(
         1,
         description="FAISS search threads (1: a batch is searched faster than with OpenMP on a small, shared CPU)",

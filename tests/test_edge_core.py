@@ -10,11 +10,12 @@ import pytest
 
 from edge_agent.pipeline import EdgePipeline
 from edge_agent.sequence import SequenceCounter
-from edge_agent.sources import describe_source, folder_frames, open_frames, paced
+from edge_agent.sources import Frame, describe_source, folder_frames, open_frames, paced
 from edge_agent.tracking import FaceTracker, iou
 from facewire.config import EdgeSettings
 from facewire.errors import SourceError
 from facewire.faces import FaceAnalyzer
+from facewire.images import load_image
 from tests.test_schema import unit
 
 
@@ -88,3 +89,17 @@ def test_pipeline_tracks_a_video_and_skips_duplicates(analyzer: FaceAnalyzer, sa
     assert [m.seq for m in messages] == list(range(len(messages)))
     assert all(abs(float(np.linalg.norm(m.emb)) - 1) < 1e-3 and m.model == "sface-2021dec" for m in messages)
     assert all(min(m.bbox[2], m.bbox[3]) >= 40 for m in messages)
+
+
+def test_still_images_of_a_folder_never_share_a_track(analyzer: FaceAnalyzer, sample_dir: Path) -> None:
+    """Two photos with the face in the same place are two scenes; two video frames are one."""
+    photo = sample_dir / "lfw/known/Tony_Blair/Tony_Blair_0001.jpg"
+    image = load_image(photo)
+    counter = iter(range(100))
+    pipeline = EdgePipeline(analyzer, EdgeSettings(node_id="t"), lambda: next(counter))
+    video = [pipeline.process(Frame(i, 100.0 + i * 0.04, image)) for i in range(2)]
+    stills = [pipeline.process(Frame(i, 200.0 + i * 0.04, image, f"{i}.jpg")) for i in range(2)]
+    assert video[0] and video[1] == []  # the same faces again in a video: tracked and de-duplicated
+    tracks = [{m.track for m in messages} for messages in (video[0], *stills)]
+    assert len(stills[0]) == len(stills[1]) == len(video[0]), "every still is published afresh"
+    assert not (tracks[0] & tracks[1]) and not (tracks[1] & tracks[2]) and not (tracks[0] & tracks[2])
