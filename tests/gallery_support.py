@@ -64,7 +64,8 @@ def probe(vector: np.ndarray, node: str, seq: int, model: str = "sface-2021dec")
     """A FaceEmbedding as an edge would publish it (float16 on the wire, as decoded)."""
     emb = np.asarray(vector, dtype="<f2").astype(np.float32)
     emb /= np.linalg.norm(emb)
-    return FaceEmbedding(node, seq, time.time(), seq, 1, (0.0, 0.0, 100.0, 100.0), 0.9, {"size": 100.0}, model, emb)
+    # every probe is a separate photo, so its own track (the classifier averages the frames of a track)
+    return FaceEmbedding(node, seq, time.time(), seq, seq, (0.0, 0.0, 100.0, 100.0), 0.9, {"size": 100.0}, model, emb)
 
 
 def result_for(embedding: FaceEmbedding, name: str = "unknown") -> FaceResult:
