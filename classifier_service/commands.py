@@ -34,6 +34,7 @@ OPS = {
     "negative",
     "unknowns",
     "name-cluster",
+    "rename",
     "status",
 }
 FIELDS = {
@@ -47,6 +48,7 @@ FIELDS = {
     "sync": {"requester"},
     "unknowns": set(),
     "name-cluster": {"cluster", "person"},
+    "rename": {"person", "to"},
     "status": set(),
 }
 COMMON = {"op", "id", "actor", "v"}
@@ -67,6 +69,7 @@ class Command:
     cluster: str = ""
     sources: tuple[str, ...] = ()
     requester: str = ""
+    to: str = ""
 
 
 def parse_command(payload: bytes) -> Command:
@@ -203,6 +206,14 @@ def _name_cluster(data: dict[str, Any], command: Command) -> Command:
     return _replace(_with_person(data, command), cluster=_short_text(data, "cluster", ""))
 
 
+def _rename(data: dict[str, Any], command: Command) -> Command:
+    """``person`` gets the new name ``to`` (both valid person names, and different)."""
+    command = _replace(_with_person(data, command), to=valid_person(data.get("to")))
+    if command.to == command.person:
+        raise SchemaError("same-name", "to is the person's current name")
+    return command
+
+
 def _replace(command: Command, **changes: Any) -> Command:
     return replace(command, **changes)
 
@@ -215,5 +226,6 @@ _PARSERS = {
     "relabel": _relabel,
     "negative": _negative,
     "name-cluster": _name_cluster,
+    "rename": _rename,
     "sync": _sync,
 }

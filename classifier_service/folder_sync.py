@@ -39,6 +39,28 @@ class SyncReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
+def person_folder(root: Path, person: str) -> Path | None:
+    """``root/<person>`` if it stays inside ``root`` (a person name is one folder level), else None."""
+    folder = (root / person).resolve()
+    return folder if folder.parent == root.resolve() else None
+
+
+def folder_clash(root: Path, old: str, new: str) -> bool:
+    """Renaming ``old`` to ``new`` would merge two dataset folders (both exist)."""
+    source, target = person_folder(root, old), person_folder(root, new)
+    return bool(source and target and source.is_dir() and target.exists())
+
+
+def rename_person_folder(root: Path, old: str, new: str) -> bool:
+    """Move ``root/<old>`` to ``root/<new>`` (so ``reload`` finds the photos under the new name); False if
+    there is no such folder or the target exists (a replica sharing the folder already moved it)."""
+    source, target = person_folder(root, old), person_folder(root, new)
+    if source is None or target is None or not source.is_dir() or target.exists():
+        return False
+    source.rename(target)
+    return True
+
+
 def policy_key(model: str, policy: GallerySettings) -> str:
     """Model id plus the check settings: changing a threshold re-checks remembered rejections."""
     return f"{model}|{policy.min_face}|{policy.min_sharpness}|{policy.second_face_ratio}|{policy.duplicate_cosine}"

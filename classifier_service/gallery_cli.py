@@ -1,4 +1,4 @@
-"""Gallery commands: ``facewire enroll / forget / reload / unknowns / whereis / gallery``.
+"""Gallery commands: ``facewire enroll / forget / rename / reload / unknowns / whereis / gallery``.
 
 Online (default): the command is published on gallery/cmd and the CLI waits for
 the classifiers' events. ``--offline`` acts on one replica's store directly; it
@@ -250,6 +250,34 @@ def forget(
 
 @click.command()
 @gallery_options
+@click.argument("old")
+@click.argument("new")
+@fail_cleanly
+def rename(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    offline: bool,
+    instance: str,
+    replicas: int,
+    timeout: float | None,
+    old: str,
+    new: str,
+) -> None:
+    """Rename OLD to NEW on every replica: embeddings, negatives, last seen, dataset folder (refused if NEW exists)."""
+    settings = settings_from(config_file, broker_url, verbose)
+    events = run_command(settings, {"op": "rename", "person": old, "to": new}, offline, instance, replicas, timeout)
+    failed = [e for e in events if e["event"] == "error"]
+    for event in (e for e in events if e["event"] == "renamed"):
+        version = event["gallery_version"]
+        click.echo(f"{event['instance']}: renamed {old} to {new}: {event['renamed']} (gallery {version})")
+    if failed:
+        reasons = ", ".join(f"{e['instance']}: {e.get('reason')} {e.get('detail', '')}".strip() for e in failed)
+        raise FacewireError(f"rename {old} -> {new} refused: {reasons}")
+
+
+@click.command()
+@gallery_options
 @fail_cleanly
 def reload(
     config_file: Path | None,
@@ -352,4 +380,4 @@ def whereis(
     click.echo(f"{person} last seen on {newest['node']} at {clock(newest['seen_at'])}")
 
 
-COMMANDS = [enroll, forget, reload, unknowns, whereis]
+COMMANDS = [enroll, forget, rename, reload, unknowns, whereis]

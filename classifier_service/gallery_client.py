@@ -23,6 +23,7 @@ FINAL_EVENTS = {
     "reject": {"negative-added", "error"},
     "relabel": {"enrolled", "rejected", "error"},
     "name-cluster": {"enrolled", "rejected", "error"},
+    "rename": {"renamed", "error"},
     "unknowns": {"unknowns"},
     "whereis": {"whereis"},
     "status": {"status"},

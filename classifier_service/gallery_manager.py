@@ -232,6 +232,14 @@ class GalleryManager:
                 del self._probes[key]
         return len(keys)
 
+    def rename_probes(self, old: str, new: str) -> int:
+        """Probes remembered as ``old`` are ``new`` now (a later reject of them makes a negative of ``new``)."""
+        with self._probe_lock:
+            keys = [k for k, (_v, name) in self._probes.items() if name == old]
+            for key in keys:
+                self._probes[key] = (self._probes[key][0], new)
+        return len(keys)
+
     def event(self, command: Command, event: str, **fields: Any) -> Event:
         """An event on gallery/events about ``command``."""
         return {

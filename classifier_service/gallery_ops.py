@@ -20,6 +20,7 @@ from classifier_service.clusters import summarise
 from classifier_service.commands import Command
 from classifier_service.enrolment import PhotoCheck, check_image_bytes, near_duplicate
 from classifier_service.erasure import delete_enrolment_photos, purge_embedding_cache
+from classifier_service.folder_sync import folder_clash, rename_person_folder
 from classifier_service.gallery_manager import Event, GalleryManager, b64_vectors
 from classifier_service.gallery_store import NewEmbedding, erasure_marker, vector_source
 from classifier_service.matcher import UNKNOWN
@@ -44,6 +45,7 @@ def apply_command(manager: GalleryManager, command: Command, cache_file: Path | 
         "relabel": _reject_or_relabel,
         "unknowns": _unknowns,
         "name-cluster": _name_cluster,
+        "rename": _rename,
         "whereis": _whereis,
         "sync": _sync,
         "status": lambda m, c: Outcome([m.event(c, "status", people_list=m.store.people(m.model_id))]),
@@ -146,6 +148,24 @@ def _forget(manager: GalleryManager, command: Command, cache_file: Path | None) 
     }
     manager.store.audit("forget", command.actor, erasure_marker(person), removed, time.time())
     return Outcome([manager.event(command, "forgotten", person=person, removed=removed)])
+
+
+def _rename(manager: GalleryManager, command: Command) -> Outcome:
+    """Every row of ``person`` becomes ``to`` (store, dataset folder, live matcher); never merges two people."""
+    old, new = command.person, command.to
+    if old not in manager.store.people(manager.model_id):
+        return Outcome([manager.event(command, "error", reason="unknown-person", person=old, to=new)])
+    counts = None if folder_clash(manager.folder, old, new) else manager.store.rename(old, new)
+    if counts is None:
+        detail = f"{new!r} is already enrolled (forget them first, or pick another name)"
+        return Outcome([manager.event(command, "error", reason="exists", person=old, to=new, detail=detail)])
+    counts["folder"] = int(rename_person_folder(manager.folder, old, new))
+    counts["probes"] = manager.rename_probes(old, new)
+    if manager.on_forget:
+        manager.on_forget(old)  # results remembered for redelivery name the old person: classify them again
+    manager.rebuild()
+    manager.store.audit("rename", command.actor, new, {"old": old, "new": new, **counts}, time.time())
+    return Outcome([manager.event(command, "renamed", person=old, to=new, renamed=counts)])
 
 
 def _reload(manager: GalleryManager, command: Command) -> Outcome:

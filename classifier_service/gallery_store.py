@@ -9,10 +9,12 @@ beside it is a cache that is rebuilt from the store whenever it does not match.
 from __future__ import annotations
 
 import hashlib
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +65,69 @@ def erasure_marker(person: str) -> str:
     return "erased:" + hashlib.sha256(person.encode()).hexdigest()[:16]
 
 
+def erased_rename_details(details: str) -> str:
+    """The details of a ``rename`` audit row with both names replaced by erasure markers (for ``forget``)."""
+    found = json.loads(details)
+    scrubbed = {k: erasure_marker(v) if k in ("old", "new") and isinstance(v, str) else v for k, v in found.items()}
+    return json.dumps(scrubbed, sort_keys=True)
+
+
+def folder_prefix(person: str) -> str:
+    """Origin prefix of the rows enrolled from the dataset folder ``GALLERY/<person>/``."""
+    return f"folder:{person}/"
+
+
+Execute = Callable[[str, tuple[object, ...]], Any]
+
+
+def rename_rows(execute: Execute, old: str, new: str, mark: str = "?") -> dict[str, int] | None:
+    """The statements of :meth:`GalleryStore.rename`, run with ``execute`` inside the caller's transaction
+    (``mark`` is the engine's placeholder)."""
+
+    def run(sql: str, *args: object) -> Any:
+        return execute(sql.replace("?", mark), args)
+
+    taken = run("SELECT count(*) FROM embeddings WHERE person = ?", new).fetchone()[0]
+    if taken or run("SELECT count(*) FROM negatives WHERE person = ?", new).fetchone()[0]:
+        return None
+    old_dir, new_dir = folder_prefix(old), folder_prefix(new)
+    run("DELETE FROM rejections WHERE substr(origin, 1, ?) = ?", len(new_dir), new_dir)  # stale: checked again
+    run("DELETE FROM people WHERE name = ?", new)
+    run("DELETE FROM last_seen WHERE person = ?", new)
+    counts = {
+        table: run(
+            f"UPDATE {table} SET person = ?, origin = CASE WHEN substr(origin, 1, ?) = ?"
+            " THEN ? || substr(origin, ?) ELSE origin END WHERE person = ?",
+            new,
+            len(old_dir),
+            old_dir,
+            new_dir,
+            len(old_dir) + 1,
+            old,
+        ).rowcount
+        for table in ("embeddings", "negatives")
+    }
+    counts["rejections"] = run(
+        "UPDATE rejections SET origin = ? || substr(origin, ?) WHERE substr(origin, 1, ?) = ?",
+        new_dir,
+        len(old_dir) + 1,
+        len(old_dir),
+        old_dir,
+    ).rowcount
+    counts["people"] = run("UPDATE people SET name = ? WHERE name = ?", new, old).rowcount
+    counts["last_seen"] = run("UPDATE last_seen SET person = ? WHERE person = ?", new, old).rowcount
+    counts["audit"] = run("UPDATE audit SET subject = ? WHERE subject = ?", new, old).rowcount
+    return counts
+
+
+def erase_rename_details(execute: Execute, person: str, mark: str = "?") -> None:
+    """Replace both names in the details of ``rename`` audit rows about ``person`` by erasure markers."""
+    select = "SELECT id, details FROM audit WHERE op = 'rename' AND subject = ?".replace("?", mark)
+    for row_id, details in execute(select, (person,)).fetchall():
+        update = "UPDATE audit SET details = ? WHERE id = ?".replace("?", mark)
+        execute(update, (erased_rename_details(details), row_id))
+
+
 def vector_source(vector: np.ndarray) -> str:
     """The source id of an embedding enrolled without a photo: hash of its float16 bytes."""
     return "vec:" + hashlib.sha256(np.asarray(vector, dtype="<f2").tobytes()).hexdigest()
@@ -104,6 +169,12 @@ class GalleryStore(ABC):
     @abstractmethod
     def forget(self, person: str) -> ForgetCounts:
         """Remove every trace of ``person``: embeddings, negatives, rows naming them; audit rows get a marker."""
+
+    @abstractmethod
+    def rename(self, old: str, new: str) -> dict[str, int] | None:
+        """Move every row of ``old`` to ``new`` in one transaction (embeddings, negatives, folder origins and
+        rejections, person, last seen, audit subjects); rows changed per table. None, with nothing changed,
+        when ``new`` already has embeddings or negatives (never a silent merge)."""
 
     @abstractmethod
     def people(self, model: str) -> dict[str, int]:

@@ -16,7 +16,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from classifier_service.gallery_store import ForgetCounts, GalleryStore, NewEmbedding, Rows, Unknown, erasure_marker
+from classifier_service.gallery_store import (
+    ForgetCounts,
+    GalleryStore,
+    NewEmbedding,
+    Rows,
+    Unknown,
+    erase_rename_details,
+    erasure_marker,
+    rename_rows,
+)
 from classifier_service.sqlite_gallery import _blob, _stack
 from facewire.storage.postgres import PostgresDatabase
 
@@ -118,10 +127,15 @@ class PostgresGalleryStore(GalleryStore):
             db.execute("DELETE FROM rejections WHERE substr(origin, 1, %s) = %s", (len(folder), folder))
             db.execute("DELETE FROM people WHERE name = %s", (person,))
             db.execute("DELETE FROM last_seen WHERE person = %s", (person,))
+            erase_rename_details(db.execute, person, "%s")
             db.execute("UPDATE audit SET subject = %s WHERE subject = %s", (erasure_marker(person), person))
         with self.database.read() as db:  # autocommit: VACUUM cannot run inside a transaction
             db.execute(f"VACUUM FULL {', '.join(ERASED_TABLES)}".encode())
         return ForgetCounts(removed, negatives, [r[0] for r in found], [r[1] for r in found])
+
+    def rename(self, old: str, new: str) -> dict[str, int] | None:
+        with self.database.write() as db:
+            return rename_rows(db.execute, old, new, "%s")
 
     def people(self, model: str) -> dict[str, int]:
         with self.database.read() as db:

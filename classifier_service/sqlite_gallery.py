@@ -11,7 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier_service.gallery_store import ForgetCounts, GalleryStore, NewEmbedding, Rows, Unknown, erasure_marker
+from classifier_service.gallery_store import (
+    ForgetCounts,
+    GalleryStore,
+    NewEmbedding,
+    Rows,
+    Unknown,
+    erase_rename_details,
+    erasure_marker,
+    rename_rows,
+)
 from facewire.storage.migrate import migrate_sqlite
 
 
@@ -116,10 +125,15 @@ class SqliteGalleryStore(GalleryStore):
             self._db.execute("DELETE FROM rejections WHERE substr(origin, 1, ?) = ?", (len(folder), folder))
             self._db.execute("DELETE FROM people WHERE name = ?", (person,))
             self._db.execute("DELETE FROM last_seen WHERE person = ?", (person,))
+            erase_rename_details(self._db.execute, person)
             self._db.execute("UPDATE audit SET subject = ? WHERE subject = ?", (erasure_marker(person), person))
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy of the erased pages stays in the WAL
         return ForgetCounts(removed, negatives, [r[0] for r in found], [r[1] for r in found])
+
+    def rename(self, old: str, new: str) -> dict[str, int] | None:
+        with self._lock, self._db:
+            return rename_rows(self._db.execute, old, new)
 
     def people(self, model: str) -> dict[str, int]:
         with self._lock:

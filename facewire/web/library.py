@@ -8,7 +8,7 @@ re-encoded as a JPEG no larger than the broker's packet limit, so nothing but a
 plain image ever reaches a classifier. A small thumbnail of each accepted photo
 is kept under ``web.data_dir`` for the library page and deleted when the
 person is forgotten (by the dashboard or by anyone else: the ``forgotten``
-gallery event).
+gallery event), and moved with them when they are renamed (``renamed``).
 """
 
 from __future__ import annotations
@@ -204,7 +204,19 @@ class Library:
             return
         shutil.rmtree(folder, ignore_errors=True)
 
+    def move_thumbnails(self, old: str, new: str) -> None:
+        """A renamed person keeps their thumbnails (once: later calls find nothing to move)."""
+        try:
+            source, target = self._person_dir(old), self._person_dir(new)
+        except (SchemaError, UploadRefused):
+            return
+        if source.is_dir() and not target.exists():
+            source.rename(target)
+
     def on_gallery_event(self, event: dict[str, Any]) -> None:
-        """A person forgotten by anyone loses their thumbnails here too."""
-        if event.get("event") == "forgotten" and isinstance(event.get("person"), str):
-            self.erase_thumbnails(event["person"])
+        """A person forgotten by anyone loses their thumbnails here too; a renamed one keeps them."""
+        person, kind = event.get("person"), event.get("event")
+        if kind == "forgotten" and isinstance(person, str):
+            self.erase_thumbnails(person)
+        elif kind == "renamed" and isinstance(person, str) and isinstance(event.get("to"), str):
+            self.move_thumbnails(person, event["to"])

@@ -1,4 +1,4 @@
-"""Dashboard pages of the face library: people, enrol by upload, forget, verdicts on results, unknowns, thresholds."""
+"""Dashboard pages of the face library: people, enrol, forget, rename, verdicts on results, unknowns, thresholds."""
 
 from __future__ import annotations
 
@@ -114,6 +114,29 @@ async def forget(request: Request) -> Response:
 
 
 @login_required
+async def rename(request: Request) -> Response:
+    """Rename a person on every replica; refused (with the reason) if the new name is already enrolled."""
+    form = await checked_form(request, FORM_BYTES)
+    if isinstance(form, Response):
+        return form
+    try:
+        person, new = person_name(str(form.get("person", ""))), person_name(str(form.get("to", "")))
+    except UploadRefused as exc:
+        return await _library(request, 422, error=str(exc))
+    if new == person:
+        return await _library(request, 422, error=f"{person} already has that name")
+    events, error = await _gallery_command(request, {"op": "rename", "person": person, "to": new})
+    if error:
+        return await _library(request, 503, error=error)
+    refused = [e for e in events if e.get("event") == "error"]
+    if refused:
+        reason = f"{refused[0].get('reason')}: {refused[0].get('detail', '')}".rstrip(": ")
+        return await _library(request, 409, error=f"cannot rename {person} to {new} ({reason})")
+    dashboard(request).library.move_thumbnails(person, new)
+    return await _library(request, notice=f"renamed {person} to {new}")
+
+
+@login_required
 async def photo(request: Request) -> Response:
     path = dashboard(request).library.thumbnail_path(request.path_params["person"], request.path_params["name"])
     if path is None:
@@ -200,6 +223,7 @@ def library_routes() -> list[BaseRoute]:
         Route("/library", library_page),
         Route("/library/enroll", enroll, methods=["POST"]),
         Route("/library/forget", forget, methods=["POST"]),
+        Route("/library/rename", rename, methods=["POST"]),
         Route("/photos/{person}/{name}", photo),
         Route("/log/verdict", verdict, methods=["POST"]),
         Route("/unknowns", unknowns_page),
