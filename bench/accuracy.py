@@ -64,8 +64,9 @@ def dataset_hash(root: Path, photos: list[Photo]) -> str:
     return digest.hexdigest()
 
 
-def split(photos: list[Photo]) -> tuple[list[Photo], list[Photo]]:
-    """(enrolled, probes): the first half by name (at least one) of each known person is enrolled."""
+def split(photos: list[Photo], enroll: int | None = None) -> tuple[list[Photo], list[Photo]]:
+    """(enrolled, probes): the first ``enroll`` photos by name of each known person are enrolled (None: the
+    first half, at least one); the probes are the rest and every unknown photo."""
     by_person: dict[str, list[Photo]] = {}
     for photo in photos:
         if photo.known:
@@ -74,7 +75,7 @@ def split(photos: list[Photo]) -> tuple[list[Photo], list[Photo]]:
     probes: list[Photo] = []
     for person_photos in by_person.values():
         ordered = sorted(person_photos, key=lambda p: p.path.name)
-        cut = max(1, len(ordered) // 2)
+        cut = max(1, len(ordered) // 2) if enroll is None else enroll
         enrolled += ordered[:cut]
         probes += ordered[cut:]
     probes += [photo for photo in photos if not photo.known]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import peer_face_recognition as peer
-from bench.accuracy import Photo
+from bench.accuracy import Photo, split
 from bench.protocol_embed import Embedded, SystemCache, embed_images, facewire_embed
 from bench.protocols import Protocol
 from facewire.config import ModelSettings
@@ -73,17 +73,7 @@ def peer_system() -> System:
 
 def enrolled_and_probes(photos: list[Photo], enroll: int) -> tuple[list[Photo], list[Photo]]:
     """The first ``enroll`` photos by name of each known person, and the probes: the rest and every unknown."""
-    by_person: dict[str, list[Photo]] = {}
-    for photo in photos:
-        if photo.known:
-            by_person.setdefault(photo.person, []).append(photo)
-    enrolled: list[Photo] = []
-    probes: list[Photo] = []
-    for group in by_person.values():
-        ordered = sorted(group, key=lambda p: p.path.name)
-        enrolled += ordered[:enroll]
-        probes += ordered[enroll:]
-    return enrolled, probes + [p for p in photos if not p.known]
+    return split(photos, enroll)
 
 
 def embed_for(
