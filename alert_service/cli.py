@@ -142,7 +142,7 @@ def run_alerts(settings: Settings, name: str, persistent: bool, stop: threading.
 
 
 def run_stats(settings: Settings, name: str, _persistent: bool, stop: threading.Event) -> None:
-    from classifier_service.cli import load_gallery
+    from facewire.gallery_folder import load_gallery
 
     conf = settings.stats
     gallery_dir = settings.classifier.gallery if settings.classifier.gallery.is_dir() else None

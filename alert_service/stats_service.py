@@ -14,9 +14,9 @@ import paho.mqtt.client as paho
 
 from alert_service.stats import ThresholdStats
 from alert_service.store import ResultLog
-from classifier_service.gallery import Gallery, scan_folder
 from facewire.config import StatsSettings
 from facewire.errors import FacewireError, SchemaError
+from facewire.gallery_folder import Gallery, scan_folder
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection, Will
 from facewire.schema import FaceResult

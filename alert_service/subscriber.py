@@ -21,12 +21,11 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from classifier_service.core import DeadLetter
-from classifier_service.gallery_store import erasure_marker
+from facewire.erasure import erasure_marker
 from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection, Will
-from facewire.schema import FaceResult
+from facewire.schema import DeadLetter, FaceResult
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)

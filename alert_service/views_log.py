@@ -18,8 +18,8 @@ from rich.table import Table
 
 from alert_service.store import LogQuery, LogRow, ResultLog, open_result_log
 from facewire.cli_common import common_options, fail_cleanly, settings_from
-from facewire.demo import result_style
 from facewire.errors import ConfigError
+from facewire.presentation import result_style
 
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

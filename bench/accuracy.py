@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from bench import metrics
-from classifier_service.gallery import EmbeddingCache, embed_photo, scan_folder
 from classifier_service.matcher import Matcher
 from facewire.config import ClassifierSettings, ModelSettings
 from facewire.errors import ConfigError
 from facewire.faces import FaceAnalyzer, create_analyzer
+from facewire.gallery_folder import EmbeddingCache, embed_photo, scan_folder
 from facewire.models.registry import EMBEDDERS, default_threshold, sha256_file
 from facewire.progress import progress_bar
 

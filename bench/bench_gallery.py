@@ -33,9 +33,8 @@ from facewire.broker import LocalBroker
 from facewire.config import ModelSettings, MqttSettings
 from facewire.faces import create_analyzer
 from facewire.images import load_image
-from tests.gallery_support import probe
-from tests.support import ROOT, RunningClassifier, shared_data_dir
-from tests.test_gallery_integration import Probes
+from harness.probes import Probes, probe
+from harness.processes import ROOT, RunningClassifier, shared_data_dir
 
 
 def enrol_folder(url: str, known: Path) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from pathlib import Path
 import click
 
 from bench.common import write_json
-from classifier_service.cli import load_gallery
 from classifier_service.scan import ScanSetup, photos, run_scan
 from facewire.config import load_settings
-from facewire.demo import SAMPLE_DIR
+from facewire.gallery_folder import load_gallery
 from facewire.images import load_image
-from tests.support import shared_data_dir
+from facewire_console.demo import SAMPLE_DIR
+from harness.processes import shared_data_dir
 
 
 def timed_scan(files: list[Path], setup: ScanSetup, workers: int) -> tuple[float, int]:

@@ -16,14 +16,14 @@ import numpy as np
 
 from bench.common import Counter, write_json
 from edge_agent.pipeline import EdgePipeline
-from edge_agent.sources import open_frames
 from facewire.broker import LocalBroker
 from facewire.config import EdgeSettings, ModelSettings, MqttSettings
-from facewire.demo import SAMPLE_DIR
 from facewire.faces import create_analyzer
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceEmbedding
-from tests.support import RunningClassifier
+from facewire.sources import open_frames
+from facewire_console.demo import SAMPLE_DIR
+from harness.processes import RunningClassifier
 
 CLIP = SAMPLE_DIR / "short_hamilton_clip.mp4"
 

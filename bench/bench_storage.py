@@ -120,7 +120,7 @@ def main() -> None:
         server = None
         url = args.postgres
         if url is None:
-            from tests.pg_support import PostgresServer, postgres_bindir
+            from harness.postgres import PostgresServer, postgres_bindir
 
             bindir = postgres_bindir()
             if bindir is None:

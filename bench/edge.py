@@ -62,11 +62,11 @@ def measure(style: str, detector: str, threads: int, frames: int, url: str) -> d
     import cv2
 
     from edge_agent.pipeline import EdgePipeline
-    from edge_agent.sources import Frame
     from facewire.config import EdgeSettings, ModelSettings, MqttSettings
     from facewire.faces import create_analyzer
     from facewire.mqtt import MqttConnection
     from facewire.schema import FaceEmbedding
+    from facewire.sources import Frame
 
     analyzer = create_analyzer(ModelSettings(detector=detector, threads=threads), det_threshold=0.7, min_face=40)
     stages = Stages()

@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 
 from facewire.config import ModelSettings
-from facewire.demo import SAMPLE_DIR
 from facewire.faces import create_analyzer
 from facewire.images import load_image
 from facewire.models.align import crop_face
 from facewire.models.mediapipe_faces import FaceMeshMasker, mediapipe_available
-from tests.support import shared_data_dir
+from facewire_console.demo import SAMPLE_DIR
+from harness.processes import shared_data_dir
 
 ENROLLED = 5
 CLIP_VIDEO = SAMPLE_DIR / "short_hamilton_clip.mp4"

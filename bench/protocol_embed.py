@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.protocols import Protocol, degrade, probe_key
-from classifier_service.gallery import EmbeddingCache
 from facewire.errors import ImageError
 from facewire.faces import FaceAnalyzer
+from facewire.gallery_folder import EmbeddingCache
 from facewire.images import load_image
 from facewire.models.embedder import l2_normalise
 from facewire.progress import progress_bar

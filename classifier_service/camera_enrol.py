@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from classifier_service.enrolment import check_photo
-from edge_agent.sources import Frame
 from facewire.config import GallerySettings
 from facewire.faces import FaceAnalyzer
+from facewire.sources import Frame
 
 
 @dataclass(frozen=True)

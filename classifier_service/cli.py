@@ -11,14 +11,12 @@ import click
 import faiss
 
 from classifier_service.core import Classifier
-from classifier_service.gallery import EmbeddingCache, Gallery, build_gallery
 from classifier_service.gallery_service import GalleryService
 from classifier_service.gallery_setup import legacy_cache_file, open_manager
 from classifier_service.identify_service import IdentifyService
 from classifier_service.service import ClassifierService
 from classifier_service.tracks import TrackMemory
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
-from facewire.config import Settings
 from facewire.errors import ConfigError
 from facewire.faces import create_analyzer
 from facewire.mqtt import MqttConnection
@@ -31,20 +29,6 @@ SESSION_EXPIRY_SECONDS = 3600
 @click.group()
 def main() -> None:
     """facewire classifier: embeddings in, names out."""
-
-
-def load_gallery(settings: Settings) -> Gallery:
-    """Embed (or read from the cache) every enrolment photo of the configured gallery folder."""
-    gallery_dir = settings.classifier.gallery
-    if not gallery_dir.is_dir():
-        raise ConfigError(f"gallery folder not found: {gallery_dir} (expected GALLERY/<person>/*.jpg)")
-    analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
-    cache = EmbeddingCache(settings.model.cache_dir / "gallery" / "embeddings.sqlite")
-    try:
-        with progress_bar(f"enrolling {gallery_dir}") as update:
-            return build_gallery(gallery_dir, analyzer, cache, update)
-    finally:
-        cache.close()
 
 
 @main.command()

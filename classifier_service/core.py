@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,7 +12,7 @@ import numpy as np
 from classifier_service.matcher import Matcher
 from classifier_service.tracks import TrackMemory
 from facewire.errors import SchemaError
-from facewire.schema import FaceEmbedding, FaceResult
+from facewire.schema import DeadLetter, FaceEmbedding, FaceResult
 from facewire.topics import Topics
 
 
@@ -23,27 +21,6 @@ class Incoming:
     topic: str
     payload: bytes
     received: float
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    reason: str
-    detail: str
-    topic: str
-    payload: bytes
-
-    def to_json(self, service: str) -> bytes:
-        return json.dumps(
-            {
-                "service": service,
-                "reason": self.reason,
-                "detail": self.detail,
-                "topic": self.topic,
-                "size": len(self.payload),
-                "excerpt_b64": base64.b64encode(self.payload[:96]).decode(),
-                "ts": time.time(),
-            }
-        ).encode()
 
 
 class Classifier:

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from classifier_service.enrolment import PhotoCheck, check_photo, near_duplicate, valid_person
-from classifier_service.gallery import scan_folder
 from classifier_service.gallery_store import GalleryStore, NewEmbedding
 from facewire.config import GallerySettings
 from facewire.errors import FacewireError, ImageError
 from facewire.faces import FaceAnalyzer
+from facewire.gallery_folder import scan_folder
 from facewire.images import load_image
 from facewire.logs import kv
 from facewire.models.registry import sha256_file

@@ -27,13 +27,13 @@ from classifier_service.gallery_client import GalleryClient
 from classifier_service.gallery_manager import GalleryManager, b64_vectors
 from classifier_service.gallery_ops import apply_command
 from classifier_service.gallery_setup import legacy_cache_file, open_manager
-from edge_agent.sources import open_frames
 from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.config import Settings
 from facewire.errors import FacewireError, ImageError, SchemaError
 from facewire.faces import create_analyzer
 from facewire.images import is_image_file, load_image
 from facewire.progress import progress_bar
+from facewire.sources import open_frames
 
 CHUNK = 256  # ~90 KB of base64 float16 per command: well under the broker's max_packet_size (256 KB)
 console = Console(stderr=True)

@@ -22,8 +22,9 @@ from classifier_service.enrolment import PhotoCheck, check_image_bytes, near_dup
 from classifier_service.erasure import delete_enrolment_photos, purge_embedding_cache
 from classifier_service.folder_sync import folder_clash, rename_person_folder
 from classifier_service.gallery_manager import Event, GalleryManager, b64_vectors
-from classifier_service.gallery_store import NewEmbedding, erasure_marker, vector_source
+from classifier_service.gallery_store import NewEmbedding, vector_source
 from classifier_service.matcher import UNKNOWN
+from facewire.erasure import erasure_marker
 
 CLUSTER_MEMBERS_LISTED = 8
 

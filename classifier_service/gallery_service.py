@@ -21,12 +21,12 @@ from pathlib import Path
 import paho.mqtt.client as paho
 
 from classifier_service.commands import parse_command
-from classifier_service.core import DeadLetter
 from classifier_service.gallery_manager import GalleryManager, log_event
 from classifier_service.gallery_ops import apply_command
 from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection
+from facewire.schema import DeadLetter
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from facewire.erasure import erasure_marker
+
 
 @dataclass(frozen=True)
 class NewEmbedding:
@@ -58,11 +60,6 @@ class ForgetCounts:
     negatives: int
     sources: list[str]
     origins: list[str]
-
-
-def erasure_marker(person: str) -> str:
-    """What the audit trail keeps instead of an erased name: a marker with a short hash (answers "was X erased?")."""
-    return "erased:" + hashlib.sha256(person.encode()).hexdigest()[:16]
 
 
 def erased_rename_details(details: str) -> str:

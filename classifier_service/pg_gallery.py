@@ -23,10 +23,10 @@ from classifier_service.gallery_store import (
     Rows,
     Unknown,
     erase_rename_details,
-    erasure_marker,
     rename_rows,
 )
 from classifier_service.sqlite_gallery import _blob, _stack
+from facewire.erasure import erasure_marker
 from facewire.storage.postgres import PostgresDatabase
 
 ERASED_TABLES = ("embeddings", "negatives", "rejections", "people", "last_seen", "audit")

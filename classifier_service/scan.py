@@ -17,11 +17,11 @@ import numpy as np
 
 from classifier_service.identify import identify_image
 from classifier_service.matcher import Matcher
-from edge_agent.sources import VIDEO_SUFFIXES, sampled, source_fps, video_frames
 from facewire.config import ModelSettings
 from facewire.errors import ImageError, SourceError
 from facewire.faces import FaceAnalyzer, create_analyzer
 from facewire.images import is_image_file, load_image
+from facewire.sources import VIDEO_SUFFIXES, sampled, source_fps, video_frames
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from classifier_service.gallery_store import (
     Rows,
     Unknown,
     erase_rename_details,
-    erasure_marker,
     rename_rows,
 )
+from facewire.erasure import erasure_marker
 from facewire.storage.migrate import migrate_sqlite
 
 

@@ -13,12 +13,12 @@ import paho.mqtt.client as paho
 
 from edge_agent.forwarder import Forwarder
 from edge_agent.pipeline import EdgePipeline
-from edge_agent.sources import Frame
 from edge_agent.thumbnails import ThumbnailKeeper, face_thumbnail, thumbnail_message
 from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection, Will
 from facewire.schema import FaceResult
+from facewire.sources import Frame
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ from edge_agent.forwarder import Forwarder
 from edge_agent.overlay import Annotator
 from edge_agent.pipeline import EdgePipeline
 from edge_agent.sequence import SequenceCounter
-from edge_agent.sources import describe_source, open_frames, paced, source_fps
 from edge_agent.spool import Spool
 from edge_agent.thumbnails import ThumbnailKeeper
 from edge_agent.watch import WatchState, watched_frames
@@ -24,6 +23,7 @@ from facewire.faces import create_analyzer
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceResult
+from facewire.sources import describe_source, open_frames, paced, source_fps
 from facewire.topics import Topics, valid_node_id
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.sources import open_frames, sampled, source_fps
 from edge_agent.tracking import FaceTracker
 from facewire.faces import Face, FaceAnalyzer
 from facewire.models.align import crop_face
+from facewire.sources import open_frames, sampled, source_fps
 
 
 def quality_score(face: Face) -> float:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge_agent.sources import Frame
 from edge_agent.tracking import FaceTracker
 from facewire.config import EdgeSettings
 from facewire.faces import FaceAnalyzer
 from facewire.schema import FaceEmbedding
+from facewire.sources import Frame
 
 
 @dataclass(frozen=True)

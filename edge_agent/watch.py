@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.sources import VIDEO_SUFFIXES, Frame, video_frames
 from facewire.errors import ImageError, SourceError
 from facewire.images import is_image_file, load_image
 from facewire.logs import kv
+from facewire.sources import VIDEO_SUFFIXES, Frame, video_frames
 
 log = logging.getLogger(__name__)
 

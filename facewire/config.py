@@ -9,6 +9,7 @@ rejected. ``facewire config reference`` prints every option with its default.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from facewire.errors import ConfigError
 
+# The TOML file ``load_settings`` was given, seen by the settings sources below; the environment is left alone.
+_config_file: ContextVar[str | None] = ContextVar("facewire_config_file", default=None)
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facewire"
 DEFAULT_STATE_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "facewire"
 
@@ -265,7 +268,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = os.environ.get("FACEWIRE_CONFIG")
+        toml_path = _config_file.get() or os.environ.get("FACEWIRE_CONFIG")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml_path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
@@ -281,23 +284,17 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, dict[str
         section: {key: value for key, value in fields.items() if value is not None}
         for section, fields in (overrides or {}).items()
     }
-    previous = os.environ.get("FACEWIRE_CONFIG")
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+    token = _config_file.set(str(config_file) if config_file is not None else None)
     try:
-        if config_file is not None:
-            if not config_file.is_file():
-                raise ConfigError(f"config file not found: {config_file}")
-            os.environ["FACEWIRE_CONFIG"] = str(config_file)
         return Settings(**{k: v for k, v in cleaned.items() if v})  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read configuration: {exc}") from exc
     finally:
-        if config_file is not None:
-            if previous is None:
-                os.environ.pop("FACEWIRE_CONFIG", None)
-            else:
-                os.environ["FACEWIRE_CONFIG"] = previous
+        _config_file.reset(token)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -7,8 +7,10 @@ goes into the dead-letter message.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -316,3 +318,26 @@ def _quality(data: dict[str, Any]) -> dict[str, float]:
     if not isinstance(quality, dict) or len(quality) > 32:
         raise SchemaError("wrong-type", "quality must be a small map")
     return {str(k): _float(quality, k) for k in quality}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message a service could not use: why, where it came from and a short excerpt of it."""
+
+    reason: str
+    detail: str
+    topic: str
+    payload: bytes
+
+    def to_json(self, service: str) -> bytes:
+        return json.dumps(
+            {
+                "service": service,
+                "reason": self.reason,
+                "detail": self.detail,
+                "topic": self.topic,
+                "size": len(self.payload),
+                "excerpt_b64": base64.b64encode(self.payload[:96]).decode(),
+                "ts": time.time(),
+            }
+        ).encode()

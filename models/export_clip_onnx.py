@@ -11,7 +11,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facewire.models.cli import export_clip_command
+from facewire_console.models_cli import export_clip_command
 
 if __name__ == "__main__":
     export_clip_command()

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy facewire edge_agent classifier_service $( [ -d alert_service ] && echo alert_service )
+.venv/bin/mypy facewire edge_agent classifier_service alert_service facewire_console harness
+.venv/bin/lint-imports
 status=0
 .venv/bin/pytest "$@" || status=$?
 # pytest's 5 means "no tests collected": that is a failure of the suite, not a pass.

@@ -66,7 +66,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, step: float = 0.1)
 
 def wait_for_online(url: str, service: str, instance: str, timeout: float = 30.0) -> None:
     """Block until the service's retained status says online (its subscription is in place)."""
-    from facewire.demo import wait_for_status
+    from facewire_console.demo import wait_for_status
 
     wait_for_status(url, Topics().service_status(service, instance), timeout)
 

@@ -19,7 +19,7 @@ from facewire.config import Settings, load_settings
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
 from facewire.schema import FaceEmbedding, FaceResult
-from tests.support import SAMPLE
+from harness.processes import SAMPLE
 
 KNOWN = SAMPLE / "lfw" / "known"
 
@@ -58,14 +58,6 @@ def largest_embedding(analyzer: FaceAnalyzer, path: Path) -> np.ndarray:
     largest = max(faces, key=lambda f: f.size)
     assert largest.embedding is not None
     return largest.embedding
-
-
-def probe(vector: np.ndarray, node: str, seq: int, model: str = "sface-2021dec") -> FaceEmbedding:
-    """A FaceEmbedding as an edge would publish it (float16 on the wire, as decoded)."""
-    emb = np.asarray(vector, dtype="<f2").astype(np.float32)
-    emb /= np.linalg.norm(emb)
-    # every probe is a separate photo, so its own track (the classifier averages the frames of a track)
-    return FaceEmbedding(node, seq, time.time(), seq, seq, (0.0, 0.0, 100.0, 100.0), 0.9, {"size": 100.0}, model, emb)
 
 
 def result_for(embedding: FaceEmbedding, name: str = "unknown") -> FaceResult:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from facewire.models.mediapipe_faces import mediapipe_available
-from tests.support import ROOT
+from harness.processes import ROOT
 
 EXPORTER = ROOT / "models" / "export_clip_onnx.py"
 

@@ -127,7 +127,7 @@ def expected(stream: Stream) -> dict[str, object]:
 def facewire_command() -> list[str]:
     """The installed ``facewire`` console script of this environment."""
     script = Path(sys.executable).parent / "facewire"
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from facewire.cli import main; main()"]
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from facewire_console.cli import main; main()"]
 
 
 class Tmux:

@@ -18,7 +18,7 @@ from edge_agent.spool import Spool
 from facewire.config import EdgeSettings, MqttSettings
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceEmbedding, FaceResult
-from tests.support import Collector, start_module, status_online
+from harness.processes import Collector, start_module, status_online
 from tests.test_schema import embedding, unit
 
 RESEND_SECONDS = EdgeSettings().resend_seconds  # the edge agent's default

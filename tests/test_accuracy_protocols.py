@@ -16,7 +16,7 @@ from bench.protocol_eval import Decision, score_probes, summarise
 from bench.protocols import FRAME_SIZE, Protocol, degrade, paste_position, probe_key
 from facewire.config import Settings, load_settings
 from facewire.models.registry import SFACE, UNCALIBRATED_THRESHOLD, default_threshold
-from tests.support import run_module
+from harness.processes import run_module
 
 
 def face_like(size: int = 250) -> np.ndarray:

@@ -15,12 +15,12 @@ from typing import ClassVar
 import pytest
 
 from alert_service.sqlite_alerts import SqliteAlertStore
-from classifier_service.gallery_store import erasure_marker
 from facewire.broker import LocalBroker
+from facewire.erasure import erasure_marker
 from facewire.schema import Alert, FaceResult
 from facewire.topics import Topics
+from harness.processes import Collector, run_module, start_module
 from tests.alert_support import T0, face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
-from tests.support import Collector, run_module, start_module
 
 CONFIG = """
 [alerts]

@@ -17,8 +17,8 @@ from alert_service.stats import ThresholdStats, confirmed_scores
 from alert_service.store import LogQuery, LogRow, Sighting
 from alert_service.thresholds import ScoreHistogram, ThresholdReport, leave_one_out, report
 from alert_service.views_log import parse_when
-from classifier_service.gallery_store import erasure_marker
 from facewire.config import AccessRule, AlertSettings
+from facewire.erasure import erasure_marker
 from facewire.errors import ConfigError
 from facewire.schema import FaceResult
 from tests.alert_support import T0, face

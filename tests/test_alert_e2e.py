@@ -13,8 +13,8 @@ from alert_service.sqlite_alerts import SqliteAlertStore
 from alert_service.sqlite_log import SqliteResultLog
 from facewire.broker import LocalBroker
 from facewire.topics import Topics
+from harness.processes import SAMPLE, Collector, run_module, start_module
 from tests.alert_support import log_tail, wait_for_online, wait_until
-from tests.support import SAMPLE, Collector, run_module, start_module
 
 
 def online_recorders(collector: Collector) -> dict[str, dict[str, object]]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from facewire.broker import LocalBroker
 from facewire.topics import Topics
+from harness.processes import SAMPLE, Collector, run_module, start_module
 from tests.alert_support import log_tail, publish_all, wait_for_online, wait_until
-from tests.support import SAMPLE, Collector, run_module, start_module
 
 
 def node_states(collector: Collector) -> dict[str, str]:

@@ -11,14 +11,14 @@ from pathlib import Path
 from alert_service.recorder import Recorder
 from alert_service.sqlite_log import SqliteResultLog
 from alert_service.store import LogQuery, LogRow
-from classifier_service.gallery_store import erasure_marker
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings, RecorderSettings
+from facewire.erasure import erasure_marker
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceResult
 from facewire.topics import Topics
+from harness.processes import Collector, run_module, start_module
 from tests.alert_support import face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
-from tests.support import Collector, run_module, start_module
 
 
 def start_recorder(broker: LocalBroker, database: Path, instance: str, work: Path) -> subprocess.Popen[bytes]:

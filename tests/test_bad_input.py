@@ -24,8 +24,8 @@ from facewire.errors import ImageError, SchemaError
 from facewire.images import decode_image
 from facewire.mqtt import MqttConnection
 from facewire.schema import Alert, FaceResult
+from harness.processes import Collector, RunningClassifier
 from tests.reliability_support import ResultCounter
-from tests.support import Collector, RunningClassifier
 from tests.test_schema import embedding, unit
 from tests.test_spine_integration import split_sample
 

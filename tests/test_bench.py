@@ -16,7 +16,7 @@ import pytest
 from bench import metrics
 from bench.accuracy import Photo, split, verification_pairs
 from bench.common import update_section
-from tests.support import SAMPLE, run_module
+from harness.processes import SAMPLE, run_module
 
 
 def test_threshold_at_far_allows_floor_far_times_n_impostors() -> None:
@@ -82,7 +82,7 @@ def test_update_section_replaces_only_between_markers(tmp_path: Path) -> None:
 
 
 def bench(tmp_path: Path, *args: str) -> dict:
-    done = run_module("facewire.bench_cli", list(args), {"FACEWIRE_BENCH_DIR": str(tmp_path)}, timeout=600)
+    done = run_module("facewire_console.bench_cli", list(args), {"FACEWIRE_BENCH_DIR": str(tmp_path)}, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     name = args[0]
     assert f"<!-- bench:{name} -->" in (tmp_path / "BENCHMARKS.md").read_text()
@@ -102,7 +102,7 @@ def test_accuracy_on_the_bundled_sample(tmp_path: Path) -> None:
 
 
 def test_accuracy_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
-    done = run_module("facewire.bench_cli", ["accuracy", "--dataset", str(tmp_path / "none")], {})
+    done = run_module("facewire_console.bench_cli", ["accuracy", "--dataset", str(tmp_path / "none")], {})
     assert done.returncode == 2 and "dataset not found" in done.stderr
 
 

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from classifier_service.core import Classifier, DeadLetter, Incoming
+from classifier_service.core import Classifier, Incoming
 from classifier_service.fair_queue import FairQueue
 from classifier_service.matcher import UNKNOWN, Matcher
-from facewire.schema import FaceEmbedding, FaceResult
+from facewire.schema import DeadLetter, FaceEmbedding, FaceResult
 from facewire.topics import Topics
 from tests.test_schema import embedding, unit
 

@@ -30,7 +30,7 @@ from facewire.config import MqttSettings
 from facewire.errors import BrokerError, ConfigError
 from facewire.mqtt import MqttConnection, Will, broker_password
 from facewire.topics import Topics
-from tests.support import ROOT
+from harness.processes import ROOT
 
 START_SCRIPT = ROOT / "broker" / "docker-start.sh"
 SERVICE_PASSWORD = "service-secret-1"

@@ -26,9 +26,9 @@ import yaml
 from click.testing import CliRunner
 
 from facewire.config import ClassifierSettings, load_settings, reference_rows
-from facewire.healthcheck import argument_parser
 from facewire.topics import Topics
-from tests.support import ROOT
+from facewire_console.healthcheck import argument_parser
+from harness.processes import ROOT
 
 try:
     import tomllib
@@ -152,12 +152,12 @@ def test_long_running_services_restart_and_have_health_checks(name: str) -> None
 
 
 def test_service_health_checks_read_status_topics_that_exist() -> None:
-    assert importlib.util.find_spec("facewire.healthcheck") is not None
+    assert importlib.util.find_spec("facewire_console.healthcheck") is not None
     for name in APP_SERVICES:
         test = SERVICES[name].get("healthcheck", {}).get("test")
         if not test:
             continue
-        assert test[1:4] == ["python", "-m", "facewire.healthcheck"], name
+        assert test[1:4] == ["python", "-m", "facewire_console.healthcheck"], name
         args = argument_parser().parse_args(test[4:])
         assert set(args.services) <= status_services(), f"{name}: {args.services} vs {status_services()}"
         if "--host" in test:  # a fixed instance id: the one the command gives the service
@@ -279,7 +279,7 @@ def test_dockerfile_entry_points_are_console_scripts(role: str) -> None:
     healthcheck = stage_value(stages, role, "HEALTHCHECK")
     if healthcheck:
         health = json.loads(healthcheck[healthcheck.index("[") :])
-        assert health[:3] == ["python", "-m", "facewire.healthcheck"]
+        assert health[:3] == ["python", "-m", "facewire_console.healthcheck"]
         assert set(argument_parser().parse_args(health[3:]).services) <= status_services()
 
 
@@ -374,7 +374,7 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
 
 
 def test_configuration_reference_is_generated_from_the_schema() -> None:
-    from facewire.cli import main
+    from facewire_console.cli import main
 
     result = CliRunner().invoke(main, ["config", "reference", "--markdown"])
     assert result.exit_code == 0, result.output

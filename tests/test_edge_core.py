@@ -10,12 +10,12 @@ import pytest
 
 from edge_agent.pipeline import EdgePipeline
 from edge_agent.sequence import SequenceCounter
-from edge_agent.sources import Frame, describe_source, folder_frames, open_frames, paced
 from edge_agent.tracking import FaceTracker, iou
 from facewire.config import EdgeSettings
 from facewire.errors import SourceError
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
+from facewire.sources import Frame, describe_source, folder_frames, open_frames, paced
 from tests.test_schema import unit
 
 

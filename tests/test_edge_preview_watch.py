@@ -15,7 +15,7 @@ import pytest
 from edge_agent.overlay import KNOWN
 from facewire.broker import LocalBroker
 from facewire.schema import FaceEmbedding
-from tests.support import Collector, RunningClassifier, run_module, start_module
+from harness.processes import Collector, RunningClassifier, run_module, start_module
 
 
 def test_recorded_preview_has_every_frame_and_named_boxes(

@@ -16,6 +16,7 @@ from classifier_service.gallery_store import NewEmbedding, open_gallery_store
 from classifier_service.index_file import INDEX_FILE, META_FILE
 from facewire.errors import SchemaError
 from facewire.faces import FaceAnalyzer
+from harness.probes import probe
 from tests.gallery_support import (
     KNOWN,
     b64_file,
@@ -24,7 +25,6 @@ from tests.gallery_support import (
     make_gallery,
     open_test_manager,
     photos,
-    probe,
     result_for,
     settings_for,
 )

@@ -13,45 +13,17 @@ from typing import Any
 import faiss
 import numpy as np
 
-from classifier_service.gallery import EmbeddingCache, build_gallery
 from classifier_service.gallery_client import GalleryClient
 from classifier_service.index_file import INDEX_FILE
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.faces import FaceAnalyzer
+from facewire.gallery_folder import EmbeddingCache, build_gallery
 from facewire.models.registry import sha256_file
 from facewire.mqtt import MqttConnection
-from facewire.schema import FaceResult
-from tests.gallery_support import KNOWN, b64_file, largest_embedding, make_gallery, photos, probe
-from tests.support import Collector, RunningClassifier, run_module
-
-
-class Probes:
-    """Publishes probe embeddings like an edge node and waits for each one's result."""
-
-    def __init__(self, url: str, node: str = "door") -> None:
-        self.node = node
-        self.seq = 0
-        self.results = Collector(url, ["facewire/results/+"]).start()
-        self.connection = MqttConnection(MqttSettings(url=url), f"test-edge-{node}")
-        self.connection.connect()
-
-    def ask(self, vector: np.ndarray, timeout: float = 20) -> FaceResult:
-        self.seq += 1
-        seq = self.seq
-        self.connection.publish(f"facewire/embeddings/{self.node}", probe(vector, self.node, seq).to_msgpack())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for _topic, payload in self.results.matching(lambda t: t.endswith("/" + self.node)):
-                result = FaceResult.from_json(payload)
-                if result.seq == seq:
-                    return result
-            time.sleep(0.02)
-        raise TimeoutError(f"no result for {self.node}/{seq}")
-
-    def stop(self) -> None:
-        self.connection.close()
-        self.results.stop()
+from harness.probes import Probes
+from harness.processes import Collector, RunningClassifier, run_module
+from tests.gallery_support import KNOWN, b64_file, largest_embedding, make_gallery, photos
 
 
 def restart(classifier: RunningClassifier) -> float:

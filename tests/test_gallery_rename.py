@@ -16,16 +16,17 @@ import pytest
 
 from classifier_service.commands import parse_command
 from classifier_service.gallery_client import GalleryClient
-from classifier_service.gallery_store import GalleryStore, NewEmbedding, erasure_marker, open_gallery_store
+from classifier_service.gallery_store import GalleryStore, NewEmbedding, open_gallery_store
 from classifier_service.identify_service import request_identify
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
+from facewire.erasure import erasure_marker
 from facewire.errors import SchemaError
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
+from harness.probes import Probes
+from harness.processes import RunningClassifier, run_module
 from tests.gallery_support import KNOWN, b64_file, largest_embedding, make_gallery, photos
-from tests.support import RunningClassifier, run_module
-from tests.test_gallery_integration import Probes
 from tests.web_support import PASSWORD, USER, RunningWeb
 
 T0 = 1_790_000_000.0

@@ -21,8 +21,8 @@ from facewire.images import load_image
 from facewire.models.detector import HaarDetector
 from facewire.models.metadata import ExportMetadata, read_metadata
 from facewire.models.registry import SFACE, exported_model, resolve_embedder, spec_from_metadata
+from harness.processes import ROOT, run_module
 from tests.model_support import need_mediapipe, need_torch, run_exporter, tiny_clip
-from tests.support import ROOT, run_module
 
 PHOTO = "lfw/known/Colin_Powell/Colin_Powell_0001.jpg"
 __all__ = ["tiny_clip"]  # a fixture

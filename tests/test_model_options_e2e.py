@@ -13,8 +13,8 @@ from facewire.broker import LocalBroker
 from facewire.models.mediapipe_faces import mediapipe_available
 from facewire.models.metadata import read_metadata
 from facewire.schema import FaceResult
+from harness.processes import Collector, RunningClassifier, run_module
 from tests.model_support import export_random, need_torch, tiny_clip
-from tests.support import Collector, RunningClassifier, run_module
 
 __all__ = ["tiny_clip"]  # a fixture
 PER_PERSON = 2

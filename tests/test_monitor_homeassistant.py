@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from facewire.broker import LocalBroker
-from facewire.monitor.homeassistant import HomeAssistantBridge, gallery_people, slug
 from facewire.topics import Topics, matches
+from facewire_console.monitor.homeassistant import HomeAssistantBridge, gallery_people, slug
+from harness.processes import Collector
 from tests.monitor_stream import TOPICS, facewire_command, make_results, make_stream, publish
-from tests.support import Collector
 
 # The fields of Home Assistant's MQTT discovery schema we use, with their types
 # (https://www.home-assistant.io/integrations/sensor.mqtt/ and /integrations/mqtt/#discovery-messages).

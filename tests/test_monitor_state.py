@@ -9,11 +9,11 @@ import time
 import numpy as np
 from rich.console import Console
 
-from facewire.monitor.render import render_screen
-from facewire.monitor.state import MonitorState
-from facewire.monitor.stats import latency_percentiles, threshold_summary
-from facewire.monitor.tail import describe_embedding, format_line
 from facewire.schema import FaceEmbedding
+from facewire_console.monitor.render import render_screen
+from facewire_console.monitor.state import MonitorState
+from facewire_console.monitor.stats import latency_percentiles, threshold_summary
+from facewire_console.monitor.tail import describe_embedding, format_line
 from tests.monitor_stream import TOPICS, expected, make_results, make_stream
 
 NOW = 1_800_000_000.0

@@ -14,7 +14,7 @@ import pytest
 from facewire.broker import LocalBroker
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
-from tests.support import Collector, RunningClassifier, run_module
+from harness.processes import Collector, RunningClassifier, run_module
 from tests.test_spine_integration import split_sample
 
 

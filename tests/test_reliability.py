@@ -16,6 +16,7 @@ import pytest
 from edge_agent.spool import Spool
 from facewire.broker import LocalBroker
 from facewire.schema import FaceEmbedding
+from harness.processes import Collector, RunningClassifier, start_module
 from tests.reliability_support import (
     DurableCollector,
     ResultCounter,
@@ -25,7 +26,6 @@ from tests.reliability_support import (
     start_recorder,
     synthetic_stream,
 )
-from tests.support import Collector, RunningClassifier, start_module
 from tests.test_spine_integration import split_sample
 
 STREAM = 10_000

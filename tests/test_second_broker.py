@@ -25,10 +25,10 @@ import pytest
 
 from facewire.broker import LocalBroker, free_port
 from facewire.config import MqttSettings
-from facewire.healthcheck import main as healthcheck
 from facewire.mqtt import MqttConnection, Will
 from facewire.schema import FaceResult
-from tests.support import Collector, RunningClassifier, run_module
+from facewire_console.healthcheck import main as healthcheck
+from harness.processes import Collector, RunningClassifier, run_module
 
 iotcore = pytest.importorskip("iotcore", reason="iotcore (rumqttd) is in the dev extra: pip install -e '.[dev]'")
 

@@ -14,11 +14,11 @@ import paho.mqtt.client as paho
 import pytest
 
 from facewire.broker import LocalBroker, free_port
-from facewire.broker_auth import ACL_FILE, add_account, render_secure_config
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError
 from facewire.mqtt import MqttConnection
-from tests.support import ROOT, Collector, RunningClassifier, run_module
+from facewire_console.broker_auth import ACL_FILE, add_account, render_secure_config
+from harness.processes import ROOT, Collector, RunningClassifier, run_module
 from tests.test_schema import embedding
 from tests.test_spine_integration import split_sample
 

@@ -12,7 +12,7 @@ import pytest
 
 from facewire.broker import LocalBroker
 from facewire.schema import FaceResult
-from tests.support import ROOT, Collector, RunningClassifier, run_module
+from harness.processes import ROOT, Collector, RunningClassifier, run_module
 from tests.test_schema import embedding
 
 ENROLLED_PER_PERSON = 4

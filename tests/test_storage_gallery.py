@@ -12,8 +12,8 @@ import pytest
 from classifier_service.gallery_client import GalleryClient
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
+from harness.processes import RunningClassifier
 from tests.gallery_support import KNOWN, b64_file, make_gallery, photos
-from tests.support import RunningClassifier
 
 pytestmark = pytest.mark.slow
 

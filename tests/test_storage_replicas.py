@@ -11,15 +11,15 @@ from pathlib import Path
 
 from alert_service.recorder import Recorder
 from alert_service.store import LogQuery, LogRow, open_alert_store, open_result_log
-from classifier_service.gallery_store import erasure_marker
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings, RecorderSettings
+from facewire.erasure import erasure_marker
 from facewire.mqtt import MqttConnection
 from facewire.schema import Alert, FaceResult
 from facewire.topics import Topics
+from harness.processes import Collector, run_module, start_module
 from tests.alert_support import T0, face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
 from tests.pg_support import PostgresServer
-from tests.support import Collector, run_module, start_module
 
 ALERTS = '[alerts]\nunknown_count = 3\nunknown_window = 10.0\ncooldown = 30.0\nwatchlist = ["Colin_Powell"]\n'
 

@@ -22,9 +22,10 @@ from alert_service.store import LogRow
 from facewire.broker import LocalBroker
 from facewire.faces import FaceAnalyzer
 from facewire.schema import FaceResult
+from harness.probes import probe
+from harness.processes import SAMPLE, Collector, RunningClassifier, run_module, start_module
 from tests.alert_support import face, publish_all, wait_until
-from tests.gallery_support import largest_embedding, make_gallery, photos, probe
-from tests.support import SAMPLE, Collector, RunningClassifier, run_module, start_module
+from tests.gallery_support import largest_embedding, make_gallery, photos
 from tests.web_support import RunningWeb, browser, console_errors, log_in, screenshot
 
 KNOWN = SAMPLE / "lfw" / "known"

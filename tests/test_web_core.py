@@ -11,10 +11,10 @@ import pytest
 
 from facewire.config import load_settings
 from facewire.errors import ConfigError
-from facewire.web.auth import LoginLimiter, UserStore, csrf_matches, session_secret
-from facewire.web.library import SEND_BYTES, Library, UploadRefused, person_name, prepare_photo, valid_result
-from facewire.web.pages import local_target
-from tests.support import SAMPLE, run_module
+from facewire_console.web.auth import LoginLimiter, UserStore, csrf_matches, session_secret
+from facewire_console.web.library import SEND_BYTES, Library, UploadRefused, person_name, prepare_photo, valid_result
+from facewire_console.web.pages import local_target
+from harness.processes import SAMPLE, run_module
 
 
 def test_accounts_are_argon2id_hashes_in_a_private_file(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_login_limiter_counts_failures_per_key_in_a_sliding_window() -> None:
 
 
 def test_login_limiter_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("facewire.web.auth.MAX_KEYS", 100)
+    monkeypatch.setattr("facewire_console.web.auth.MAX_KEYS", 100)
     limiter = LoginLimiter(attempts=3, window=60)
     for index in range(1000):
         limiter.failed([f"user:guess-{index}"], now=float(index))

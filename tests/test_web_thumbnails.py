@@ -13,8 +13,8 @@ import numpy as np
 
 from edge_agent.thumbnails import ThumbnailKeeper, face_thumbnail, thumbnail_message
 from facewire.images import load_image
-from facewire.web.unknown_faces import UnknownFaces
-from tests.support import SAMPLE
+from facewire_console.web.unknown_faces import UnknownFaces
+from harness.processes import SAMPLE
 
 PHOTO = SAMPLE / "lfw" / "unknown" / "Paul_Tracy" / "Paul_Tracy_0001.jpg"
 

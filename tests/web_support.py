@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from facewire.broker import free_port
-from tests.support import ROOT, start_module
+from harness.processes import ROOT, start_module
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

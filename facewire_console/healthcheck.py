@@ -10,8 +10,8 @@ of this host (instance ``HOST`` or ``HOST-<anything>``; in a container the host
 name is the container id; ``--host`` names a fixed instance id instead) that is
 online with a heartbeat younger than ``--max-age`` seconds::
 
-    python -m facewire.healthcheck classifier
-    python -m facewire.healthcheck --host alert-service recorder alerts stats nodes
+    python -m facewire_console.healthcheck classifier
+    python -m facewire_console.healthcheck --host alert-service recorder alerts stats nodes
 
 Exit status 0 healthy, 1 unhealthy or broker unreachable (Docker reserves 2).
 """
@@ -79,7 +79,7 @@ def read_statuses(
 
 def argument_parser() -> argparse.ArgumentParser:
     """The health check's command line."""
-    parser = argparse.ArgumentParser(prog="python -m facewire.healthcheck", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m facewire_console.healthcheck", description=__doc__.splitlines()[0])
     parser.add_argument("services", nargs="+", help="service names, e.g. classifier, recorder, alerts, stats")
     parser.add_argument("--max-age", type=float, default=60.0, help="oldest acceptable heartbeat in seconds")
     parser.add_argument(

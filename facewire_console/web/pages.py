@@ -19,7 +19,8 @@ from starlette.staticfiles import StaticFiles
 from alert_service.store import LogQuery, LogRow, open_alert_store, open_result_log
 from alert_service.views_log import export, parse_when
 from facewire.errors import ConfigError
-from facewire.web.app import (
+from facewire_console.web.auth import new_csrf_token
+from facewire_console.web.http import (
     FORM_BYTES,
     alert_database,
     checked_form,
@@ -29,8 +30,7 @@ from facewire.web.app import (
     refuse,
     render,
 )
-from facewire.web.auth import new_csrf_token
-from facewire.web.live import GOODBYE
+from facewire_console.web.live import GOODBYE
 
 PAGE_ROWS = 50
 CSV_MAX_ROWS = 100_000
@@ -221,7 +221,7 @@ async def health(_request: Request) -> Response:
 
 
 def routes(static: StaticFiles) -> list[BaseRoute]:
-    from facewire.web.pages_library import library_routes
+    from facewire_console.web.pages_library import library_routes
 
     return [
         Route("/", live),

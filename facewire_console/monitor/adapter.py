@@ -20,9 +20,9 @@ import paho.mqtt.client as paho
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError
 from facewire.logs import kv
-from facewire.monitor.state import MonitorState
 from facewire.mqtt import MqttConnection, Will
 from facewire.topics import Topics
+from facewire_console.monitor.state import MonitorState
 
 log = logging.getLogger(__name__)
 

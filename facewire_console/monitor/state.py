@@ -14,11 +14,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from facewire.demo import result_style
 from facewire.errors import SchemaError
-from facewire.monitor.stats import latency_percentiles, threshold_summary
+from facewire.presentation import result_style
 from facewire.schema import Alert, FaceResult
 from facewire.topics import Topics
+from facewire_console.monitor.stats import latency_percentiles, threshold_summary
 
 RESULTS_KEPT = 200
 ALERTS_KEPT = 50

@@ -1,4 +1,4 @@
-"""Test helpers: collect MQTT messages with a real subscriber, run CLI processes, find data."""
+"""Real processes and MQTT traffic for tests and benchmarks: collect messages, run CLI processes, find data."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ from starlette.routing import BaseRoute, Route
 from alert_service.store import open_result_log
 from classifier_service.gallery_client import GalleryTimeout
 from facewire.errors import FacewireError, SchemaError
-from facewire.web.app import FORM_BYTES, checked_form, dashboard, log_database, login_required, refuse, render
-from facewire.web.library import PhotoOutcome, UploadRefused, person_name, prepare_photo, valid_result
+from facewire_console.web.http import FORM_BYTES, checked_form, dashboard, log_database, login_required, refuse, render
+from facewire_console.web.library import PhotoOutcome, UploadRefused, person_name, prepare_photo, valid_result
 
 
 def _last_seen(request: Request, people: list[str]) -> dict[str, Any]:

@@ -16,14 +16,14 @@ import time
 from typing import Any
 
 from facewire.config import Settings
-from facewire.demo import result_style
 from facewire.errors import SchemaError
 from facewire.logs import kv
-from facewire.monitor.adapter import MonitorClient
-from facewire.monitor.state import MonitorState
+from facewire.presentation import result_style
 from facewire.schema import Alert, FaceResult
 from facewire.topics import Topics
-from facewire.web.unknown_faces import UnknownFaces
+from facewire_console.monitor.adapter import MonitorClient
+from facewire_console.monitor.state import MonitorState
+from facewire_console.web.unknown_faces import UnknownFaces
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from classifier_service.cli import load_gallery
 from classifier_service.gallery_setup import open_manager
 from classifier_service.identify import identify_image
 from classifier_service.identify_service import request_identify
@@ -23,6 +22,7 @@ from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.config import Settings
 from facewire.errors import ConfigError, FacewireError
 from facewire.faces import create_analyzer
+from facewire.gallery_folder import load_gallery
 from facewire.images import load_image
 from facewire.progress import progress_bar
 

@@ -18,17 +18,11 @@ from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.errors import FacewireError
 from facewire.mqtt import MqttConnection
+from facewire.presentation import result_style
 from facewire.schema import FaceResult
 from facewire.topics import Topics
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
-
-
-def result_style(result: FaceResult, low_margin: float = 0.05) -> str:
-    """The seed's colours: green known, yellow low confidence, red unknown."""
-    if not result.known:
-        return "red"
-    return "yellow" if result.score < result.threshold + low_margin else "green"
 
 
 class ResultPrinter:

@@ -14,17 +14,17 @@ from classifier_service.cli import main as classifier_main
 from classifier_service.gallery_cli import COMMANDS as GALLERY_COMMANDS
 from edge_agent.cli import main as edge_main
 from facewire import __version__
-from facewire.bench_cli import bench as bench_group
 from facewire.broker import LocalBroker, free_port
-from facewire.broker_auth import add_account, render_secure_config
 from facewire.cli_common import fail_cleanly, stop_event_on_signals
 from facewire.config import reference_rows
-from facewire.demo import SAMPLE_DIR, run_demo
 from facewire.logs import setup_logging
-from facewire.models.cli import models as models_group
-from facewire.monitor.cli import COMMANDS as MONITOR_COMMANDS
-from facewire.operator_cli import COMMANDS as OPERATOR_COMMANDS
-from facewire.web.cli import web_command
+from facewire_console.bench_cli import bench as bench_group
+from facewire_console.broker_auth import add_account, render_secure_config
+from facewire_console.demo import SAMPLE_DIR, run_demo
+from facewire_console.models_cli import models as models_group
+from facewire_console.monitor.cli import COMMANDS as MONITOR_COMMANDS
+from facewire_console.operator_cli import COMMANDS as OPERATOR_COMMANDS
+from facewire_console.web.cli import web_command
 
 
 @click.group()

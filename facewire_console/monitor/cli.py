@@ -16,14 +16,14 @@ from rich.live import Live
 
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
-from facewire.monitor.adapter import MonitorClient
-from facewire.monitor.homeassistant import HomeAssistantBridge, gallery_people
-from facewire.monitor.keys import KeyReader
-from facewire.monitor.render import render_screen
-from facewire.monitor.state import Filters, MonitorState
-from facewire.monitor.tail import describe_embedding, format_line
 from facewire.mqtt import MqttConnection, Will
 from facewire.topics import Topics
+from facewire_console.monitor.adapter import MonitorClient
+from facewire_console.monitor.homeassistant import HomeAssistantBridge, gallery_people
+from facewire_console.monitor.keys import KeyReader
+from facewire_console.monitor.render import render_screen
+from facewire_console.monitor.state import Filters, MonitorState
+from facewire_console.monitor.tail import describe_embedding, format_line
 
 
 def _state(settings: Settings, node: str, person: str, alert_window: float = 3600.0) -> MonitorState:

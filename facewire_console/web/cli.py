@@ -12,7 +12,7 @@ import click
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
 from facewire.errors import ConfigError
-from facewire.web.auth import UserStore
+from facewire_console.web.auth import UserStore
 
 
 def is_loopback(host: str) -> bool:
@@ -50,7 +50,7 @@ def serve(settings: Settings) -> None:
     """Run the dashboard until SIGTERM / Ctrl-C (uvicorn handles both)."""
     import uvicorn
 
-    from facewire.web.app import create_app
+    from facewire_console.web.app import create_app
 
     web = settings.web
     if not UserStore(web.users_file).names():

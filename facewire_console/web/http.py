@@ -1,36 +1,23 @@
-"""The dashboard's ASGI application: Starlette routes, signed session cookies, login and CSRF guards.
-
-Every page needs a login. Every POST (forms and uploads alike) must carry the
-session's CSRF token and a Content-Length within the limit of its route;
-responses carry a strict Content-Security-Policy (scripts and styles from
-``/static`` only). Handlers live in :mod:`facewire.web.pages`.
-"""
+"""What every dashboard handler shares: the Dashboard state, rendering, refusals, forms, login and headers."""
 
 from __future__ import annotations
 
 import functools
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.applications import Starlette
 from starlette.datastructures import FormData
-from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alert_service.views_log import clock
 from facewire.config import Settings
-from facewire.demo import result_style
-from facewire.web.auth import LoginLimiter, UserStore, csrf_matches, new_csrf_token, session_secret
-from facewire.web.library import Library
-from facewire.web.live import LiveHub
+from facewire_console.web.auth import LoginLimiter, UserStore, csrf_matches, new_csrf_token
+from facewire_console.web.library import Library
+from facewire_console.web.live import LiveHub
 
 HERE = Path(__file__).resolve().parent
 FORM_BYTES = 64 * 1024
@@ -141,49 +128,3 @@ def login_required(func: Handler) -> Handler:
         return await func(request)
 
     return guarded
-
-
-def _page_url(query: dict[str, str], page: int) -> str:
-    return urllib.parse.urlencode({**query, "page": page})
-
-
-def create_app(settings: Settings) -> Starlette:
-    """The dashboard application for ``settings`` (the MQTT subscription starts with the app)."""
-    from facewire.web.pages import routes
-
-    hub = LiveHub(settings)
-    library = Library(settings)
-    hub.gallery_listeners.append(library.on_gallery_event)
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters.update(clock=clock, style=lambda row: result_style(row.as_result()), pageurl=_page_url)
-    board = Dashboard(
-        settings=settings,
-        users=UserStore(settings.web.users_file),
-        limiter=LoginLimiter(settings.web.login_attempts, settings.web.login_window),
-        hub=hub,
-        library=library,
-        templates=templates,
-    )
-
-    @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await hub.start()
-        try:
-            yield
-        finally:
-            await hub.stop()
-
-    middleware = [
-        Middleware(SecurityHeaders),
-        Middleware(
-            SessionMiddleware,
-            secret_key=session_secret(settings.web.secret_file),
-            session_cookie="facewire_session",
-            max_age=int(settings.web.session_hours * 3600),
-            same_site="strict",
-            https_only=settings.web.cookie_secure,
-        ),
-    ]
-    app = Starlette(routes=routes(StaticFiles(directory=HERE / "static")), middleware=middleware, lifespan=lifespan)
-    app.state.dashboard = board
-    return app

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from facewire.errors import ImageError
-from facewire.faces import FaceAnalyzer
+from facewire.config import Settings
+from facewire.errors import ConfigError, ImageError
+from facewire.faces import FaceAnalyzer, create_analyzer
 from facewire.images import is_image_file, load_image
 from facewire.logs import kv
 from facewire.models.registry import sha256_file
+from facewire.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +139,17 @@ def build_gallery(
             on_progress(done, len(pairs))
     gallery.embeddings = np.stack(vectors) if vectors else np.zeros((0, gallery.dim), dtype=np.float32)
     return gallery
+
+
+def load_gallery(settings: Settings) -> Gallery:
+    """Embed (or read from the cache) every enrolment photo of the configured gallery folder."""
+    gallery_dir = settings.classifier.gallery
+    if not gallery_dir.is_dir():
+        raise ConfigError(f"gallery folder not found: {gallery_dir} (expected GALLERY/<person>/*.jpg)")
+    analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
+    cache = EmbeddingCache(settings.model.cache_dir / "gallery" / "embeddings.sqlite")
+    try:
+        with progress_bar(f"enrolling {gallery_dir}") as update:
+            return build_gallery(gallery_dir, analyzer, cache, update)
+    finally:
+        cache.close()

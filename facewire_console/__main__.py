@@ -1,5 +1,5 @@
 """Run as ``python -m facewire``."""
 
-from facewire.cli import main
+from facewire_console.cli import main
 
 main()
