@@ -130,7 +130,7 @@ def test_protocol_bench_on_a_small_lfw_dev_subset(shared_data: Path, tmp_path: P
     env = {"FACEWIRE_BENCH_DIR": str(tmp_path)}
     dataset = str(shared_data / "lfw-dev")
     args = ["--dataset", dataset, "--limit-people", "3", "--enroll-per-person", "1", "--probe-scale", "0.35"]
-    result = run_module("facewire", ["bench", "accuracy", *args, "--no-peer"], env=env, timeout=600)
+    result = run_module("facewire_console", ["bench", "accuracy", *args, "--no-peer"], env=env, timeout=600)
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "results" / "accuracy_protocols.json").read_text())
     numbers = data["systems"][0]["protocols"]["enrol1-s0.35"]

@@ -120,12 +120,12 @@ def test_replicas_raise_one_alert_per_incident_and_call_the_webhook(
     assert sorted(json.loads(body)["id"] for body in posted) == sorted(a.id for a in alerts)
     assert all(process.returncode == 0 for process in replicas), logs
     database = ["--database", str(tmp_path / "a.sqlite")]
-    listed = run_module("facewire", ["alerts", *database, "--json"], {})
+    listed = run_module("facewire_console", ["alerts", *database, "--json"], {})
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3, listed.stderr
     watch_id = next(a.id for a in alerts if a.rule == "watchlist").replace("Colin_Powell", marker)
-    acked = run_module("facewire", ["alerts", *database, "ack", watch_id, "--by", "guard"], {})
+    acked = run_module("facewire_console", ["alerts", *database, "ack", watch_id, "--by", "guard"], {})
     assert acked.returncode == 0 and "acknowledged" in acked.stdout, acked.stderr
-    remaining = run_module("facewire", ["alerts", *database, "--json"], {})
+    remaining = run_module("facewire_console", ["alerts", *database, "--json"], {})
     assert sorted(json.loads(line)["rule"] for line in remaining.stdout.splitlines()) == ["unknown", "unknown"]
     stored = store.alerts(10)
     assert all(s.published and s.webhook.startswith("sent") for s in stored)

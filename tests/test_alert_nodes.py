@@ -41,7 +41,7 @@ def test_killed_node_goes_offline_and_silent_node_goes_stale(broker: LocalBroker
         edge.wait()
         assert wait_until(lambda: node_states(collector).get("door-cam") == "offline", 15), node_states(collector)
         assert wait_until(lambda: node_states(collector).get("frozen-cam") == "stale", 15), node_states(collector)
-        shown = run_module("facewire", ["nodes", "--broker", broker.url, "--json", "--stale-after", "3"], {})
+        shown = run_module("facewire_console", ["nodes", "--broker", broker.url, "--json", "--stale-after", "3"], {})
         assert shown.returncode == 0, shown.stderr
         states = {n["node"]: (n["state"], n["reason"]) for n in json.loads(shown.stdout)}
         assert states["door-cam"] == ("offline", "connection lost") and states["frozen-cam"][0] == "stale"

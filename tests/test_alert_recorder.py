@@ -91,20 +91,20 @@ def test_log_views_query_export_and_last_seen(broker: LocalBroker, tmp_path: Pat
         recorder.terminate()
         recorder.wait(20)
     db = ["--database", str(database)]
-    exported = run_module("facewire", ["log", *db, "--person", "Tony_Blair", "--format", "json", "--limit", "0"], {})
+    exported = run_module("facewire_console", ["log", *db, "--person", "Tony_Blair", "--format", "json", "--limit", "0"], {})
     assert exported.returncode == 0, exported.stderr
     rows = json.loads(exported.stdout)
     assert sorted(r["seq"] for r in rows) == [s for s in range(60) if s % 5 == 1]
     csv_out = tmp_path / "unknown.csv"
     unknown_args = ["--unknown", "--node", "cam0", "--output", str(csv_out), "--format", "csv", "--limit", "0"]
-    exported = run_module("facewire", ["log", *db, *unknown_args], {})
+    exported = run_module("facewire_console", ["log", *db, *unknown_args], {})
     assert exported.returncode == 0, exported.stderr
     lines = csv_out.read_text().splitlines()
     assert lines[0].startswith("node,seq,") and len(lines) == 1 + len([s for s in range(0, 60, 3) if s % 5 in (0, 3)])
-    seen = run_module("facewire", ["log", *db, "--last-seen", "Colin_Powell"], {})
+    seen = run_module("facewire_console", ["log", *db, "--last-seen", "Colin_Powell"], {})
     assert seen.returncode == 0 and "last seen on cam2" in seen.stdout and "seq 59" in seen.stdout
-    assert run_module("facewire", ["log", *db, "--last-seen", "Nobody"], {}).returncode == 1
-    table = run_module("facewire", ["log", *db, "--limit", "5"], {"COLUMNS": "200"})
+    assert run_module("facewire_console", ["log", *db, "--last-seen", "Nobody"], {}).returncode == 1
+    table = run_module("facewire_console", ["log", *db, "--limit", "5"], {"COLUMNS": "200"})
     assert table.returncode == 0 and table.stdout.count("cam") == 5 and "Colin_Powell" in table.stdout
 
 

@@ -57,7 +57,7 @@ def test_recommended_threshold_holds_its_far_on_unknown_people(
     # an operator has confirmed that one recorded result was a stranger
     database = tmp_path / "results.sqlite"
     SqliteResultLog(database).insert([LogRow.from_result(face("cam1", 7, "Tony_Blair", 0.47))])
-    confirmed = run_module("facewire", ["stats", "confirm", "cam1", "7", "--stranger", "--database", str(database)], {})
+    confirmed = run_module("facewire_console", ["stats", "confirm", "cam1", "7", "--stranger", "--database", str(database)], {})
     assert confirmed.returncode == 0, confirmed.stderr
     args = ["run", "stats", "--broker", broker.url, "--gallery", str(gallery_dir), "--instance", "st"]
     env = {"FACEWIRE_STATS__PUBLISH_INTERVAL": "0.5", "FACEWIRE_RECORDER__DATABASE": str(database)}
@@ -71,7 +71,7 @@ def test_recommended_threshold_holds_its_far_on_unknown_people(
         live = [face("cam1", seq, "unknown", 0.2 + seq / 100) for seq in range(40)]
         publish_all(broker.url, results_payloads(live + live[:10]))
         with_live = collector.wait_for(lambda _t: True, len(published) + 1, 30)
-        shown = run_module("facewire", ["stats", "--broker", broker.url, "--plot", str(tmp_path / "t.png")], {})
+        shown = run_module("facewire_console", ["stats", "--broker", broker.url, "--plot", str(tmp_path / "t.png")], {})
     finally:
         service.terminate()
         service.wait(20)

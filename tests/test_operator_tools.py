@@ -30,7 +30,7 @@ def group_photo(sample_dir: Path, out: Path) -> Path:
 
 
 def facewire(args: list[str], tmp_path: Path) -> tuple[int, str, str]:
-    run = run_module("facewire", args, {"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    run = run_module("facewire_console", args, {"XDG_CACHE_HOME": str(tmp_path / "cache")})
     return run.returncode, run.stdout, run.stderr
 
 

@@ -210,7 +210,7 @@ def test_classifier_with_its_own_account_answers_over_tls_and_cannot_forge_embed
 
 def test_add_node_cli_writes_a_hashed_account_and_a_private_password_file(tmp_path: Path) -> None:
     run = run_module(
-        "facewire",
+        "facewire_console",
         ["broker", "add-node", "cam-7", "--passwd", str(tmp_path / "passwd"), "--secrets-dir", str(tmp_path / "s")],
         {},
         timeout=60,
@@ -221,5 +221,5 @@ def test_add_node_cli_writes_a_hashed_account_and_a_private_password_file(tmp_pa
     assert password in run.stdout and len(password) >= 24
     assert line.startswith("cam-7:$7$") and password not in line, "stored hashed"
     assert (tmp_path / "s" / "cam-7.password").stat().st_mode & 0o777 == 0o600
-    bad = run_module("facewire", ["broker", "add-node", "../x", "--passwd", str(tmp_path / "p2")], {}, timeout=60)
+    bad = run_module("facewire_console", ["broker", "add-node", "../x", "--passwd", str(tmp_path / "p2")], {}, timeout=60)
     assert bad.returncode == 2 and "account name" in bad.stderr

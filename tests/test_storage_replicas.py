@@ -84,7 +84,7 @@ def test_two_recorders_in_one_share_group_write_the_rows_of_one(
     assert all(process.returncode == 0 for process in replicas)
     assert received.get("rec-a", 0) > 0 and received.get("rec-b", 0) > 0  # the group split the stream
     env = {"FACEWIRE_RECORDER__DATABASE_URL": database_url}
-    exported = run_module("facewire", ["log", "--person", "Tony_Blair", "--format", "json", "--limit", "0"], env)
+    exported = run_module("facewire_console", ["log", "--person", "Tony_Blair", "--format", "json", "--limit", "0"], env)
     assert exported.returncode == 0, exported.stderr
     assert sorted(r["seq"] for r in json.loads(exported.stdout)) == [s for s in range(300) if s % 5 == 1]
 
@@ -115,7 +115,7 @@ def test_two_alert_services_raise_each_incident_once(broker: LocalBroker, tmp_pa
         store.close()
     assert sorted(s.alert.id for s in stored) == sorted(a.id for a in alerts)
     assert all(s.published for s in stored)
-    listed = run_module("facewire", ["alerts", "--json"], {"FACEWIRE_ALERTS__DATABASE_URL": database_url})
+    listed = run_module("facewire_console", ["alerts", "--json"], {"FACEWIRE_ALERTS__DATABASE_URL": database_url})
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3, listed.stderr
 
 

@@ -124,5 +124,5 @@ def test_result_ids_are_node_slash_seq() -> None:
 
 def test_the_server_refuses_to_start_without_an_account(tmp_path: Path) -> None:
     env = {"FACEWIRE_WEB__USERS_FILE": str(tmp_path / "users.json"), "FACEWIRE_WEB__SECRET_FILE": str(tmp_path / "s")}
-    started = run_module("facewire", ["web", "--port", "1"], env, timeout=60)
+    started = run_module("facewire_console", ["web", "--port", "1"], env, timeout=60)
     assert started.returncode == 2 and "facewire web add-user NAME" in started.stderr

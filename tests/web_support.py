@@ -46,7 +46,7 @@ def screenshot(page: Any, tmp_path: Path, name: str) -> Path:
 
 
 class RunningWeb:
-    """A real ``python -m facewire web`` process on a free loopback port, with one account."""
+    """A real ``python -m facewire_console web`` process on a free loopback port, with one account."""
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir = workdir
@@ -70,7 +70,7 @@ class RunningWeb:
 
     def start(self, timeout: float = 30.0) -> RunningWeb:
         created = subprocess.run(
-            [sys.executable, "-m", "facewire", "web", "add-user", USER, "--password-stdin"],
+            [sys.executable, "-m", "facewire_console", "web", "add-user", USER, "--password-stdin"],
             input=PASSWORD + "\n",
             text=True,
             capture_output=True,
@@ -79,7 +79,7 @@ class RunningWeb:
             check=False,
         )
         assert created.returncode == 0, created.stderr
-        self.process = start_module("facewire", ["web"], self.env, self.log)
+        self.process = start_module("facewire_console", ["web"], self.env, self.log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
