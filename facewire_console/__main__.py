@@ -1,4 +1,4 @@
-"""Run as ``python -m facewire``."""
+"""Run as ``python -m facewire_console`` (the ``facewire`` command)."""
 
 from facewire_console.cli import main
 
