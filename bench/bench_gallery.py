@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import write_json
-from classifier_service.gallery_client import GalleryClient
-from classifier_service.gallery_manager import b64_vectors
+from classifier_service.gallery.client import GalleryClient
+from classifier_service.gallery.manager import b64_vectors
 from facewire.broker import LocalBroker
 from facewire.config import ModelSettings, MqttSettings
 from facewire.faces import create_analyzer
@@ -40,7 +40,18 @@ from harness.processes import ROOT, RunningClassifier, shared_data_dir
 def enrol_folder(url: str, known: Path) -> dict[str, Any]:
     started = time.perf_counter()
     run = subprocess.run(
-        [sys.executable, "-m", "facewire", "enroll", "--by-folder", str(known), "--broker", url, "--timeout", "300"],
+        [
+            sys.executable,
+            "-m",
+            "facewire_console",
+            "enroll",
+            "--by-folder",
+            str(known),
+            "--broker",
+            url,
+            "--timeout",
+            "300",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -11,8 +11,8 @@ import click
 import faiss
 
 from classifier_service.core import Classifier
-from classifier_service.gallery_service import GalleryService
-from classifier_service.gallery_setup import legacy_cache_file, open_manager
+from classifier_service.gallery.service import GalleryService
+from classifier_service.gallery.setup import legacy_cache_file, open_manager
 from classifier_service.identify_service import IdentifyService
 from classifier_service.service import ClassifierService
 from classifier_service.tracks import TrackMemory

@@ -11,7 +11,7 @@ from rich.table import Table
 from alert_service.views import alerts_command, nodes_command, stats_command
 from alert_service.views_log import log_command
 from classifier_service.cli import main as classifier_main
-from classifier_service.gallery_cli import COMMANDS as GALLERY_COMMANDS
+from classifier_service.gallery.cli import COMMANDS as GALLERY_COMMANDS
 from edge_agent.cli import main as edge_main
 from facewire import __version__
 from facewire.broker import LocalBroker, free_port

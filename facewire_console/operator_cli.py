@@ -12,7 +12,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from classifier_service.gallery_setup import open_manager
+from classifier_service.gallery.setup import open_manager
 from classifier_service.identify import identify_image
 from classifier_service.identify_service import request_identify
 from classifier_service.matcher import Matcher

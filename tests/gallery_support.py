@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from classifier_service.commands import parse_command
-from classifier_service.gallery_manager import GalleryManager
-from classifier_service.gallery_ops import Outcome, apply_command
-from classifier_service.gallery_setup import open_manager
+from classifier_service.gallery.commands import parse_command
+from classifier_service.gallery.manager import GalleryManager
+from classifier_service.gallery.operations import Outcome, apply_command
+from classifier_service.gallery.setup import open_manager
 from facewire.config import Settings, load_settings
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image

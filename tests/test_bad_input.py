@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from classifier_service.commands import COMMON, FIELDS, OPS, parse_command
+from classifier_service.gallery.commands import COMMON, FIELDS, OPS, parse_command
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.errors import ImageError, SchemaError

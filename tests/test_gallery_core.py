@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from classifier_service.clusters import summarise
-from classifier_service.commands import parse_command
-from classifier_service.gallery_store import NewEmbedding, open_gallery_store
-from classifier_service.index_file import INDEX_FILE, META_FILE
+from classifier_service.gallery.clusters import summarise
+from classifier_service.gallery.commands import parse_command
+from classifier_service.gallery.factory import open_gallery_store
+from classifier_service.gallery.index_file import INDEX_FILE, META_FILE
+from classifier_service.gallery.store import NewEmbedding
 from facewire.errors import SchemaError
 from facewire.faces import FaceAnalyzer
 from harness.probes import probe

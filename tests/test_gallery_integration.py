@@ -13,8 +13,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from classifier_service.gallery_client import GalleryClient
-from classifier_service.index_file import INDEX_FILE
+from classifier_service.gallery.client import GalleryClient
+from classifier_service.gallery.index_file import INDEX_FILE
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.faces import FaceAnalyzer
@@ -197,17 +197,19 @@ def test_unknown_visitors_are_clustered_and_one_cluster_is_named_from_the_cli(
         for person_dir in visitors:
             for file in photos(person_dir)[:6]:
                 assert edge.ask(largest_embedding(analyzer, file)).name == "unknown"
-        listing = run_module("facewire", ["unknowns", "--min-size", "3"], env, timeout=60)
+        listing = run_module("facewire_console", ["unknowns", "--min-size", "3"], env, timeout=60)
         assert listing.returncode == 0, listing.stderr
         clusters = re.findall(r"(a:\d+)\s+│\s+(\d+)\s+│.*gate x(\d+)", listing.stdout)
         assert len(clusters) == 3 and all(int(size) >= 4 for _c, size, _n in clusters), listing.stdout
         newcomer = visitors[0].name
         first = largest_embedding(analyzer, photos(visitors[0])[0])
-        named = run_module("facewire", ["unknowns", "name", _cluster_of(classifier, first), newcomer], env, timeout=60)
+        named = run_module(
+            "facewire_console", ["unknowns", "name", _cluster_of(classifier, first), newcomer], env, timeout=60
+        )
         assert named.returncode == 0 and "enrolled" in named.stdout, named.stdout + named.stderr
         fresh = largest_embedding(analyzer, photos(visitors[0])[7])
         assert edge.ask(fresh).name == newcomer
-        whereis = run_module("facewire", ["whereis", newcomer], env, timeout=60)
+        whereis = run_module("facewire_console", ["whereis", newcomer], env, timeout=60)
         assert whereis.returncode == 0 and f"{newcomer} last seen on gate" in whereis.stdout, whereis.stdout
     finally:
         edge.stop()

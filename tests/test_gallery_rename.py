@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier_service.commands import parse_command
-from classifier_service.gallery_client import GalleryClient
-from classifier_service.gallery_store import GalleryStore, NewEmbedding, open_gallery_store
+from classifier_service.gallery.client import GalleryClient
+from classifier_service.gallery.commands import parse_command
+from classifier_service.gallery.factory import open_gallery_store
+from classifier_service.gallery.store import GalleryStore, NewEmbedding
 from classifier_service.identify_service import request_identify
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
@@ -109,7 +110,7 @@ def test_rename_over_mqtt_results_identify_folder_and_audit(
         assert (refused["event"], refused["reason"]) == ("error", "exists")
         missing = client.request({"op": "rename", "person": "Nobody", "to": "Somebody"})[0]
         assert (missing["event"], missing["reason"]) == ("error", "unknown-person")
-        cli = run_module("facewire", ["rename", "Colin_Powell", "Colin", "--broker", broker.url], {})
+        cli = run_module("facewire_console", ["rename", "Colin_Powell", "Colin", "--broker", broker.url], {})
         assert cli.returncode == 0 and "renamed Colin_Powell to Colin" in cli.stdout, cli.stderr
         assert (gallery / "Colin").is_dir() and not (gallery / "Colin_Powell").exists(), "the dataset folder moves"
         reloaded = client.request({"op": "reload"})[0]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from alert_service.store import LogQuery, LogRow, Sighting, open_alert_store, open_result_log
-from classifier_service.gallery_store import GalleryStore, NewEmbedding, open_gallery_store
+from classifier_service.gallery.factory import open_gallery_store
+from classifier_service.gallery.store import GalleryStore, NewEmbedding
 from facewire.erasure import erasure_marker
 from facewire.errors import ConfigError
 from facewire.schema import Alert, Evidence, FaceResult

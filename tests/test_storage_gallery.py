@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from classifier_service.gallery_client import GalleryClient
+from classifier_service.gallery.client import GalleryClient
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from harness.processes import RunningClassifier

@@ -24,8 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from classifier_service.enrolment import valid_person
-from classifier_service.gallery_client import GalleryClient, GalleryTimeout
+from classifier_service.gallery.client import GalleryClient, GalleryTimeout
+from classifier_service.gallery.enrolment import valid_person
 from facewire.config import Settings
 from facewire.errors import FacewireError, ImageError, SchemaError
 from facewire.images import decode_image

@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from alert_service.store import open_result_log
-from classifier_service.gallery_client import GalleryTimeout
+from classifier_service.gallery.client import GalleryTimeout
 from facewire.errors import FacewireError, SchemaError
 from facewire_console.web.http import FORM_BYTES, checked_form, dashboard, log_database, login_required, refuse, render
 from facewire_console.web.library import PhotoOutcome, UploadRefused, person_name, prepare_photo, valid_result

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from classifier_service.enrolment import check_photo
+from classifier_service.gallery.enrolment import check_photo
 from facewire.config import GallerySettings
 from facewire.faces import FaceAnalyzer
 from facewire.sources import Frame

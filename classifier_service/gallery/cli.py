@@ -20,13 +20,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from classifier_service.camera_enrol import CameraEnrolment, FrameVerdict, run_camera_enrolment
-from classifier_service.commands import parse_command
-from classifier_service.enrolment import check_photo, valid_person
-from classifier_service.gallery_client import GalleryClient
-from classifier_service.gallery_manager import GalleryManager, b64_vectors
-from classifier_service.gallery_ops import apply_command
-from classifier_service.gallery_setup import legacy_cache_file, open_manager
+from classifier_service.gallery.camera_enrol import CameraEnrolment, FrameVerdict, run_camera_enrolment
+from classifier_service.gallery.client import GalleryClient
+from classifier_service.gallery.commands import parse_command
+from classifier_service.gallery.enrolment import check_photo, valid_person
+from classifier_service.gallery.manager import GalleryManager, b64_vectors
+from classifier_service.gallery.operations import apply_command
+from classifier_service.gallery.setup import legacy_cache_file, open_manager
 from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.config import Settings
 from facewire.errors import FacewireError, ImageError, SchemaError

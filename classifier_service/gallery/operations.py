@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from classifier_service.clusters import summarise
-from classifier_service.commands import Command
-from classifier_service.enrolment import PhotoCheck, check_image_bytes, near_duplicate
-from classifier_service.erasure import delete_enrolment_photos, purge_embedding_cache
-from classifier_service.folder_sync import folder_clash, rename_person_folder
-from classifier_service.gallery_manager import Event, GalleryManager, b64_vectors
-from classifier_service.gallery_store import NewEmbedding, vector_source
+from classifier_service.gallery.clusters import summarise
+from classifier_service.gallery.commands import Command
+from classifier_service.gallery.enrolment import PhotoCheck, check_image_bytes, near_duplicate
+from classifier_service.gallery.erasure import delete_enrolment_photos, purge_embedding_cache
+from classifier_service.gallery.folder_sync import folder_clash, rename_person_folder
+from classifier_service.gallery.manager import Event, GalleryManager, b64_vectors
+from classifier_service.gallery.store import NewEmbedding, vector_source
 from classifier_service.matcher import UNKNOWN
 from facewire.erasure import erasure_marker
 

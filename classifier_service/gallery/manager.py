@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from classifier_service.clusters import LeaderClusters
-from classifier_service.commands import Command
-from classifier_service.folder_sync import SyncReport, sync_folder
-from classifier_service.gallery_store import GalleryStore
-from classifier_service.index_file import load_index, save_index
+from classifier_service.gallery.clusters import LeaderClusters
+from classifier_service.gallery.commands import Command
+from classifier_service.gallery.folder_sync import SyncReport, sync_folder
+from classifier_service.gallery.index_file import load_index, save_index
+from classifier_service.gallery.store import GalleryStore
 from classifier_service.matcher import UNKNOWN, Matcher
 from facewire.config import GallerySettings
 from facewire.faces import FaceAnalyzer

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from classifier_service.enrolment import valid_person
+from classifier_service.gallery.enrolment import valid_person
 from facewire.errors import SchemaError
 from facewire.topics import valid_node_id
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from classifier_service.gallery_manager import GalleryManager
-from classifier_service.gallery_store import open_gallery_store
+from classifier_service.gallery.factory import open_gallery_store
+from classifier_service.gallery.manager import GalleryManager
 from facewire.config import Settings
 from facewire.faces import FaceAnalyzer, create_analyzer
 

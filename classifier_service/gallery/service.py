@@ -20,9 +20,9 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
-from classifier_service.commands import parse_command
-from classifier_service.gallery_manager import GalleryManager, log_event
-from classifier_service.gallery_ops import apply_command
+from classifier_service.gallery.commands import parse_command
+from classifier_service.gallery.manager import GalleryManager, log_event
+from classifier_service.gallery.operations import apply_command
 from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection

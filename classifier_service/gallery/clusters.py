@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from classifier_service.gallery_store import Unknown
+from classifier_service.gallery.store import Unknown
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -72,57 +70,6 @@ def erased_rename_details(details: str) -> str:
 def folder_prefix(person: str) -> str:
     """Origin prefix of the rows enrolled from the dataset folder ``GALLERY/<person>/``."""
     return f"folder:{person}/"
-
-
-Execute = Callable[[str, tuple[object, ...]], Any]
-
-
-def rename_rows(execute: Execute, old: str, new: str, mark: str = "?") -> dict[str, int] | None:
-    """The statements of :meth:`GalleryStore.rename`, run with ``execute`` inside the caller's transaction
-    (``mark`` is the engine's placeholder)."""
-
-    def run(sql: str, *args: object) -> Any:
-        return execute(sql.replace("?", mark), args)
-
-    taken = run("SELECT count(*) FROM embeddings WHERE person = ?", new).fetchone()[0]
-    if taken or run("SELECT count(*) FROM negatives WHERE person = ?", new).fetchone()[0]:
-        return None
-    old_dir, new_dir = folder_prefix(old), folder_prefix(new)
-    run("DELETE FROM rejections WHERE substr(origin, 1, ?) = ?", len(new_dir), new_dir)  # stale: checked again
-    run("DELETE FROM people WHERE name = ?", new)
-    run("DELETE FROM last_seen WHERE person = ?", new)
-    counts = {
-        table: run(
-            f"UPDATE {table} SET person = ?, origin = CASE WHEN substr(origin, 1, ?) = ?"
-            " THEN ? || substr(origin, ?) ELSE origin END WHERE person = ?",
-            new,
-            len(old_dir),
-            old_dir,
-            new_dir,
-            len(old_dir) + 1,
-            old,
-        ).rowcount
-        for table in ("embeddings", "negatives")
-    }
-    counts["rejections"] = run(
-        "UPDATE rejections SET origin = ? || substr(origin, ?) WHERE substr(origin, 1, ?) = ?",
-        new_dir,
-        len(old_dir) + 1,
-        len(old_dir),
-        old_dir,
-    ).rowcount
-    counts["people"] = run("UPDATE people SET name = ? WHERE name = ?", new, old).rowcount
-    counts["last_seen"] = run("UPDATE last_seen SET person = ? WHERE person = ?", new, old).rowcount
-    counts["audit"] = run("UPDATE audit SET subject = ? WHERE subject = ?", new, old).rowcount
-    return counts
-
-
-def erase_rename_details(execute: Execute, person: str, mark: str = "?") -> None:
-    """Replace both names in the details of ``rename`` audit rows about ``person`` by erasure markers."""
-    select = "SELECT id, details FROM audit WHERE op = 'rename' AND subject = ?".replace("?", mark)
-    for row_id, details in execute(select, (person,)).fetchall():
-        update = "UPDATE audit SET details = ? WHERE id = ?".replace("?", mark)
-        execute(update, (erased_rename_details(details), row_id))
 
 
 def vector_source(vector: np.ndarray) -> str:
@@ -211,23 +158,3 @@ class GalleryStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
-
-
-def open_gallery_store(folder: Path, database_url: str = "", replica: str = "default") -> GalleryStore:
-    """The replica's store: SQLite file ``folder/gallery.sqlite``, or schema ``gallery_<replica>`` of a
-    ``postgresql://`` database_url (see docs/storage.md)."""
-    from facewire.storage.url import configured
-
-    target = configured(database_url, folder / "gallery.sqlite")
-    if target.engine == "postgresql":
-        from classifier_service.pg_gallery import PostgresGalleryStore
-
-        folder.mkdir(parents=True, exist_ok=True)  # the FAISS index file stays a local cache here
-        return PostgresGalleryStore(target.url, replica)
-    from classifier_service.sqlite_gallery import SqliteGalleryStore
-
-    assert target.path is not None
-    created = not target.path.exists()
-    store = SqliteGalleryStore(target.path)
-    store.created = created
-    return store

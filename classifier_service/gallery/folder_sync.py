@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier_service.enrolment import PhotoCheck, check_photo, near_duplicate, valid_person
-from classifier_service.gallery_store import GalleryStore, NewEmbedding
+from classifier_service.gallery.enrolment import PhotoCheck, check_photo, near_duplicate, valid_person
+from classifier_service.gallery.store import GalleryStore, NewEmbedding
 from facewire.config import GallerySettings
 from facewire.errors import FacewireError, ImageError
 from facewire.faces import FaceAnalyzer

@@ -1,0 +1,312 @@
+"""The gallery store's SQL, written once for SQLite and PostgreSQL.
+
+The engines differ only in dialect: the placeholder (``?`` or ``%s``), the
+collation that orders text byte-wise, how a transaction is opened and how the
+pages of erased rows are purged. Statements here use ``?``; :class:`Sql`
+rewrites them to the engine's mark (the :func:`rename_rows` pattern).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+
+from classifier_service.gallery.store import (
+    ForgetCounts,
+    GalleryStore,
+    NewEmbedding,
+    Rows,
+    Unknown,
+    erased_rename_details,
+    folder_prefix,
+)
+from facewire.erasure import erasure_marker
+
+CHUNK = 500  # ids per ``IN (...)`` list: below SQLite's bound-parameter limit
+
+
+def vector_blob(vector: np.ndarray) -> bytes:
+    """How a vector is stored: little-endian float32 bytes."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def stack_blobs(blobs: Sequence[bytes]) -> np.ndarray:
+    """Stored vectors back as one (N, dim) float32 array; (0, 0) when there are none."""
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([np.frombuffer(bytes(blob), dtype="<f4") for blob in blobs]).astype(np.float32)
+
+
+class Sql:
+    """One connection's statements, written with ``?`` and run with the engine's placeholder ``mark``."""
+
+    def __init__(self, execute: Callable[..., Any], executemany: Callable[..., Any], mark: str) -> None:
+        self._execute, self._executemany, self._mark = execute, executemany, mark
+
+    def run(self, sql: str, *args: object) -> Any:
+        """Run one statement; returns the cursor."""
+        return self._execute(sql.replace("?", self._mark), args)
+
+    def many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run one statement once per row."""
+        self._executemany(sql.replace("?", self._mark), list(rows))
+
+
+def rename_rows(sql: Sql, old: str, new: str) -> dict[str, int] | None:
+    """The statements of :meth:`GalleryStore.rename`, inside the caller's transaction."""
+    taken = sql.run("SELECT count(*) FROM embeddings WHERE person = ?", new).fetchone()[0]
+    if taken or sql.run("SELECT count(*) FROM negatives WHERE person = ?", new).fetchone()[0]:
+        return None
+    old_dir, new_dir = folder_prefix(old), folder_prefix(new)
+    sql.run("DELETE FROM rejections WHERE substr(origin, 1, ?) = ?", len(new_dir), new_dir)  # stale: checked again
+    sql.run("DELETE FROM people WHERE name = ?", new)
+    sql.run("DELETE FROM last_seen WHERE person = ?", new)
+    counts = {
+        table: sql.run(
+            f"UPDATE {table} SET person = ?, origin = CASE WHEN substr(origin, 1, ?) = ?"
+            " THEN ? || substr(origin, ?) ELSE origin END WHERE person = ?",
+            new,
+            len(old_dir),
+            old_dir,
+            new_dir,
+            len(old_dir) + 1,
+            old,
+        ).rowcount
+        for table in ("embeddings", "negatives")
+    }
+    counts["rejections"] = sql.run(
+        "UPDATE rejections SET origin = ? || substr(origin, ?) WHERE substr(origin, 1, ?) = ?",
+        new_dir,
+        len(old_dir) + 1,
+        len(old_dir),
+        old_dir,
+    ).rowcount
+    counts["people"] = sql.run("UPDATE people SET name = ? WHERE name = ?", new, old).rowcount
+    counts["last_seen"] = sql.run("UPDATE last_seen SET person = ? WHERE person = ?", new, old).rowcount
+    counts["audit"] = sql.run("UPDATE audit SET subject = ? WHERE subject = ?", new, old).rowcount
+    return counts
+
+
+def forget_rows(sql: Sql, person: str) -> ForgetCounts:
+    """The statements of :meth:`GalleryStore.forget`, inside the caller's transaction."""
+    found = sql.run("SELECT source, origin FROM embeddings WHERE person = ?", person).fetchall()
+    removed = sql.run("DELETE FROM embeddings WHERE person = ?", person).rowcount
+    negatives = sql.run("DELETE FROM negatives WHERE person = ?", person).rowcount
+    folder = folder_prefix(person)
+    sql.run("DELETE FROM rejections WHERE substr(origin, 1, ?) = ?", len(folder), folder)
+    sql.run("DELETE FROM people WHERE name = ?", person)
+    sql.run("DELETE FROM last_seen WHERE person = ?", person)
+    renames = sql.run("SELECT id, details FROM audit WHERE op = 'rename' AND subject = ?", person).fetchall()
+    for row_id, details in renames:
+        sql.run("UPDATE audit SET details = ? WHERE id = ?", erased_rename_details(details), row_id)
+    sql.run("UPDATE audit SET subject = ? WHERE subject = ?", erasure_marker(person), person)
+    return ForgetCounts(removed, negatives, [r[0] for r in found], [r[1] for r in found])
+
+
+class SqlGalleryStore(GalleryStore):
+    """:class:`GalleryStore` on a SQL engine; backends supply transactions, the byte order and the purge."""
+
+    byte_order = ""  # collation clause that orders text byte-wise (SQLite's default order)
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Sql]:
+        """One transaction, committed when the block ends."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Sql]: ...
+
+    def _observe(self) -> AbstractContextManager[Sql]:
+        """The transaction for observations on the recognition path (unknowns, last seen)."""
+        return self._write()
+
+    @abstractmethod
+    def _purge_erased(self) -> None:
+        """After a forget: leave no copy of the erased rows in free pages, a log or dead tuples."""
+
+    def add_embeddings(self, person: str, model: str, items: Sequence[NewEmbedding], now: float) -> list[bool]:
+        with self._write() as sql:
+            added = [
+                sql.run(
+                    "INSERT INTO embeddings (person, model, source, origin, vector, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    person,
+                    model,
+                    item.source,
+                    item.origin,
+                    vector_blob(item.vector),
+                    now,
+                ).rowcount
+                == 1
+                for item in items
+            ]
+            if any(added):
+                sql.run(
+                    "INSERT INTO people VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET updated = excluded.updated",
+                    person,
+                    now,
+                    now,
+                )
+            return added
+
+    def rows(self, model: str, with_vectors: bool = True) -> Rows:
+        column = "vector" if with_vectors else "NULL"
+        with self._read() as sql:
+            found = sql.run(f"SELECT id, person, {column}, source FROM embeddings WHERE model = ? ORDER BY id", model)
+            found = found.fetchall()
+        vectors = stack_blobs([r[2] for r in found]) if with_vectors else None
+        return Rows([r[0] for r in found], [r[1] for r in found], vectors, [r[3] for r in found])
+
+    def delete_rows(self, ids: Sequence[int]) -> int:
+        return self._delete_ids("embeddings", ids)
+
+    def _delete_ids(self, table: str, ids: Sequence[int]) -> int:
+        removed = 0
+        with self._write() as sql:
+            for start in range(0, len(ids), CHUNK):
+                chunk = list(ids[start : start + CHUNK])
+                marks = ", ".join("?" * len(chunk))
+                removed += sql.run(f"DELETE FROM {table} WHERE id IN ({marks})", *chunk).rowcount
+        return removed
+
+    def origins(self, model: str, prefix: str) -> dict[str, tuple[int, str, str]]:
+        with self._read() as sql:
+            found = sql.run(
+                "SELECT origin, id, person, source FROM embeddings WHERE model = ? AND substr(origin, 1, ?) = ?",
+                model,
+                len(prefix),
+                prefix,
+            ).fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in found}
+
+    def add_rejection(self, model: str, origin: str, source: str, reason: str) -> None:
+        with self._write() as sql:
+            sql.run(
+                "INSERT INTO rejections VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (model, origin, source) DO UPDATE SET reason = excluded.reason",
+                model,
+                origin,
+                source,
+                reason,
+            )
+
+    def rejection(self, model: str, origin: str, source: str) -> str | None:
+        with self._read() as sql:
+            found = sql.run(
+                "SELECT reason FROM rejections WHERE model = ? AND origin = ? AND source = ?", model, origin, source
+            ).fetchone()
+        return None if found is None else str(found[0])
+
+    def add_negative(self, person: str, model: str, item: NewEmbedding, now: float) -> bool:
+        with self._write() as sql:
+            cursor = sql.run(
+                "INSERT INTO negatives (person, model, source, origin, vector, created)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                person,
+                model,
+                item.source,
+                item.origin,
+                vector_blob(item.vector),
+                now,
+            )
+            return bool(cursor.rowcount == 1)
+
+    def negatives(self, model: str) -> Rows:
+        with self._read() as sql:
+            found = sql.run("SELECT id, person, vector, source FROM negatives WHERE model = ? ORDER BY id", model)
+            found = found.fetchall()
+        people, sources = [r[1] for r in found], [r[3] for r in found]
+        return Rows([r[0] for r in found], people, stack_blobs([r[2] for r in found]), sources)
+
+    def forget(self, person: str) -> ForgetCounts:
+        with self._write() as sql:
+            counts = forget_rows(sql, person)
+        self._purge_erased()
+        return counts
+
+    def rename(self, old: str, new: str) -> dict[str, int] | None:
+        with self._write() as sql:
+            return rename_rows(sql, old, new)
+
+    def people(self, model: str) -> dict[str, int]:
+        with self._read() as sql:
+            found = sql.run(
+                "SELECT person, count(*) FROM embeddings WHERE model = ?"
+                f" GROUP BY person ORDER BY person{self.byte_order}",
+                model,
+            ).fetchall()
+        return {r[0]: r[1] for r in found}
+
+    def version(self, model: str) -> str:
+        digest = hashlib.sha256(model.encode())
+        order = f"person{self.byte_order}, source{self.byte_order}"
+        with self._read() as sql:
+            for table, tag in (("embeddings", "P"), ("negatives", "N")):
+                found = sql.run(f"SELECT person, source FROM {table} WHERE model = ? ORDER BY {order}", model)
+                for person, source in found.fetchall():
+                    digest.update(f"{tag}\0{person}\0{source}\n".encode())
+        return digest.hexdigest()[:12]
+
+    def audit(self, op: str, actor: str, subject: str, details: Mapping[str, object], now: float) -> None:
+        with self._write() as sql:
+            sql.run(
+                "INSERT INTO audit (ts, op, actor, subject, details) VALUES (?, ?, ?, ?, ?)",
+                now,
+                op,
+                actor,
+                subject,
+                json.dumps(details, sort_keys=True),
+            )
+
+    def audit_events(self, limit: int = 100) -> list[dict[str, object]]:
+        with self._read() as sql:
+            found = sql.run("SELECT ts, op, actor, subject, details FROM audit ORDER BY id DESC LIMIT ?", limit)
+            found = found.fetchall()
+        return [{"ts": r[0], "op": r[1], "actor": r[2], "subject": r[3], **json.loads(r[4])} for r in found]
+
+    def add_unknowns(self, model: str, items: Sequence[tuple[str, int, float, int, np.ndarray]]) -> None:
+        with self._observe() as sql:
+            sql.many(
+                "INSERT INTO unknowns (model, node, seq, ts, cluster, vector) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (node, seq) DO NOTHING",
+                [(model, node, seq, ts, cluster, vector_blob(vector)) for node, seq, ts, cluster, vector in items],
+            )
+
+    def unknowns(self, model: str, cluster: int | None = None) -> list[Unknown]:
+        query = "SELECT id, node, seq, ts, cluster, vector FROM unknowns WHERE model = ?"
+        args: tuple[object, ...] = (model,)
+        if cluster is not None:
+            query, args = query + " AND cluster = ?", (model, cluster)
+        with self._read() as sql:
+            found = sql.run(query + " ORDER BY id", *args).fetchall()
+        return [Unknown(r[0], r[1], r[2], r[3], r[4], np.frombuffer(bytes(r[5]), dtype="<f4").copy()) for r in found]
+
+    def delete_unknowns(self, ids: Sequence[int]) -> int:
+        return self._delete_ids("unknowns", ids)
+
+    def prune_unknowns(self, max_rows: int, before: float) -> int:
+        with self._write() as sql:
+            removed = int(sql.run("DELETE FROM unknowns WHERE ts < ?", before).rowcount)
+            removed += sql.run(
+                "DELETE FROM unknowns WHERE id NOT IN (SELECT id FROM unknowns ORDER BY ts DESC, id DESC LIMIT ?)",
+                max_rows,
+            ).rowcount
+            return removed
+
+    def update_last_seen(self, sightings: Sequence[tuple[str, str, float]]) -> None:
+        with self._observe() as sql:
+            sql.many(
+                "INSERT INTO last_seen VALUES (?, ?, ?) ON CONFLICT (person) DO UPDATE"
+                " SET node = excluded.node, ts = excluded.ts WHERE excluded.ts > last_seen.ts",
+                sightings,
+            )
+
+    def last_seen(self, person: str) -> tuple[str, float] | None:
+        with self._read() as sql:
+            found = sql.run("SELECT node, ts FROM last_seen WHERE person = ?", person).fetchone()
+        return None if found is None else (str(found[0]), float(found[1]))
