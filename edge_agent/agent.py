@@ -32,6 +32,7 @@ class RunSummary:
     duplicates: int
     seconds: float
     unconfirmed: int
+    refused: int = 0  # embeddings the broker refused during the run (kept in the spool's refused table)
 
     @property
     def fps(self) -> float:
@@ -91,6 +92,7 @@ class EdgeAgent:
                 "unconfirmed": self.unconfirmed,
                 "spool_depth": self.forwarder.spool.depth,
                 "spool_dropped": self.forwarder.spool.dropped,
+                "spool_refused": self.forwarder.spool.refused,
             }
         ).encode()
 
@@ -166,6 +168,7 @@ class EdgeAgent:
                 connected=self.connection.connected,
                 spool_depth=spool.depth,
                 spool_dropped=spool.dropped,
+                spool_refused=spool.refused,
             )
         )
 
@@ -182,6 +185,7 @@ class EdgeAgent:
             counters.duplicates,
             time.monotonic() - self._started,
             self.unconfirmed,
+            self.forwarder.refused,
         )
         if summary.unconfirmed:
             log.warning(

@@ -137,6 +137,11 @@ def run(
         f"({summary.duplicates} duplicates skipped), {summary.fps:.1f} frames/s",
         err=True,
     )
+    if summary.refused:
+        raise BrokerError(
+            f"{summary.refused} embeddings refused by {settings.mqtt.url} (see the publish-refused log line);"
+            f" kept with the reason in the 'refused' table of {spool.path}"
+        )
     if summary.unconfirmed:
         message = f"{summary.unconfirmed} embeddings not acknowledged by {settings.mqtt.url}; kept in {spool.path}"
         if once and not stop.is_set():

@@ -6,7 +6,9 @@ forwarder rewinds to the first entry acknowledged within the last
 ``resend_seconds`` (or still unacknowledged) and sends from there: a broker
 that crashed lost whatever it accepted since its last persistence snapshot,
 and this re-send restores it. The duplicates this makes are absorbed by the
-consumers, which are idempotent on (node, seq).
+consumers, which are idempotent on (node, seq). An entry the broker refuses
+(PUBACK reason >= 0x80) is not a delivery: it moves to the spool's ``refused``
+table, is counted, and each reason is logged once with its remedy.
 """
 
 from __future__ import annotations
@@ -18,9 +20,22 @@ import time
 
 from edge_agent.spool import Spool
 from facewire.logs import kv
-from facewire.mqtt import MqttConnection
+from facewire.mqtt import MqttConnection, Refusal
 
 log = logging.getLogger(__name__)
+
+NOT_AUTHORIZED = 0x87
+
+
+def refusal_remedy(user: str | None, refusal: Refusal) -> str:
+    """What the operator should read about a refused publish: who may not do what, and what to fix."""
+    who = f"user {user}" if user else "an anonymous client"
+    if refusal.code == NOT_AUTHORIZED:
+        return (
+            f"{who} may not publish on {refusal.topic}: node id must equal the MQTT username"
+            " (and mqtt.topic_prefix the prefix the broker ACL was written for)"
+        )
+    return f"the broker refused a publish of {who} on {refusal.topic}: {refusal.reason}"
 
 
 class Forwarder:
@@ -33,6 +48,8 @@ class Forwarder:
         self.resend_seconds = resend_seconds
         self._cursor = 0
         self._in_flight: set[int] = set()
+        self.refused = 0  # entries refused by the broker during this run
+        self._reasons_logged: set[tuple[int, str]] = set()
         self._resend_since: float | None = None
         self._rewind = threading.Event()
         self._lock = threading.Lock()
@@ -88,7 +105,12 @@ class Forwarder:
             with self._lock:
                 self._in_flight.add(entry.id)
                 self._cursor = entry.id
-            self.connection.publish(entry.topic, entry.payload, on_acked=functools.partial(self._acked, entry.id))
+            self.connection.publish(
+                entry.topic,
+                entry.payload,
+                on_acked=functools.partial(self._acked, entry.id),
+                on_refused=functools.partial(self._refused, entry.id),
+            )
         if entries:
             log.debug(kv("spool-sent", count=len(entries), depth=self.spool.depth))
             self._wake.set()  # more may be waiting; the window check throttles us
@@ -100,4 +122,16 @@ class Forwarder:
         self.spool.acknowledged(entry_id)
         with self._lock:
             self._in_flight.discard(entry_id)
+        self._wake.set()
+
+    def _refused(self, entry_id: int, refusal: Refusal) -> None:
+        self.spool.refuse(entry_id, refusal.code, refusal.reason)
+        with self._lock:
+            self._in_flight.discard(entry_id)
+            self.refused += 1
+            first = (refusal.code, refusal.topic) not in self._reasons_logged
+            self._reasons_logged.add((refusal.code, refusal.topic))
+        if first:
+            remedy = refusal_remedy(self.connection.settings.username, refusal)
+            log.error(kv("publish-refused", reason=refusal.reason, remedy=remedy, spool=str(self.spool.path)))
         self._wake.set()

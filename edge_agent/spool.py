@@ -7,7 +7,10 @@ by periodic snapshot, so a broker crash loses what it acknowledged since its
 last snapshot, and the forwarder re-sends that recent past after a reconnect
 (consumers are idempotent on (node, seq)). The queue is bounded: past
 ``max_messages`` acknowledged entries go first, then the oldest unacknowledged
-ones are dropped, counted (the count survives restarts) and logged.
+ones are dropped, counted (the count survives restarts) and logged. An entry the
+broker refuses (PUBACK reason code >= 0x80, e.g. not authorised by its ACL) is
+not a delivery: it moves to the ``refused`` table of the same file with the
+reason, where it is counted and kept for the operator.
 
 fsync policies (SQLite ``synchronous``): ``always`` (FULL: an entry is on disk
 before publish, survives power loss), ``normal`` (NORMAL in WAL mode: survives
@@ -59,6 +62,11 @@ class Spool:
                 " (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT, payload BLOB, acked REAL)"
             )
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS refused"
+                " (id INTEGER PRIMARY KEY, topic TEXT, payload BLOB, code INTEGER, reason TEXT, at REAL)"
+            )
+            self._refused = int(self._db.execute("SELECT COUNT(*) FROM refused").fetchone()[0])
             self._depth = int(self._db.execute("SELECT COUNT(*) FROM spool WHERE acked IS NULL").fetchone()[0])
             row = self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
         except sqlite3.Error as exc:
@@ -74,6 +82,11 @@ class Spool:
     def dropped(self) -> int:
         """Entries dropped at the bound since the spool was created."""
         return self._dropped
+
+    @property
+    def refused(self) -> int:
+        """Entries the broker refused, kept in the ``refused`` table."""
+        return self._refused
 
     def put(self, topic: str, payload: bytes) -> int:
         """Append an entry (dropping the oldest ones beyond the bound); return its id."""
@@ -111,6 +124,20 @@ class Spool:
             else:
                 cursor = self._db.execute("DELETE FROM spool WHERE id = ? AND acked IS NULL", (entry_id,))
             self._depth -= cursor.rowcount
+
+    def refuse(self, entry_id: int, code: int, reason: str) -> None:
+        """The broker refused the entry: move it, with the reason, to the ``refused`` table."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            moved = self._db.execute(
+                "INSERT OR IGNORE INTO refused (id, topic, payload, code, reason, at)"
+                " SELECT id, topic, payload, ?, ?, ? FROM spool WHERE id = ? AND acked IS NULL",
+                (code, reason, time.time(), entry_id),
+            ).rowcount
+            self._db.execute("DELETE FROM spool WHERE id = ? AND acked IS NULL", (entry_id,))
+            self._db.execute("COMMIT")
+            self._depth -= moved
+            self._refused += moved
 
     def after(self, entry_id: int, limit: int, acked_since: float | None = None) -> list[SpoolEntry]:
         """Up to ``limit`` entries past ``entry_id``: unacknowledged, or acknowledged since ``acked_since``."""

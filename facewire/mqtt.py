@@ -72,38 +72,57 @@ class Will:
     retain: bool = True
 
 
-class PublishTracker:
-    """Runs a callback once the broker has acknowledged a publish.
+@dataclass(frozen=True)
+class Refusal:
+    """The broker's refusal of one publish: a PUBACK reason code >= 0x80 (MQTT 5)."""
 
-    paho may report the acknowledgement before ``publish()`` has returned its mid
-    to us; such early mids are remembered. Every publish of a connection goes
-    through the tracker, so no early mid is left behind. No lock is held while
-    paho code runs (holding one caused a deadlock with paho's own mutexes).
+    topic: str
+    code: int
+    reason: str
+
+
+OnRefused = Callable[[Refusal], None]
+
+
+class PublishTracker:
+    """Runs a callback once the broker has settled a publish: ``on_acked`` if it took it, ``on_refused`` if not.
+
+    paho 2 reports every PUBACK, refusals included (reason code >= 0x80, e.g. 0x87 not authorised by the
+    ACL); a refused publish is never a delivery. paho may report the PUBACK before ``publish()`` has
+    returned its mid to us; such early mids are remembered with their reason code. Every publish of a
+    connection goes through the tracker, so no early mid is left behind. No lock is held while paho code
+    runs (holding one caused a deadlock with paho's own mutexes).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._callbacks: dict[int, Callable[[], None] | None] = {}
-        self._early: set[int] = set()
+        self._callbacks: dict[int, tuple[str, Callable[[], None] | None, OnRefused]] = {}
+        self._early: dict[int, paho.ReasonCode] = {}
 
-    def track(self, mid: int, callback: Callable[[], None] | None) -> None:
+    def track(self, mid: int, topic: str, on_acked: Callable[[], None] | None, on_refused: OnRefused) -> None:
         with self._lock:
-            acked_already = mid in self._early
-            if acked_already:
-                self._early.discard(mid)
-            else:
-                self._callbacks[mid] = callback
-        if acked_already and callback is not None:
-            callback()
+            early = self._early.pop(mid, None)
+            if early is None:
+                self._callbacks[mid] = (topic, on_acked, on_refused)
+        if early is not None:
+            self._settle(topic, on_acked, on_refused, early)
 
-    def acknowledged(self, mid: int) -> None:
+    def acknowledged(self, mid: int, reason: paho.ReasonCode) -> None:
         with self._lock:
             if mid not in self._callbacks:
-                self._early.add(mid)
+                self._early[mid] = reason
                 return
-            callback = self._callbacks.pop(mid)
-        if callback is not None:
-            callback()
+            topic, on_acked, on_refused = self._callbacks.pop(mid)
+        self._settle(topic, on_acked, on_refused, reason)
+
+    @staticmethod
+    def _settle(
+        topic: str, on_acked: Callable[[], None] | None, on_refused: OnRefused, reason: paho.ReasonCode
+    ) -> None:
+        if reason.is_failure:
+            on_refused(Refusal(topic, reason.value, str(reason)))
+        elif on_acked is not None:
+            on_acked()
 
     @property
     def outstanding(self) -> int:
@@ -134,6 +153,10 @@ class MqttConnection:
         self._connected = threading.Event()
         self._connack: threading.Event = threading.Event()
         self._refusal: str | None = None
+        self._pending_subscriptions: dict[int, list[str]] = {}
+        self._subscribed = threading.Condition()
+        self._refused_subscriptions: list[str] = []
+        self._refusals_logged: set[tuple[str, int]] = set()
         self.tracker = PublishTracker()
         self.on_connection_change: Callable[[bool], None] | None = None
         self.client = paho.Client(
@@ -157,6 +180,7 @@ class MqttConnection:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
 
     def set_will(self, will: Will) -> None:
         """The message the broker publishes if this client vanishes (set before connect)."""
@@ -172,7 +196,10 @@ class MqttConnection:
         delivered_as = topic.split("/", 2)[2] if topic.startswith("$share/") else topic
         self.client.message_callback_add(delivered_as, self._dispatch(handler))
         if self.connected:
-            self.client.subscribe(topic, qos=qos)
+            with self._subscribed:
+                _rc, mid = self.client.subscribe(topic, qos=qos)
+                if mid is not None:
+                    self._pending_subscriptions[mid] = [topic]
 
     def connect(self) -> None:
         """Connect and start the network thread; raise BrokerError if refused or unreachable."""
@@ -198,6 +225,16 @@ class MqttConnection:
         if self._refusal is not None:
             self.client.loop_stop()
             raise BrokerError(f"broker refused connection: {self._refusal}")
+        self._check_subscriptions()
+
+    def _check_subscriptions(self) -> None:
+        """Wait for the SUBACKs of the first connection; a refused subscription is a start-up error."""
+        with self._subscribed:
+            self._subscribed.wait_for(lambda: not self._pending_subscriptions, self.settings.connect_timeout)
+            refused = list(self._refused_subscriptions)
+        if refused:
+            self.close()
+            raise BrokerError(f"broker refused subscription {'; '.join(refused)} (check the broker ACL for this user)")
 
     def connect_in_background(self) -> None:
         """Start the network thread without waiting: paho keeps retrying (1..30 s) until the broker answers."""
@@ -231,11 +268,25 @@ class MqttConnection:
         retain: bool = False,
         on_acked: Callable[[], None] | None = None,
         properties: Properties | None = None,
+        on_refused: OnRefused | None = None,
     ) -> paho.MQTTMessageInfo:
-        """Queue a publish (paho keeps it across a reconnect at QoS >= 1); ``on_acked`` runs on the broker's ack."""
+        """Queue a publish (paho keeps it across a reconnect at QoS >= 1).
+
+        ``on_acked`` runs when the broker takes it, ``on_refused`` when it refuses it (PUBACK reason code
+        >= 0x80); without ``on_refused`` a refusal is logged once per topic and reason. A refused publish
+        never runs ``on_acked``, so nothing acknowledges a message whose outcome the broker refused.
+        """
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        self.tracker.track(info.mid, on_acked)
+        self.tracker.track(info.mid, topic, on_acked, on_refused or self._log_refusal)
         return info
+
+    def _log_refusal(self, refusal: Refusal) -> None:
+        key = (refusal.topic, refusal.code)
+        if key in self._refusals_logged:
+            return
+        self._refusals_logged.add(key)
+        user = self.settings.username or "(anonymous)"
+        log.error(kv("publish-refused", user=user, topic=refusal.topic, reason=refusal.reason, client=self.client_id))
 
     def ack(self, message: paho.MQTTMessage) -> None:
         """Acknowledge a message received with ``manual_ack`` once its effect is durable."""
@@ -270,8 +321,12 @@ class MqttConnection:
             self._connack.set()
             return
         self._refusal = None
-        for topic, (qos, _handler) in self._subscriptions.items():
-            client.subscribe(topic, qos=qos)
+        if self._subscriptions:
+            topics = list(self._subscriptions)
+            with self._subscribed:
+                _rc, mid = client.subscribe([(topic, self._subscriptions[topic][0]) for topic in topics])
+                if mid is not None:
+                    self._pending_subscriptions[mid] = topics
         self._connected.set()
         self._connack.set()
         log.info(kv("mqtt-connected", url=self.settings.url, client=self.client_id))
@@ -292,5 +347,15 @@ class MqttConnection:
         if self._manual_ack and message.qos > 0:
             self.ack(message)
 
-    def _on_publish(self, _c: paho.Client, _u: object, mid: int, _r: object, _p: object) -> None:
-        self.tracker.acknowledged(mid)
+    def _on_publish(self, _c: paho.Client, _u: object, mid: int, reason: paho.ReasonCode, _p: object) -> None:
+        self.tracker.acknowledged(mid, reason)
+
+    def _on_subscribe(self, _c: paho.Client, _u: object, mid: int, reasons: list[paho.ReasonCode], _p: object) -> None:
+        with self._subscribed:
+            topics = self._pending_subscriptions.pop(mid, [])
+            for topic, reason in zip(topics, reasons, strict=False):
+                if reason.is_failure:
+                    self._refused_subscriptions.append(f"{topic}: {reason}")
+                    user = self.settings.username or "(anonymous)"
+                    log.error(kv("subscription-refused", user=user, topic=topic, reason=str(reason)))
+            self._subscribed.notify_all()
