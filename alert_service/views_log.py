@@ -21,7 +21,7 @@ from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.errors import ConfigError
 from facewire.presentation import result_style
 
-RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+RELATIVE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 EXPORT_FIELDS = list(LogRow("n", 0, 0, 0, 0.0, 0.0, "n", False, 0.0, 0.0, "g", "m").export())
 
@@ -29,7 +29,7 @@ EXPORT_FIELDS = list(LogRow("n", 0, 0, 0, 0.0, 0.0, "n", False, 0.0, 0.0, "g", "
 def parse_when(text: str, now: float) -> float:
     """Epoch seconds from ``1700000000``, ``15m`` / ``2h`` / ``7d`` (ago) or an ISO time (local if naive)."""
     text = text.strip()
-    match = RELATIVE.match(text)
+    match = RELATIVE.fullmatch(text)
     if match:
         return now - float(match.group(1)) * UNITS[match.group(2)]
     try:

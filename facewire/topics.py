@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-NODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def valid_node_id(node: str) -> bool:
     """True when ``node`` is usable as one topic level (no wildcards, slashes or spaces)."""
-    return bool(NODE_PATTERN.match(node))
+    return bool(NODE_PATTERN.fullmatch(node))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from facewire.errors import ConfigError
 
-USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+USER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 MIN_PASSWORD = 8
 MAX_KEYS = 100_000  # client addresses and user names with recent failed logins
 _hasher = PasswordHasher()  # argon2id with the library's current recommended cost
@@ -58,7 +58,7 @@ class UserStore:
 
     def add(self, name: str, password: str) -> bool:
         """Create or replace ``name``'s password; True if the account is new."""
-        if not USER_PATTERN.match(name):
+        if not USER_PATTERN.fullmatch(name):
             raise ConfigError(f"user name {name!r}: letters, digits and _.@- only (at most 64)")
         if len(password) < MIN_PASSWORD:
             raise ConfigError(f"password too short (at least {MIN_PASSWORD} characters)")

@@ -34,7 +34,7 @@ from facewire.topics import valid_node_id
 SEND_SIDE = 1024  # longest side of the image sent to the classifiers
 SEND_BYTES = 180 * 1024  # base64 of this stays under mosquitto's max_packet_size (256 KB)
 THUMB_SIDE = 160
-THUMB_NAME = re.compile(r"^[0-9a-f]{16}\.jpg$")
+THUMB_NAME = re.compile(r"[0-9a-f]{16}\.jpg")
 HELD_WAIT = 15.0  # seconds to wait for the replica holding a result or cluster
 
 
@@ -185,11 +185,11 @@ class Library:
             folder = self._person_dir(person)
         except (SchemaError, UploadRefused):
             return []
-        return sorted(p.name for p in folder.glob("*.jpg") if THUMB_NAME.match(p.name)) if folder.is_dir() else []
+        return sorted(p.name for p in folder.glob("*.jpg") if THUMB_NAME.fullmatch(p.name)) if folder.is_dir() else []
 
     def thumbnail_path(self, person: str, name: str) -> Path | None:
         """The file of one thumbnail, or None (never a path outside the thumbnails folder)."""
-        if not THUMB_NAME.match(name):
+        if not THUMB_NAME.fullmatch(name):
             return None
         try:
             path = self._person_dir(person) / name

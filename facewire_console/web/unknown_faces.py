@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from facewire.topics import valid_node_id
 
 MAX_JPEG_BYTES = 16 * 1024
 MAX_SIDE = 256
+SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit takes '²', which int() refuses)
 
 
 class UnknownFaces:
@@ -41,7 +43,7 @@ class UnknownFaces:
             node, seq, raw = data["node"], data["seq"], data["jpeg"]
             if not (isinstance(node, str) and node == topic_node and valid_node_id(node)):
                 raise ValueError("node")
-            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or not isinstance(raw, str):
+            if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 10**18 or not isinstance(raw, str):
                 raise ValueError("seq")
             jpeg = base64.b64decode(raw, validate=True)
             if len(jpeg) > MAX_JPEG_BYTES or jpeg[:3] != b"\xff\xd8\xff":
@@ -62,7 +64,7 @@ class UnknownFaces:
     def path(self, key: str) -> Path | None:
         """The file of ``NODE/SEQ`` if it is kept (never a path outside the folder)."""
         node, _, seq = key.partition("/")
-        if not valid_node_id(node) or not seq.isdigit() or len(seq) > 19:
+        if not valid_node_id(node) or SEQ.fullmatch(seq) is None:
             return None
         path = self.folder / node / f"{int(seq)}.jpg"
         return path if path.is_file() else None
