@@ -72,49 +72,65 @@ def ms(value: float) -> str:
 
 
 def edge(data: dict[str, Any], command: str) -> None:
-    base = data["decode_only"]
     rows = []
     for run in data["runs"]:
-        name = f"{run['style']} · {run['detector']} · {run['threads']} thr"
+        name = f"{run['style']} · {run['detector'].split(' ')[0]} · {run['threads']} thr"
         if "error" in run:
-            rows.append([name, "not run: " + run["error"].replace("|", "/")[:120], "", "", "", "", "", "", ""])
+            rows.append([name, "not run: " + run["error"].replace("|", "/")[:120]] + [""] * 8)
             continue
         stage = run["ms_per_frame"]
         stages = " / ".join(ms(stage[k]) for k in ("decode", "detect", "align", "embed", "track", "publish"))
-        ratio = run.get("ratio_to_default")
+        gated = sum(run.get("gated", {}).values())
         rows.append(
             [
                 name,
                 f"{run['fps']:.1f}",
-                f"{run['faces_per_s']:.1f}",
-                f"{run['faces']} / {run['published']}",
-                f"{run['ratio_to_decode']:.4f}",
-                "" if ratio is None else f"{ratio:.2f}",
+                ratio_text(run, "naive"),
+                ratio_text(run, "every_face"),
+                f"{run['faces']} / {gated} / {run['embedded']} / {run['published']}",
+                names_text(run["names"]),
                 stages,
-                f"{run['cpu_per_wall']:.2f}",
+                f"{run['frames_per_cpu_s']:.1f} ({run['cpu_per_wall']:.2f})",
                 f"{run['peak_rss_mb']:.0f}",
+                ", ".join(f"{k} {v}" for k, v in sorted(run.get("gated", {}).items())),
             ]
         )
+    frames = next((r["frames"] for r in data["runs"] if "frames" in r), 0)
     body = (
-        f"Clip `{data['clip']}`, {base['frames']} frames per run, each run in its own process, "
-        f"embeddings published to a local mosquitto. Baseline in the same run: decoding alone, "
-        f"{base['fps']:.0f} frames/s.\n\n"
+        f"Clip `{data['clip']}`, {frames} frames per run, each run in its own process, embeddings published "
+        "to a local mosquitto. Baseline in the same run: `naive` (OpenCV's FaceDetectorYN + FaceRecognizerSF "
+        "on every face of every frame, same model files); `every-face` is facewire's pipeline before issue 20. "
+        "Ratios are frames/s over the baseline's; in brackets, the same in frames per CPU second (what the "
+        "work costs when the shared machine makes a run wait). Names: tracks / frames each name is drawn on "
+        "with the sample gallery (bench/edge_names.py).\n\n"
         + table(
             [
                 "pipeline · detector · threads",
                 "frames/s",
-                "faces embedded/s",
-                "faces embedded / sent",
-                "÷ decode-only",
-                "÷ default yunet 1 thr",
+                "÷ naive",
+                "÷ every-face 1 thr",
+                "faces detected / gated / embedded / published",
+                "names: tracks / frames",
                 "ms/frame: decode / detect / align / embed / track / publish",
-                "CPU s per wall s",
+                "frames per CPU s (CPU s per wall s)",
                 "peak RSS MB",
+                "gated by reason",
             ],
             rows,
         )
     )
     publish("edge", data, command, body)
+
+
+def ratio_text(run: dict[str, Any], baseline: str) -> str:
+    """``2.41 (2.10)``: frames/s over the baseline's, and frames per CPU second over its."""
+    wall, cpu = run.get(f"ratio_to_{baseline}"), run.get(f"cpu_ratio_to_{baseline}")
+    return "" if wall is None or cpu is None else f"{wall:.2f} ({cpu:.2f})"
+
+
+def names_text(names: dict[str, dict[str, int]]) -> str:
+    """``Lin_Manuel_Miranda 2 / 213, unknown 3 / 50``."""
+    return ", ".join(f"{name} {n['tracks']} / {n['frames']}" for name, n in names.items())
 
 
 def wire(data: dict[str, Any], command: str) -> None:

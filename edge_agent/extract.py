@@ -10,18 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_agent.quality import quality_score
 from edge_agent.tracking import FaceTracker
 from facewire.faces import Face, FaceAnalyzer
 from facewire.models.align import crop_face
 from facewire.sources import open_frames, sampled, source_fps
-
-
-def quality_score(face: Face) -> float:
-    """Bigger, sharper, more frontal faces score higher."""
-    size = face.quality["size"]
-    sharp = min(face.quality["sharpness"], 1000.0) / 1000.0
-    frontal = max(0.0, 1.0 - 2.0 * abs(face.quality["yaw"]))
-    return size * (0.5 + 0.5 * sharp) * (0.25 + 0.75 * frontal)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""IoU tracking of face boxes across frames and de-duplication of near-identical embeddings."""
+"""IoU tracking of face boxes across frames, when a track's face is worth embedding, and de-duplication."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ class _Track:
     last_seen: float
     last_embedding: np.ndarray | None = field(default=None, repr=False)
     last_published: float = float("-inf")
+    best_score: float = 0.0  # quality score of the best face embedded so far (0: never embedded)
+    last_embedded: float = float("-inf")
 
 
 class FaceTracker:
@@ -68,6 +70,27 @@ class FaceTracker:
             self._tracks[tid].last_seen = ts
             ids.append(tid)
         return ids
+
+    def wants_embedding(self, track_id: int, score: float, ts: float, better: float, refresh: float) -> bool:
+        """True for a track's first face, a face scoring ``better`` times its best embedded one, or once
+        ``refresh`` seconds have passed since its last embedding; the caller reports it with ``embedded``."""
+        track = self._tracks[track_id]
+        return track.best_score == 0.0 or score >= better * track.best_score or ts - track.last_embedded >= refresh
+
+    def embedded(self, track_id: int, score: float, ts: float) -> None:
+        """Record that the track's face of quality ``score`` was embedded at ``ts``."""
+        track = self._tracks[track_id]
+        track.best_score = max(track.best_score, score, 1e-9)
+        track.last_embedded = ts
+
+    def published_before(self, track_id: int) -> bool:
+        """Whether the track has published an embedding (its faces have a name on the way)."""
+        return self._tracks[track_id].last_embedding is not None
+
+    def smallest_face(self, ts: float) -> float | None:
+        """The smallest box side among the faces seen at ``ts``; None when no face was seen then."""
+        sides = [min(t.box[2], t.box[3]) for t in self._tracks.values() if t.last_seen == ts]
+        return min(sides, default=None)
 
     def end_all(self) -> None:
         """End every track (a new scene: the next still image of a folder shares no face with the last)."""

@@ -69,7 +69,16 @@ class EdgeSettings(Section):
     dedup_cosine: float = Field(
         0.9, description="Do not republish a track's face this similar to its last one", gt=0, le=1
     )
-    refresh_seconds: float = Field(5.0, description="Republish a track at least this often even if unchanged", gt=0)
+    refresh_seconds: float = Field(5.0, description="Embed and publish a track at least this often", gt=0)
+    better_face: float = Field(
+        1.3, description="Embed a track's face again when it scores this many times its best embedded face", gt=1
+    )
+    min_sharpness: float = Field(20.0, description="Blur gate: least Laplacian variance of the aligned face", ge=0)
+    max_yaw: float = Field(0.6, description="Head-turn gate: most nose offset over the eye distance", gt=0)
+    max_pitch: float = Field(0.25, description="Head-tilt gate: most nose offset from its frontal height", gt=0)
+    full_scan_seconds: float = Field(
+        0.5, description="While all tracked faces are large, detect at half size; full size this often (0: always)", ge=0
+    )
     heartbeat_seconds: float = Field(10.0, description="Interval of the status heartbeat", gt=0)
     state_dir: Path = Field(DEFAULT_STATE_DIR, description="Where the node keeps its sequence counter")
     spool_dir: Path | None = Field(None, description="Folder of the spool NODE.spool.sqlite (default: state_dir)")

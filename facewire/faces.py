@@ -86,23 +86,26 @@ class FaceAnalyzer:
 
     def faces(self, frame: np.ndarray) -> list[Face]:
         """Every face at least ``min_face`` pixels, aligned and scored, not yet embedded."""
-        faces = []
-        for detection in self.detector.detect(frame):
-            if min(detection.bbox[2], detection.bbox[3]) < self.min_face:
-                continue
-            crop = self._crop(frame, detection)
-            quality = {
-                "size": round(min(detection.bbox[2], detection.bbox[3]), 1),
-                "sharpness": round(sharpness(crop), 1),
-                "yaw": round(yaw_ratio(detection.landmarks), 3),
-            }
-            if self.masker is not None:
-                crop, masked = self.masker.mask(crop)
-                if not masked:  # no face outline in the crop: a detector false positive, or unusable
-                    self.unmasked_dropped += 1
-                    continue
-            faces.append(Face(detection, crop, quality))
-        return faces
+        found = (
+            self.prepare(frame, d) for d in self.detector.detect(frame) if min(d.bbox[2], d.bbox[3]) >= self.min_face
+        )
+        return [face for face in found if face is not None]
+
+    def prepare(self, frame: np.ndarray, detection: Detection) -> Face | None:
+        """One detection aligned (or cropped), masked and scored, not yet embedded; None when the mask
+        finds no face outline in it (counted in ``unmasked_dropped``)."""
+        crop = self._crop(frame, detection)
+        quality = {
+            "size": round(min(detection.bbox[2], detection.bbox[3]), 1),
+            "sharpness": round(sharpness(crop), 1),
+            "yaw": round(yaw_ratio(detection.landmarks), 3),
+        }
+        if self.masker is not None:
+            crop, masked = self.masker.mask(crop)
+            if not masked:  # no face outline in the crop: a detector false positive, or unusable
+                self.unmasked_dropped += 1
+                return None
+        return Face(detection, crop, quality)
 
     def embed(self, faces: Sequence[Face]) -> None:
         """Fill in the embedding of every face, in one batch."""

@@ -107,7 +107,7 @@ def accuracy(
 @click.option("--frames", type=int, default=None, help="Frames of the clip per run (default: all; 120 with --quick).")
 @fail_cleanly
 def edge(quick: bool, frames: int | None = None) -> None:
-    """Frames/s per detector/embedder and thread count, ms per stage, CPU and peak RSS; the seed's way beside."""
+    """Frames/s per pipeline, detector and thread count over a naive OpenCV baseline; counts, names, ms per stage."""
     data = bench_module("edge").run(quick, frames)
     bench_module("report").edge(data, command_line())
 
