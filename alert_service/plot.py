@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alert_service.thresholds import ThresholdReport
 from facewire.errors import ConfigError
+from facewire.schema.stats import Histograms, ThresholdReport
 
 
 def plot_report(stats: ThresholdReport, path: Path) -> None:
@@ -19,21 +19,20 @@ def plot_report(stats: ThresholdReport, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ConfigError("plotting needs matplotlib: pip install 'facewire[plot]'") from exc
-    hist = stats.histogram
-    width = float(hist["width"])
-    centres = float(hist["start"]) + (np.arange(len(hist["genuine"])) + 0.5) * width
+    hist = stats.histogram or Histograms(-1.0, 0.02)
+    centres = hist.start + (np.arange(len(hist.genuine)) + 0.5) * hist.width
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     for key, colour in (("genuine", "tab:green"), ("impostor", "tab:red"), ("live", "tab:blue")):
-        counts = np.asarray(hist[key], dtype=float)
+        counts = np.asarray(getattr(hist, key), dtype=float)
         if counts.sum() > 0:
             top.step(centres, counts / counts.sum(), where="mid", color=colour, label=f"{key} ({int(counts.sum())})")
     top.set_ylabel("share of scores")
     top.legend()
-    thresholds = [float(p["threshold"]) for p in stats.grid]  # type: ignore[arg-type]
+    thresholds = [p.threshold for p in stats.grid]
     for key, colour in (("far", "tab:red"), ("frr", "tab:green"), ("unknown_share", "tab:blue")):
-        values = [p[key] for p in stats.grid]
+        values: list[float | None] = [getattr(p, key) for p in stats.grid]
         if all(v is not None for v in values):
-            bottom.plot(thresholds, [max(float(v), 1e-5) for v in values], color=colour, label=key)  # type: ignore[arg-type]
+            bottom.plot(thresholds, [max(float(v or 0.0), 1e-5) for v in values], color=colour, label=key)
     bottom.set_yscale("log")
     bottom.set_xlabel("cosine threshold")
     bottom.set_ylabel("rate (0 drawn at 1e-5)")

@@ -9,8 +9,9 @@ from collections import OrderedDict
 import numpy as np
 
 from alert_service.store import Confirmation, LogRow
-from alert_service.thresholds import ScoreHistogram, ThresholdReport, leave_one_out, report
+from alert_service.thresholds import ScoreHistogram, leave_one_out, report
 from facewire.schema import FaceResult
+from facewire.schema.stats import ThresholdReport
 
 LIVE_MEMORY = 200_000
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import paho.mqtt.client as paho
 
 from alert_service.stats import ThresholdStats
 from alert_service.store import ResultLog
@@ -18,8 +15,9 @@ from facewire.config import StatsSettings
 from facewire.errors import FacewireError, SchemaError
 from facewire.gallery_folder import Gallery, scan_folder
 from facewire.logs import kv
-from facewire.mqtt import MqttConnection, Will
+from facewire.mqtt import Message, MqttConnection, Will
 from facewire.schema import FaceResult
+from facewire.schema.status import Detail, ServiceStatus
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -69,19 +67,15 @@ class StatsService:
         return self.topics.service_status(SERVICE, self.instance)
 
     def status(self, state: str) -> bytes:
-        return json.dumps(
-            {
-                "instance": self.instance,
-                "state": state,
-                "ts": time.time(),
-                "gallery_version": self.stats.gallery_version,
-                "live": self.stats.live.total,
-                "published": self.published,
-            }
-        ).encode()
+        details: dict[str, Detail] = {
+            "gallery_version": self.stats.gallery_version,
+            "live": self.stats.live.total,
+            "published": self.published,
+        }
+        return ServiceStatus(self.instance, state, time.time(), details).to_json()
 
     def will(self) -> Will:
-        return Will(self.status_topic, json.dumps({"instance": self.instance, "state": "offline"}).encode())
+        return Will(self.status_topic, ServiceStatus(self.instance, "offline").to_json())
 
     def start(self) -> None:
         self.connection.subscribe(self.topics.results_all(), self._on_result)
@@ -142,9 +136,9 @@ class StatsService:
             self.publish()
         self.connection.close(final=Will(self.status_topic, self.status("offline")))
 
-    def _on_result(self, message: paho.MQTTMessage) -> None:
+    def _on_result(self, message: Message) -> None:
         try:
-            result = FaceResult.from_json(bytes(message.payload))
+            result = FaceResult.from_json(message.payload)
         except SchemaError:
             return  # the recorder and alerts subscribers dead-letter bad results; stats only skips them
         self.stats.add_live(result)

@@ -10,22 +10,20 @@ idempotent on (node, seq).
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Any
-
-import paho.mqtt.client as paho
 
 from facewire.erasure import erasure_marker
 from facewire.errors import SchemaError
 from facewire.logs import kv
-from facewire.mqtt import MqttConnection, Will
+from facewire.mqtt import Message, MqttConnection, Will
 from facewire.schema import DeadLetter, FaceResult
+from facewire.schema.gallery import GalleryEvent
+from facewire.schema.status import Detail, ServiceStatus
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -36,7 +34,7 @@ RETRY_PAUSE = 1.0
 @dataclass(frozen=True)
 class Received:
     result: FaceResult
-    message: paho.MQTTMessage
+    message: Message
     epoch: int
 
 
@@ -78,22 +76,20 @@ class ResultSubscriber(ABC):
         # Not shared: every replica erases a forgotten person from what it stores.
         connection.subscribe(self.topics.gallery_events(), self._on_gallery_event)
         self.erased: dict[str, str] = {}  # person -> erasure marker, applied to results still in flight
-        self._erasures: queue.Queue[tuple[str, paho.MQTTMessage, int]] = queue.Queue()
+        self._erasures: queue.Queue[tuple[str, Message, int]] = queue.Queue()
 
     @property
     def status_topic(self) -> str:
         return self.topics.service_status(self.service, self.instance)
 
     def will(self) -> Will:
-        return Will(self.status_topic, json.dumps({"instance": self.instance, "state": "offline"}).encode())
+        return Will(self.status_topic, ServiceStatus(self.instance, "offline").to_json())
 
     def status(self, state: str) -> bytes:
-        return json.dumps(
-            {"instance": self.instance, "state": state, "ts": time.time(), "deadletters": self.deadletters}
-            | self.counters()
-        ).encode()
+        details: dict[str, Detail] = {"deadletters": self.deadletters} | self.counters()
+        return ServiceStatus(self.instance, state, time.time(), details).to_json()
 
-    def counters(self) -> dict[str, Any]:
+    def counters(self) -> dict[str, Detail]:
         """Service-specific numbers for the status message."""
         return {}
 
@@ -118,7 +114,7 @@ class ResultSubscriber(ABC):
         """Acknowledge ``item`` if it came on the current connection (else the broker redelivers it)."""
         self._ack_message(item.message, item.epoch)
 
-    def _ack_message(self, message: paho.MQTTMessage, epoch: int) -> None:
+    def _ack_message(self, message: Message, epoch: int) -> None:
         if epoch == self._epoch and message.qos > 0:
             self.connection.ack(message)
 
@@ -158,12 +154,12 @@ class ResultSubscriber(ABC):
             log.info(kv("person-erased", service=self.service, marker=marker))
             self._ack_message(message, epoch)
 
-    def _on_gallery_event(self, message: paho.MQTTMessage) -> None:
+    def _on_gallery_event(self, message: Message) -> None:
         try:
-            event = json.loads(bytes(message.payload))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            event: GalleryEvent | None = GalleryEvent.from_json(message.payload)
+        except SchemaError:
             event = None
-        person = event.get("person") if isinstance(event, dict) and event.get("event") == "forgotten" else None
+        person = event.get("person") if event is not None and event.event == "forgotten" else None
         if isinstance(person, str) and person:
             self._erasures.put((person, message, self._epoch))
         else:
@@ -176,8 +172,8 @@ class ResultSubscriber(ABC):
             self.inbox.put(item)
         self._stop.wait(RETRY_PAUSE)
 
-    def _on_message(self, message: paho.MQTTMessage) -> None:
-        payload = bytes(message.payload)
+    def _on_message(self, message: Message) -> None:
+        payload = message.payload
         try:
             result = FaceResult.from_json(payload)
             topic_node = self.topics.node_of(message.topic, "results")
@@ -186,9 +182,13 @@ class ResultSubscriber(ABC):
         except SchemaError as exc:
             self._dead_letter(message, DeadLetter(exc.reason, exc.detail, message.topic, payload))
             return
+        except Exception as exc:  # any other failure too: dead-lettered and acked, never redelivered forever
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            self._dead_letter(message, DeadLetter("handler-error", detail, message.topic, payload))
+            return
         self.inbox.put(Received(result, message, self._epoch))
 
-    def _dead_letter(self, message: paho.MQTTMessage, letter: DeadLetter) -> None:
+    def _dead_letter(self, message: Message, letter: DeadLetter) -> None:
         self.deadletters += 1
         log.warning(kv("dead-letter", service=self.service, reason=letter.reason, topic=letter.topic))
         epoch = self._epoch

@@ -9,11 +9,11 @@ threshold, i.e. who would be named.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from facewire.schema.stats import GridPoint, Histograms, OperatingPoint, ThresholdReport
 
 BIN_WIDTH = 0.001
 BINS = 2000  # [-1, 1)
@@ -83,41 +83,6 @@ def leave_one_out(embeddings: np.ndarray, labels: list[str], chunk: int = 1024) 
     return np.concatenate(genuine), np.concatenate(impostor)
 
 
-@dataclass(frozen=True)
-class OperatingPoint:
-    """A threshold with its measured FAR and FRR; ``method`` says how the threshold was found."""
-
-    threshold: float
-    far: float
-    frr: float
-    method: str = "empirical"
-
-
-@dataclass(frozen=True)
-class ThresholdReport:
-    """The published statistics (retained JSON on ``<prefix>/stats/thresholds``)."""
-
-    ts: float
-    target_far: float
-    gallery_version: str
-    model: str
-    counts: dict[str, int]
-    recommended: OperatingPoint | None
-    eer: OperatingPoint | None
-    grid: list[dict[str, float | None]]
-    histogram: dict[str, Any] = field(default_factory=dict)
-    v: int = 1
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False).encode()
-
-    @classmethod
-    def from_json(cls, payload: bytes) -> ThresholdReport:
-        data = json.loads(payload)
-        points = {k: None if data.get(k) is None else OperatingPoint(**data[k]) for k in ("recommended", "eer")}
-        return cls(**{**data, **points})
-
-
 def report(
     genuine: ScoreHistogram,
     impostor: ScoreHistogram,
@@ -145,22 +110,16 @@ def report(
     for t in np.arange(0.0, 1.0 + 1e-9, grid_step):
         k = round((t + 1.0) / BIN_WIDTH)
         grid.append(
-            {
-                "threshold": round(float(t), 4),
-                "far": None if far is None else float(far[k]),
-                "frr": None if frr is None else float(frr[k]),
-                "unknown_share": None if unknown is None else float(unknown[k]),
-            }
+            GridPoint(
+                threshold=round(float(t), 4),
+                far=None if far is None else float(far[k]),
+                frr=None if frr is None else float(frr[k]),
+                unknown_share=None if unknown is None else float(unknown[k]),
+            )
         )
-    histogram = {
-        "start": -1.0,
-        "width": PLOT_BIN,
-        "genuine": genuine.coarse(),
-        "impostor": impostor.coarse(),
-        "live": live.coarse(),
-    }
+    histogram = Histograms(-1.0, PLOT_BIN, tuple(genuine.coarse()), tuple(impostor.coarse()), tuple(live.coarse()))
     return ThresholdReport(
-        target_far=target_far, recommended=recommended, eer=eer, grid=grid, histogram=histogram, **meta
+        target_far=target_far, recommended=recommended, eer=eer, grid=tuple(grid), histogram=histogram, **meta
     )
 
 

@@ -16,12 +16,12 @@ from rich.table import Table
 from alert_service.nodes import NodeRegistry, parse_status
 from alert_service.plot import plot_report
 from alert_service.store import open_alert_store
-from alert_service.thresholds import ThresholdReport
 from alert_service.views_log import clock, open_existing_log
 from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.config import MqttSettings, Settings
 from facewire.errors import ConfigError
 from facewire.mqtt import MqttConnection
+from facewire.schema.stats import ThresholdReport
 from facewire.topics import Topics
 
 STATE_STYLE = {"online": "green", "stale": "yellow", "offline": "red"}
@@ -160,8 +160,8 @@ def print_report(stats: ThresholdReport, console: Console) -> None:
             )
     table = Table("threshold", "FAR", "FRR", "live unknown", header_style="bold")
     for row in stats.grid:
-        if 0.2 <= float(row["threshold"] or 0) <= 0.8:
-            table.add_row(*(_cell(row[k]) for k in ("threshold", "far", "frr", "unknown_share")))
+        if 0.2 <= row.threshold <= 0.8:
+            table.add_row(*(_cell(getattr(row, k)) for k in ("threshold", "far", "frr", "unknown_share")))
     console.print(table)
 
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import paho.mqtt.client as paho
-
 from edge_agent.forwarder import Forwarder
 from edge_agent.pipeline import EdgePipeline
-from edge_agent.thumbnails import ThumbnailKeeper, face_thumbnail, thumbnail_message
+from edge_agent.thumbnails import ThumbnailKeeper, face_thumbnail
 from facewire.errors import SchemaError
 from facewire.logs import kv
-from facewire.mqtt import MqttConnection, Will
+from facewire.mqtt import Message, MqttConnection, Will
 from facewire.schema import FaceResult
+from facewire.schema.status import NodeStatus
+from facewire.schema.thumbnail import Thumbnail
 from facewire.sources import Frame
 from facewire.topics import Topics
 
@@ -64,7 +63,7 @@ class EdgeAgent:
     @staticmethod
     def will(topics: Topics, node: str) -> Will:
         """The retained 'offline' status the broker publishes if this node vanishes."""
-        payload = json.dumps({"node": node, "state": "offline", "reason": "connection lost"}).encode()
+        payload = NodeStatus(node, "offline", reason="connection lost").to_json()
         return Will(topics.node_status(node), payload)
 
     def offline(self) -> Will:
@@ -75,26 +74,27 @@ class EdgeAgent:
         """The JSON status / heartbeat of this node."""
         counters = self.pipeline.counters
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        return json.dumps(
-            {
-                "node": self.node,
-                "state": state,
-                "ts": time.time(),
-                "model": self.pipeline.analyzer.embedder.model_id,
-                "detector": self.pipeline.analyzer.detector.id,
-                "provider": self.provider,
-                "source": self.source_label,
-                "frames": counters.frames,
-                "faces": counters.faces,
-                "published": counters.published,
-                "fps": round(counters.frames / elapsed, 2),
-                "faces_per_s": round(counters.faces / elapsed, 2),
-                "unconfirmed": self.unconfirmed,
-                "spool_depth": self.forwarder.spool.depth,
-                "spool_dropped": self.forwarder.spool.dropped,
-                "spool_refused": self.forwarder.spool.refused,
-            }
-        ).encode()
+        spool = self.forwarder.spool
+        return NodeStatus(
+            node=self.node,
+            state=state,
+            ts=time.time(),
+            model=self.pipeline.analyzer.embedder.model_id,
+            detector=self.pipeline.analyzer.detector.id,
+            provider=self.provider,
+            source=self.source_label,
+            frames=counters.frames,
+            faces=counters.faces,
+            embedded=counters.embedded,
+            published=counters.published,
+            gated=dict(counters.gated),
+            fps=round(counters.frames / elapsed, 2),
+            faces_per_s=round(counters.faces / elapsed, 2),
+            unconfirmed=self.unconfirmed,
+            spool_depth=spool.depth,
+            spool_dropped=spool.dropped,
+            spool_refused=spool.refused,
+        ).to_json()
 
     @property
     def provider(self) -> str:
@@ -142,18 +142,18 @@ class EdgeAgent:
             if face.seq is not None:
                 self.thumbnails.keep(face.seq, face.track, frame.ts, face_thumbnail(frame.image, face.bbox, side))
 
-    def on_result(self, message: paho.MQTTMessage) -> None:
+    def on_result(self, message: Message) -> None:
         """A result about this node: send the face's thumbnail if it is unknown (thumbnails on only)."""
         if self.thumbnails is None:
             return
         try:
-            result = FaceResult.from_json(bytes(message.payload))
+            result = FaceResult.from_json(message.payload)
         except SchemaError:
             return
         item = self.thumbnails.take_unknown(result.seq, result.known)
         if item is not None:
             track, ts, jpeg = item
-            payload = thumbnail_message(self.node, result.seq, track, ts, jpeg)
+            payload = Thumbnail(self.node, result.seq, track, ts, jpeg).to_json()
             self.connection.publish(self.topics.thumbnails(self.node), payload)
 
     def _heartbeat(self) -> None:
@@ -165,6 +165,8 @@ class EdgeAgent:
                 "heartbeat",
                 node=self.node,
                 frames=self.pipeline.counters.frames,
+                embedded=self.pipeline.counters.embedded,
+                gated=self.pipeline.counters.gated_text(),
                 connected=self.connection.connected,
                 spool_depth=spool.depth,
                 spool_dropped=spool.dropped,

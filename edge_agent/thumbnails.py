@@ -10,8 +10,6 @@ never answered are never sent; kept JPEGs are dropped as new ones come.
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 from collections import OrderedDict
 
@@ -38,12 +36,6 @@ def face_thumbnail(image: np.ndarray, bbox: tuple[float, float, float, float], s
     if not ok:
         raise ValueError("cannot encode thumbnail")
     return encoded.tobytes()
-
-
-def thumbnail_message(node: str, seq: int, track: int, ts: float, jpeg: bytes) -> bytes:
-    """The JSON published on ``thumbnails/<node>``."""
-    body = {"v": 1, "node": node, "seq": seq, "track": track, "ts": ts, "jpeg": base64.b64encode(jpeg).decode()}
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class ThumbnailKeeper:

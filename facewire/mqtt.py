@@ -73,6 +73,24 @@ class Will:
 
 
 @dataclass(frozen=True)
+class Message:
+    """One received message as handlers get it: no paho type leaves this module.
+
+    ``response_topic`` and ``correlation_data`` are the MQTT 5 request/response
+    properties (None when the sender set none); ``mid`` and ``qos`` are what
+    :meth:`MqttConnection.ack` needs.
+    """
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+    mid: int = 0
+
+
+@dataclass(frozen=True)
 class Refusal:
     """The broker's refusal of one publish: a PUBACK reason code >= 0x80 (MQTT 5)."""
 

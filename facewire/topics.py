@@ -118,3 +118,163 @@ def matches(subscription: str, topic: str) -> bool:
         if index >= len(topic_parts) or (part != "+" and part != topic_parts[index]):
             return False
     return len(sub_parts) == len(topic_parts)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One family of topics: its address under the prefix (``{name}`` marks one level), what it carries, who uses it.
+
+    ``message`` names the payload's class in :mod:`facewire.schema` (see
+    ``facewire.schema.catalog``); ``docs/asyncapi.yaml`` is generated from these.
+    """
+
+    name: str
+    address: str
+    message: str
+    description: str
+    publishers: tuple[str, ...]
+    subscribers: tuple[str, ...]
+    retained: bool = False
+
+    def pattern(self, prefix: str) -> str:
+        """The subscription that matches every topic of this channel (each ``{name}`` as ``+``)."""
+        return f"{prefix}/" + "/".join("+" if level.startswith("{") else level for level in self.address.split("/"))
+
+
+CHANNELS = (
+    Channel(
+        "embeddings",
+        "embeddings/{node}",
+        "FaceEmbedding",
+        "One face seen by an edge node (msgpack). Classifier replicas share the subscription ($share/<group>/...).",
+        ("edge_agent",),
+        ("classifier_service",),
+    ),
+    Channel(
+        "results",
+        "results/{node}",
+        "FaceResult",
+        "The classifier's decision for one embedding: a name or unknown, with the top candidates.",
+        ("classifier_service",),
+        ("alert_service", "edge_agent", "facewire_console"),
+    ),
+    Channel(
+        "thumbnails",
+        "thumbnails/{node}",
+        "Thumbnail",
+        "Opt-in (edge.unknown_thumbnails): a small JPEG of a face the classifier found unknown, once per track.",
+        ("edge_agent",),
+        ("facewire_console",),
+    ),
+    Channel(
+        "alerts",
+        "alerts/{node}",
+        "Alert",
+        "An incident raised by the alert service; the id is the incident key.",
+        ("alert_service",),
+        ("facewire_console",),
+    ),
+    Channel(
+        "deadletter",
+        "deadletter/{service}",
+        "DeadLetter",
+        "A message a service could not use: the reason, its topic, its size and first bytes.",
+        ("classifier_service", "alert_service"),
+        ("facewire_console",),
+    ),
+    Channel(
+        "node-status",
+        "nodes/{node}/status",
+        "NodeStatus",
+        "An edge node's heartbeat; its last will (offline) when it vanishes.",
+        ("edge_agent",),
+        ("alert_service", "facewire_console"),
+        retained=True,
+    ),
+    Channel(
+        "service-status",
+        "services/{service}/{instance}/status",
+        "ServiceStatus",
+        "A service instance's heartbeat with its own counters; its last will (offline) when it vanishes.",
+        ("classifier_service", "alert_service", "facewire_console"),
+        ("facewire_console",),
+        retained=True,
+    ),
+    Channel(
+        "stats-thresholds",
+        "stats/thresholds",
+        "ThresholdReport",
+        "FAR / FRR over a threshold grid, the recommended and equal-error thresholds, the score histograms.",
+        ("alert_service",),
+        ("facewire_console",),
+        retained=True,
+    ),
+    Channel(
+        "stats-nodes",
+        "stats/nodes",
+        "NodesSummary",
+        "Every edge node's judged state (online / stale / offline), from the nodes watcher.",
+        ("alert_service",),
+        ("facewire_console",),
+        retained=True,
+    ),
+    Channel(
+        "gallery-commands",
+        "gallery/cmd/{account}",
+        "GalleryCommand",
+        "Gallery commands, on the topic of the sending broker account; every classifier replica applies each.",
+        ("facewire_console", "classifier_service"),
+        ("classifier_service",),
+    ),
+    Channel(
+        "gallery-events",
+        "gallery/events",
+        "GalleryEvent",
+        "What each replica did about a command (same id): enrolled, forgotten, renamed, error...",
+        ("classifier_service",),
+        ("alert_service", "facewire_console"),
+    ),
+    Channel(
+        "identify-requests",
+        "identify/req",
+        "IdentifyRequest",
+        "Search by photo; the answer goes to the MQTT 5 response topic (or reply_to) with the correlation data.",
+        ("facewire_console",),
+        ("classifier_service",),
+    ),
+    Channel(
+        "identify-responses",
+        "identify/resp/{client}",
+        "IdentifyResponse",
+        "The answer to one identify request: per photo, its faces and their candidates.",
+        ("classifier_service",),
+        ("facewire_console",),
+    ),
+    Channel(
+        "homeassistant-node",
+        "homeassistant/nodes/{node}/last_person",
+        "SensorState",
+        "Home Assistant sensor state: the last person seen on a node (plain text, as Home Assistant reads it).",
+        ("facewire_console",),
+        ("homeassistant",),
+        retained=True,
+    ),
+    Channel(
+        "homeassistant-person",
+        "homeassistant/people/{person}/last_node",
+        "SensorState",
+        "Home Assistant sensor state: the node a person was last seen on (plain text).",
+        ("facewire_console",),
+        ("homeassistant",),
+        retained=True,
+    ),
+    Channel(
+        "homeassistant-attributes",
+        "homeassistant/{kind}/{subject}/{sensor}/attributes",
+        "SensorAttributes",
+        "Home Assistant attributes (score, time, camera) of the sensor whose state topic this extends.",
+        ("facewire_console",),
+        ("homeassistant",),
+        retained=True,
+    ),
+)

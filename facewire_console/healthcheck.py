@@ -19,18 +19,16 @@ Exit status 0 healthy, 1 unhealthy or broker unreachable (Docker reserves 2).
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 import threading
 import time
 from collections.abc import Sequence
 
-import paho.mqtt.client as paho
-
 from facewire.config import load_settings
-from facewire.errors import FacewireError
-from facewire.mqtt import MqttConnection
+from facewire.errors import FacewireError, SchemaError
+from facewire.mqtt import Message, MqttConnection
+from facewire.schema.status import ServiceStatus
 from facewire.topics import Topics
 
 
@@ -44,13 +42,13 @@ def healthy_instances(statuses: dict[str, bytes], host: str, now: float, max_age
     found = []
     for instance, payload in statuses.items():
         try:
-            status = json.loads(payload)
-        except ValueError:
+            status = ServiceStatus.from_json(payload)
+        except SchemaError:
             continue
-        if not isinstance(status, dict) or not belongs_to_host(instance, host):
+        if not belongs_to_host(instance, host):
             continue
-        fresh = isinstance(status.get("ts"), (int, float)) and now - status["ts"] <= max_age
-        if status.get("state") == "online" and fresh:
+        fresh = status.ts is not None and now - status.ts <= max_age
+        if status.state == "online" and fresh:
             found.append(instance)
     return found
 
@@ -62,12 +60,12 @@ def read_statuses(
     statuses: dict[str, dict[str, bytes]] = {service: {} for service in services}
     lock = threading.Lock()
 
-    def record(message: paho.MQTTMessage) -> None:
+    def record(message: Message) -> None:
         parts = message.topic.split("/")
         service, instance = parts[-3], parts[-2]
         if service in statuses and message.payload:
             with lock:
-                statuses[service][instance] = bytes(message.payload)
+                statuses[service][instance] = message.payload
 
     connection.subscribe(topics.service_status("+", "+"), record)
     connection.connect()

@@ -6,7 +6,6 @@ what a correct monitor must make of it (computed from the stream, not typed in).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,7 +17,9 @@ from pathlib import Path
 
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
-from facewire.schema import Alert, Evidence, FaceResult
+from facewire.schema import Alert, DeadLetter, Evidence, FaceResult
+from facewire.schema.stats import GridPoint, OperatingPoint, ThresholdReport
+from facewire.schema.status import NodeStatus, ServiceStatus
 from facewire.topics import Topics
 
 TOPICS = Topics()
@@ -67,20 +68,24 @@ def make_stream(now: float, count: int = 12) -> Stream:
     """Statuses (retained), results with one redelivered duplicate, an alert, a dead letter and stats."""
     stream = Stream(results=make_results(count, now))
     for node, fps in zip(NODES, (7.5, 4.0), strict=True):
-        status = {"node": node, "state": "online", "ts": now, "fps": fps, "faces_per_s": fps / 3, "model": "sface"}
-        stream.messages.append((TOPICS.node_status(node), json.dumps(status).encode(), True))
+        status = NodeStatus(node, "online", now, fps=fps, faces_per_s=fps / 3, model="sface")
+        stream.messages.append((TOPICS.node_status(node), status.to_json(), True))
+    stream.messages.append((TOPICS.node_status("cam-old"), NodeStatus("cam-old", "offline").to_json(), True))
+    classifier = {"people": 2, "gallery_size": 2, "threshold": THRESHOLD, "queue": {}}
     stream.messages.append(
-        (TOPICS.node_status("cam-old"), json.dumps({"node": "cam-old", "state": "offline"}).encode(), True)
+        (TOPICS.service_status("classifier", "c1"), ServiceStatus("c1", "online", details=classifier).to_json(), True)
     )
-    classifier = {"instance": "c1", "state": "online", "people": 2, "gallery_size": 2, "threshold": THRESHOLD}
-    stream.messages.append(
-        (TOPICS.service_status("classifier", "c1"), json.dumps({**classifier, "queue": {}}).encode(), True)
+    stats = ThresholdReport(
+        ts=now,
+        target_far=1e-3,
+        gallery_version="g1",
+        model="sface",
+        counts={},
+        recommended=OperatingPoint(0.48, 0.001, 0.05),
+        eer=None,
+        grid=tuple(GridPoint(t / 100, 0.1 / t, t / 1000, None) for t in range(40, 51)),
     )
-    stats = {
-        "recommended": {"threshold": 0.48},
-        "grid": [{"threshold": t / 100, "far": 0.1 / t, "frr": t / 1000} for t in range(40, 51)],
-    }
-    stream.messages.append((TOPICS.stats_thresholds(), json.dumps(stats).encode(), True))
+    stream.messages.append((TOPICS.stats_thresholds(), stats.to_json(), True))
     for result in [*stream.results, stream.results[3]]:  # the last one is a QoS-1 redelivery
         stream.messages.append((TOPICS.results(result.node), result.to_json(), False))
     unknown = [r for r in stream.results if not r.known][:3]
@@ -96,8 +101,8 @@ def make_stream(now: float, count: int = 12) -> Stream:
         evidence=tuple(Evidence(r.node, r.seq, r.track, r.name, r.score, r.ts) for r in unknown),
     )
     stream.messages.append((TOPICS.alerts(alert.node), alert.to_json(), False))
-    letter = {"service": "classifier", "reason": "emb-length", "topic": "facewire/embeddings/cam-front"}
-    stream.messages.append((TOPICS.deadletter("classifier"), json.dumps(letter).encode(), False))
+    letter = DeadLetter("emb-length", "", "facewire/embeddings/cam-front", b"\x81")
+    stream.messages.append((TOPICS.deadletter("classifier"), letter.to_json("classifier"), False))
     return stream
 
 

@@ -15,12 +15,14 @@ from alert_service.sqlite_alerts import SqliteAlertStore
 from alert_service.sqlite_log import SqliteResultLog
 from alert_service.stats import ThresholdStats, confirmed_scores
 from alert_service.store import LogQuery, LogRow, Sighting
-from alert_service.thresholds import ScoreHistogram, ThresholdReport, leave_one_out, report
+from alert_service.thresholds import ScoreHistogram, leave_one_out, report
 from alert_service.views_log import parse_when
 from facewire.config import AccessRule, AlertSettings
 from facewire.erasure import erasure_marker
 from facewire.errors import ConfigError
 from facewire.schema import FaceResult
+from facewire.schema.stats import ThresholdReport
+from facewire.schema.status import NodeStatus
 from tests.alert_support import T0, face
 
 
@@ -160,8 +162,8 @@ def test_report_thresholds_on_separated_scores() -> None:
     assert stats.recommended.method == "empirical" and 0.38 < stats.recommended.threshold < 0.44
     assert stats.recommended.far <= 1e-3
     assert 0.38 < stats.eer.threshold < 0.44 and stats.eer.far == pytest.approx(stats.eer.frr, abs=2e-3)
-    at_half = next(p for p in stats.grid if p["threshold"] == 0.5)
-    assert at_half["unknown_share"] == pytest.approx(0.3)
+    at_half = next(p for p in stats.grid if p.threshold == 0.5)
+    assert at_half.unknown_share == pytest.approx(0.3)
     assert ThresholdReport.from_json(stats.to_json()) == stats
 
 
@@ -194,10 +196,10 @@ def test_confirmed_scores() -> None:
 
 def test_node_states() -> None:
     registry = NodeRegistry(stale_after=30.0)
-    registry.update("a", {"state": "online", "ts": T0, "fps": 9.5, "unconfirmed": 2, "model": "m"}, T0)
-    registry.update("b", {"state": "online", "ts": T0 - 100, "spool_depth": 7, "unconfirmed": 1}, T0)
-    registry.update("c", {"state": "offline", "reason": "connection lost"}, T0)
-    registry.update("d", {"state": "online", "ts": T0 + 3600}, T0)  # clock far ahead: time of receipt counts
+    registry.update("a", NodeStatus("a", "online", T0, fps=9.5, unconfirmed=2, model="m"), T0)
+    registry.update("b", NodeStatus("b", "online", T0 - 100, spool_depth=7, unconfirmed=1), T0)
+    registry.update("c", NodeStatus("c", "offline", reason="connection lost"), T0)
+    registry.update("d", NodeStatus("d", "online", T0 + 3600), T0)  # clock far ahead: time of receipt counts
     views = {v.node: v for v in registry.views(T0 + 5)}
     assert {n: v.state for n, v in views.items()} == {"a": "online", "b": "stale", "c": "offline", "d": "online"}
     assert views["a"].fps == 9.5 and views["a"].queue == 2 and views["d"].last_seen == T0

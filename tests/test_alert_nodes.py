@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from facewire.broker import LocalBroker
+from facewire.schema.status import NodeStatus
 from facewire.topics import Topics
 from harness.processes import SAMPLE, Collector, run_module, start_module
 from tests.alert_support import log_tail, publish_all, wait_for_online, wait_until
@@ -32,7 +33,7 @@ def test_killed_node_goes_offline_and_silent_node_goes_stale(broker: LocalBroker
     try:
         wait_for_online(broker.url, "nodes", "nw")
         # a node whose process hangs: its connection stays up, its heartbeats stop
-        frozen = json.dumps({"node": "frozen-cam", "state": "online", "ts": time.time()}).encode()
+        frozen = NodeStatus("frozen-cam", "online", time.time()).to_json()
         publish_all(broker.url, [(Topics().node_status("frozen-cam"), frozen)], "frozen-cam", retain=True)
         assert wait_until(lambda: node_states(collector).get("door-cam") == "online", 60), log_tail(
             tmp_path / "edge.log"

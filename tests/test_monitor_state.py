@@ -10,9 +10,10 @@ import numpy as np
 from rich.console import Console
 
 from facewire.schema import FaceEmbedding
+from facewire.schema.status import NodeStatus
 from facewire_console.monitor.render import render_screen
 from facewire_console.monitor.state import MonitorState
-from facewire_console.monitor.stats import latency_percentiles, threshold_summary
+from facewire_console.monitor.stats import latency_percentiles
 from facewire_console.monitor.tail import describe_embedding, format_line
 from tests.monitor_stream import TOPICS, expected, make_results, make_stream
 
@@ -59,8 +60,8 @@ def test_nodes_online_offline_and_stale() -> None:
 
 def test_retained_old_heartbeat_is_stale_at_once() -> None:
     state = MonitorState(stale_after=30.0)
-    status = {"node": "n1", "state": "online", "ts": NOW - 100}
-    state.ingest(TOPICS.node_status("n1"), json.dumps(status).encode(), NOW)
+    status = NodeStatus("n1", "online", NOW - 100)
+    state.ingest(TOPICS.node_status("n1"), status.to_json(), NOW)
     assert state.snapshot(NOW)["nodes"][0]["state"] == "stale"
 
 
@@ -115,19 +116,8 @@ def test_malformed_messages_are_counted_not_raised() -> None:
     state.ingest(TOPICS.stats_thresholds(), b'{"grid": "nonsense", "recommended": "high"}', NOW)
     state.ingest(TOPICS.alerts("x"), b'{"v": 1, "id": 3}', NOW)
     snapshot = state.snapshot(NOW)
-    assert sum(snapshot["malformed"].values()) == 4
+    assert sum(snapshot["malformed"].values()) == 5
     assert snapshot["thresholds"]["recommended"] is None and snapshot["thresholds"]["far"] is None
-
-
-def test_threshold_summary_reads_parallel_lists() -> None:
-    stats = {
-        "recommended_threshold": 0.5,
-        "thresholds": [0.4, 0.45, 0.5],
-        "far": [0.1, 0.01, 0.001],
-        "frr": [0, 0.02, 0.05],
-    }
-    summary = threshold_summary(stats, 0.46)
-    assert (summary["recommended"], summary["far"], summary["frr"]) == (0.5, 0.01, 0.02)
 
 
 def test_latency_percentiles_nearest_rank() -> None:
@@ -178,9 +168,9 @@ def test_late_older_result_does_not_replace_last_person() -> None:
 
 def test_reads_the_stats_service_report() -> None:
     """The payload alert_service's stats publishes, built with its own class."""
-    from alert_service.thresholds import OperatingPoint, ThresholdReport
+    from facewire.schema.stats import GridPoint, OperatingPoint, ThresholdReport
 
-    grid = [{"threshold": t / 100, "far": 1 / t, "frr": t / 200, "unknown_share": 0.5} for t in range(1, 101)]
+    grid = tuple(GridPoint(t / 100, 1 / t, t / 200, 0.5) for t in range(1, 101))
     report = ThresholdReport(
         ts=NOW,
         target_far=1e-3,

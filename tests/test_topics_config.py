@@ -1,14 +1,31 @@
-"""Topic names and configuration precedence."""
+"""Topic names, the channel list and the AsyncAPI document made from it, and configuration precedence."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
+import yaml
 
+from facewire.asyncapi import document, render
 from facewire.config import load_settings, reference_rows
 from facewire.errors import ConfigError
-from facewire.topics import Topics, matches
+from facewire.schema.catalog import MESSAGES
+from facewire.topics import CHANNELS, Topics, matches
+
+ASYNCAPI = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
+PARSERS = {"node_of", "command_account"}  # Topics methods that read a topic rather than build one
+
+
+def built_topics(topics: Topics) -> dict[str, str]:
+    """Every topic or subscription a Topics method builds, with 'x' for each argument."""
+    found = {}
+    for name, method in inspect.getmembers(topics, inspect.ismethod):
+        if not name.startswith("_") and name not in PARSERS:
+            names = inspect.signature(method).parameters
+            found[name] = method(*[topics.ha_node_state("x") if n == "state_topic" else "x" for n in names])
+    return found
 
 
 def test_every_published_topic_has_a_subscriber() -> None:
@@ -19,6 +36,36 @@ def test_every_published_topic_has_a_subscriber() -> None:
         assert any(matches(sub, topic) for sub in subscriptions), topic
     assert not matches(topics.results_all(), topics.embeddings("cam-1"))
     assert matches("a/#", "a/b/c") and not matches("a/+", "a/b/c")
+
+
+def test_every_topic_belongs_to_exactly_one_channel() -> None:
+    topics = Topics("site1/facewire")
+    patterns = {channel.name: channel.pattern(topics.prefix) for channel in CHANNELS}
+    for method, topic in built_topics(topics).items():
+        plain = topic.split("/", 2)[2] if topic.startswith("$share/") else topic
+        owners = [name for name, pattern in patterns.items() if matches(pattern, plain) or pattern == plain]
+        assert len(owners) == 1, (method, topic, owners)
+
+
+def test_every_channel_names_a_message_class_and_is_used() -> None:
+    assert {channel.message for channel in CHANNELS} == set(MESSAGES)
+    assert len({channel.name for channel in CHANNELS}) == len(CHANNELS)
+    built = set(built_topics(Topics()).values())
+    for channel in CHANNELS:
+        assert any(matches(channel.pattern("facewire"), t.removeprefix("$share/x/")) for t in built), channel.name
+
+
+def test_committed_asyncapi_document_matches_the_code() -> None:
+    """Regenerate with: python -m facewire.asyncapi docs/asyncapi.yaml"""
+    assert ASYNCAPI.read_text(encoding="utf-8") == render()
+    parsed = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    assert parsed == document() and parsed["asyncapi"] == "3.0.0"
+    assert {c["address"] for c in parsed["channels"].values()} == {f"facewire/{c.address}" for c in CHANNELS}
+    for operation in parsed["operations"].values():
+        channel = operation["channel"]["$ref"].rsplit("/", 1)[1]
+        assert channel in parsed["channels"] and operation["action"] in ("send", "receive")
+    for message in parsed["components"]["messages"].values():
+        assert message["payload"]["$ref"].rsplit("/", 1)[1] in parsed["components"]["schemas"]
 
 
 def test_node_of_parses_only_its_kind() -> None:

@@ -7,7 +7,6 @@ browser); the tests skip with a message where it is absent.
 from __future__ import annotations
 
 import http.client
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from alert_service.store import LogRow
 from facewire.broker import LocalBroker
 from facewire.faces import FaceAnalyzer
 from facewire.schema import FaceResult
+from facewire.schema.status import NodeStatus
 from harness.probes import probe
 from harness.processes import SAMPLE, Collector, RunningClassifier, run_module, start_module
 from tests.alert_support import face, publish_all, wait_until
@@ -176,8 +176,8 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             page.wait_for_selector("#connection.online")
             # 1. the node announces itself (retained status) and a replayed face appears live, red: nobody
             # enrolled looks like it
-            status = {"node": "cam-web", "state": "online", "ts": time.time(), "fps": 7.5, "faces_per_s": 2.0}
-            publish_all(broker.url, [("facewire/nodes/cam-web/status", json.dumps(status).encode())], retain=True)
+            status = NodeStatus("cam-web", "online", time.time(), fps=7.5, faces_per_s=2.0).to_json()
+            publish_all(broker.url, [("facewire/nodes/cam-web/status", status)], retain=True)
             page.wait_for_selector("#nodes tr.state-online >> text=cam-web")
             publish_probe(broker.url, vector, 1)
             assert wait_for_row(page, 1) == {"name": "unknown", "class": "red"}

@@ -11,8 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.thumbnails import ThumbnailKeeper, face_thumbnail, thumbnail_message
+from edge_agent.thumbnails import ThumbnailKeeper, face_thumbnail
 from facewire.images import load_image
+from facewire.schema.thumbnail import Thumbnail
 from facewire_console.web.unknown_faces import UnknownFaces
 from harness.processes import SAMPLE
 
@@ -43,11 +44,11 @@ def test_only_unknown_results_release_a_thumbnail_once_per_track() -> None:
 def test_the_dashboard_keeps_only_checked_thumbnails_for_a_bounded_time(tmp_path: Path) -> None:
     store = UnknownFaces(tmp_path, hours=1.0)
     jpeg = face_thumbnail(load_image(PHOTO), (80.0, 70.0, 90.0, 110.0), 64)
-    assert store.ingest("cam-1", thumbnail_message("cam-1", 7, 3, 1.0, jpeg))
+    assert store.ingest("cam-1", Thumbnail("cam-1", 7, 3, 1.0, jpeg).to_json())
     assert store.path("cam-1/7") == tmp_path / "cam-1" / "7.jpg"
-    message = json.loads(thumbnail_message("cam-1", 8, 3, 1.0, jpeg))
+    message = json.loads(Thumbnail("cam-1", 8, 3, 1.0, jpeg).to_json())
     refused = [
-        ("cam-2", thumbnail_message("cam-1", 8, 3, 1.0, jpeg)),  # another node's topic
+        ("cam-2", Thumbnail("cam-1", 8, 3, 1.0, jpeg).to_json()),  # another node's topic
         ("cam-1", json.dumps({**message, "jpeg": base64.b64encode(b"GIF89a....").decode()}).encode()),
         (
             "cam-1",
@@ -55,12 +56,12 @@ def test_the_dashboard_keeps_only_checked_thumbnails_for_a_bounded_time(tmp_path
         ),
         ("cam-1", json.dumps({**message, "seq": -1}).encode()),
         ("cam-1", b"not json"),
-        ("../x", thumbnail_message("../x", 8, 3, 1.0, jpeg)),
+        ("../x", Thumbnail("../x", 8, 3, 1.0, jpeg).to_json()),
     ]
     assert not any(store.ingest(node, payload) for node, payload in refused) and store.refused == len(refused)
     for key in ("cam-1/8", "../cam-1/7", "cam-1/7.jpg", "cam-1/-7"):
         assert store.path(key) is None
     assert store.prune(now=time.time()) == 0
     assert store.prune(now=time.time() + 3601) == 1 and store.path("cam-1/7") is None
-    assert store.ingest("cam-1", thumbnail_message("cam-1", 9, 3, 1.0, jpeg))
+    assert store.ingest("cam-1", Thumbnail("cam-1", 9, 3, 1.0, jpeg).to_json())
     assert store.erase(["cam-1/9", "cam-1/10"]) == 1 and store.path("cam-1/9") is None

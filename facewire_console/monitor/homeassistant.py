@@ -21,6 +21,8 @@ from typing import Any
 from facewire import __version__
 from facewire.errors import SchemaError
 from facewire.schema import FaceResult
+from facewire.schema.homeassistant import SensorState
+from facewire.schema.status import ServiceStatus
 from facewire.topics import Topics
 
 SERVICE = "homeassistant"
@@ -63,8 +65,8 @@ class HomeAssistantBridge:
 
     def status(self, state: str) -> Publication:
         """This bridge's retained status (the availability of the person sensors)."""
-        payload = {"instance": self.instance, "state": state, "ts": time.time(), "version": __version__}
-        return Publication(self.status_topic, json.dumps(payload).encode())
+        status = ServiceStatus(self.instance, state, time.time(), {"version": __version__})
+        return Publication(self.status_topic, status.to_json())
 
     def start(self, people: Iterable[str] = ()) -> list[Publication]:
         """Online status plus discovery configs for people known up front (e.g. the gallery's)."""
@@ -162,7 +164,7 @@ class HomeAssistantBridge:
         if ts < last_ts:
             return []
         self._states[topic] = (ts, value)
-        return [] if value == last_value else [Publication(topic, value.encode())]
+        return [] if value == last_value else [Publication(topic, SensorState(value).to_text())]
 
     def _status_node(self, topic: str) -> str | None:
         parts, head = topic.split("/"), self.topics.prefix.split("/")

@@ -7,7 +7,6 @@ defensively: a malformed message is counted, never raised.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter, deque
@@ -16,7 +15,9 @@ from typing import Any
 
 from facewire.errors import SchemaError
 from facewire.presentation import result_style
-from facewire.schema import Alert, FaceResult
+from facewire.schema import Alert, DeadLetter, FaceResult
+from facewire.schema.stats import ThresholdReport
+from facewire.schema.status import NodeStatus, ServiceStatus
 from facewire.topics import Topics
 from facewire_console.monitor.stats import latency_percentiles, threshold_summary
 
@@ -31,7 +32,7 @@ KEYS_REMEMBERED = 100_000  # (node, seq) keys kept to drop QoS-1 redeliveries
 class NodeInfo:
     """The last status a node published, and when it was received."""
 
-    status: dict[str, Any]
+    status: NodeStatus | None
     received: float
     results: int = 0
     last_person: str = ""
@@ -70,9 +71,9 @@ class MonitorState:
         self._seen_order: deque[tuple[str, int]] = deque()
         self.names: Counter[str] = Counter()
         self.nodes: dict[str, NodeInfo] = {}
-        self.services: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, ServiceStatus] = {}
         self.alerts: deque[Alert] = deque(maxlen=ALERTS_KEPT)
-        self.thresholds: dict[str, Any] | None = None
+        self.thresholds: ThresholdReport | None = None
         self.deadletters: Counter[tuple[str, str]] = Counter()
         self.malformed: Counter[str] = Counter()
         self.total_results = 0
@@ -83,9 +84,8 @@ class MonitorState:
         with self._lock:
             try:
                 self._route(topic, payload, now)
-            except (SchemaError, ValueError, TypeError, UnicodeDecodeError) as exc:
-                reason = exc.reason if isinstance(exc, SchemaError) else "not-json"
-                self.malformed[reason] += 1
+            except SchemaError as exc:
+                self.malformed[exc.reason] += 1
 
     def _route(self, topic: str, payload: bytes, now: float) -> None:
         parts = topic.split("/")
@@ -94,16 +94,15 @@ class MonitorState:
         if kind == "results":
             self._result(FaceResult.from_json(payload), now)
         elif kind == "nodes" and parts[-1] == "status" and len(parts) == prefix_len + 3:
-            self._node_status(parts[prefix_len + 1], _json_object(payload), now)
+            self._node_status(parts[prefix_len + 1], NodeStatus.from_json(payload), now)
         elif kind == "services" and parts[-1] == "status" and len(parts) == prefix_len + 4:
-            self.services[f"{parts[prefix_len + 1]}/{parts[prefix_len + 2]}"] = _json_object(payload)
+            self.services[f"{parts[prefix_len + 1]}/{parts[prefix_len + 2]}"] = ServiceStatus.from_json(payload)
         elif kind == "alerts":
             self._alert(Alert.from_json(payload))
         elif topic == self.topics.stats_thresholds():
-            self.thresholds = _json_object(payload) if payload else None
+            self.thresholds = ThresholdReport.from_json(payload) if payload else None
         elif kind == "deadletter":
-            reason = _json_object(payload).get("reason", "unknown")
-            self.deadletters[(parts[-1], str(reason)[:40])] += 1
+            self.deadletters[(parts[-1], DeadLetter.from_json(payload).reason[:40])] += 1
         else:
             self.malformed["unexpected-topic"] += 1
 
@@ -119,12 +118,12 @@ class MonitorState:
         self.names[result.name] += 1
         self.arrivals.append((now, result.node, result.name))
         self.latencies.append((result.node, result.name, (result.classified_at - result.ts) * 1000.0))
-        node = self.nodes.setdefault(result.node, NodeInfo({"node": result.node}, 0.0))
+        node = self.nodes.setdefault(result.node, NodeInfo(None, 0.0))
         node.results += 1
         if result.ts >= node.last_ts:  # a late or redelivered older result does not overwrite a newer one
             node.last_person, node.last_ts = result.name, result.ts
 
-    def _node_status(self, node: str, status: dict[str, Any], now: float) -> None:
+    def _node_status(self, node: str, status: NodeStatus, now: float) -> None:
         info = self.nodes.setdefault(node, NodeInfo(status, now))
         info.status, info.received = status, now
 
@@ -198,25 +197,25 @@ class MonitorState:
         for node, info in sorted(self.nodes.items()):
             if self.filters.node and node != self.filters.node:
                 continue
-            status = info.status
+            status = info.status or NodeStatus(node, "offline")
             view.append(
                 {
                     "node": node,
                     "state": self._node_state(info, now),
-                    "fps": _number(status.get("fps")),
-                    "faces_per_s": _number(status.get("faces_per_s")),
-                    "published": _number(status.get("published")),
-                    "unconfirmed": _number(status.get("unconfirmed")),
-                    "model": str(status.get("model", "")),
+                    "fps": status.fps,
+                    "faces_per_s": status.faces_per_s,
+                    "published": _number(status.published),
+                    "unconfirmed": _number(status.unconfirmed),
+                    "model": status.model,
                     "results": info.results,
                     "last_person": info.last_person,
-                    "age_s": round(now - _heartbeat_time(info), 1) if "state" in status else None,
+                    "age_s": round(now - _heartbeat_time(info), 1) if info.status is not None else None,
                 }
             )
         return view
 
     def _node_state(self, info: NodeInfo, now: float) -> str:
-        state = str(info.status.get("state", "unknown"))
+        state = "unknown" if info.status is None else info.status.state
         if state == "online" and now - _heartbeat_time(info) > self.stale_after:
             return "stale"
         return state
@@ -226,18 +225,16 @@ class MonitorState:
         for key, status in sorted(self.services.items()):
             if not key.startswith("classifier/"):
                 continue
-            queue = status.get("queue")
-            depth = sum(v for v in queue.values() if isinstance(v, int)) if isinstance(queue, dict) else 0
             view.append(
                 {
                     "instance": key.split("/", 1)[1],
-                    "state": str(status.get("state", "unknown")),
-                    "people": _number(status.get("people")),
-                    "gallery_size": _number(status.get("gallery_size")),
-                    "queue": depth,
-                    "results": _number(status.get("results")),
-                    "deadletters": _number(status.get("deadletters")),
-                    "threshold": _number(status.get("threshold")),
+                    "state": status.state,
+                    "people": status.number("people"),
+                    "gallery_size": status.number("gallery_size"),
+                    "queue": sum(status.counts("queue").values()),
+                    "results": status.number("results"),
+                    "deadletters": status.number("deadletters"),
+                    "threshold": status.number("threshold"),
                 }
             )
         return view
@@ -259,26 +256,17 @@ class MonitorState:
 
     def _configured(self) -> float:
         for status in self.services.values():
-            value = _number(status.get("threshold"))
+            value = status.number("threshold")
             if value is not None:
                 return value
         return self.results[-1].threshold if self.results else self.configured_threshold
 
 
-def _json_object(payload: bytes) -> dict[str, Any]:
-    data = json.loads(payload)
-    if not isinstance(data, dict):
-        raise SchemaError("wrong-type", "payload is not an object")
-    return data
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+def _number(value: int | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _heartbeat_time(info: NodeInfo) -> float:
     """When the node last spoke: its own ``ts`` if plausible, else when we received the status."""
-    sent = _number(info.status.get("ts"))
+    sent = None if info.status is None else info.status.ts
     return sent if sent is not None and sent <= info.received + 5 else info.received

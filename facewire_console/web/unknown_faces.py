@@ -10,20 +10,17 @@ when it is named. The unknown-visitors page shows them beside their cluster
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 import re
 import shutil
 import time
 from pathlib import Path
 
-from facewire.errors import ImageError
+from facewire.errors import ImageError, SchemaError
 from facewire.images import decode_image
+from facewire.schema.thumbnail import Thumbnail
 from facewire.topics import valid_node_id
 
-MAX_JPEG_BYTES = 16 * 1024
 MAX_SIDE = 256
 SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit takes '²', which int() refuses)
 
@@ -39,21 +36,16 @@ class UnknownFaces:
     def ingest(self, topic_node: str, payload: bytes) -> bool:
         """Store one thumbnail message; False (and counted) if it is not a small JPEG of this node's face."""
         try:
-            data = json.loads(payload)
-            node, seq, raw = data["node"], data["seq"], data["jpeg"]
-            if not (isinstance(node, str) and node == topic_node and valid_node_id(node)):
-                raise ValueError("node")
-            if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 10**18 or not isinstance(raw, str):
-                raise ValueError("seq")
-            jpeg = base64.b64decode(raw, validate=True)
-            if len(jpeg) > MAX_JPEG_BYTES or jpeg[:3] != b"\xff\xd8\xff":
-                raise ValueError("not a small JPEG")
-            height, width = decode_image(jpeg, "thumbnail").shape[:2]
+            thumbnail = Thumbnail.from_json(payload)
+            if thumbnail.node != topic_node:
+                raise SchemaError("node-mismatch", f"topic says {topic_node!r}")
+            height, width = decode_image(thumbnail.jpeg, "thumbnail").shape[:2]
             if max(height, width) > MAX_SIDE:
-                raise ValueError("too large")
-        except (ValueError, KeyError, TypeError, binascii.Error, ImageError, UnicodeDecodeError):
+                raise ImageError("too large")
+        except (SchemaError, ImageError):
             self.refused += 1
             return False
+        node, seq, jpeg = thumbnail.node, thumbnail.seq, thumbnail.jpeg
         target = self.folder / node / f"{seq}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_suffix(".tmp")

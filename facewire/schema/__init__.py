@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import msgpack
 import numpy as np
 
 from facewire.errors import SchemaError
-from facewire.topics import valid_node_id
+from facewire.schema import fields as read
+from facewire.schema.fields import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 MAX_EMBEDDING_BYTES = 64 * 1024
 MAX_DIM = 4096
+MAX_JSON_BYTES = 64 * 1024
+MAX_CANDIDATES = 100
+MAX_EVIDENCE = 1000
+EXCERPT_BYTES = 96
 NORM_TOLERANCE = 0.02
 
 EMBEDDING_FIELDS = {"v", "node", "seq", "ts", "frame", "track", "bbox", "det", "quality", "model", "dim", "emb"}
@@ -83,11 +85,11 @@ class FaceEmbedding:
             raise SchemaError("not-msgpack", str(exc)[:120]) from exc
         if not isinstance(data, dict):
             raise SchemaError("wrong-type", "payload is not a map")
-        _check_version(data)
+        read.check_version(data)
         missing = EMBEDDING_FIELDS - data.keys()
         if missing:
             raise SchemaError("missing-field", ", ".join(sorted(missing)))
-        dim = _int(data, "dim", 1, MAX_DIM)
+        dim = read.integer(data, "dim", 1, MAX_DIM)
         raw = data["emb"]
         if not isinstance(raw, bytes):
             raise SchemaError("wrong-type", "emb must be bytes")
@@ -96,15 +98,15 @@ class FaceEmbedding:
         emb = np.frombuffer(raw, dtype="<f2").astype(np.float32)
         _check_vector(emb)
         return cls(
-            node=_node(data),
-            seq=_int(data, "seq", 0, 2**63 - 1),
-            ts=_float(data, "ts"),
-            frame=_int(data, "frame", 0, 2**63 - 1),
-            track=_int(data, "track", 0, 2**63 - 1),
-            bbox=_bbox(data),
-            det=_float(data, "det"),
-            quality=_quality(data),
-            model=_text(data, "model"),
+            node=read.node(data),
+            seq=read.integer(data, "seq"),
+            ts=read.number(data, "ts"),
+            frame=read.integer(data, "frame"),
+            track=read.integer(data, "track"),
+            bbox=read.bbox(data),
+            det=read.number(data, "det"),
+            quality=read.number_map(data, "quality"),
+            model=read.text(data, "model"),
             emb=emb,
         )
 
@@ -153,30 +155,27 @@ class FaceResult:
     @classmethod
     def from_json(cls, payload: bytes) -> FaceResult:
         """Decode and validate a FaceResult; raise SchemaError with the reason otherwise."""
-        data = _json_map(payload)
-        _check_version(data)
-        try:
-            candidates = tuple(Candidate(str(c["name"]), float(c["score"])) for c in data.get("candidates", []))
-        except (TypeError, KeyError, ValueError) as exc:
-            raise SchemaError("wrong-type", "candidates") from exc
-        known = data.get("known")
-        if not isinstance(known, bool):
-            raise SchemaError("wrong-type", "known must be a boolean")
+        data = read.json_object(payload, MAX_JSON_BYTES)
+        read.check_version(data)
+        candidates = tuple(
+            Candidate(read.text(c, "name"), read.number(c, "score"))
+            for c in read.object_list(data, "candidates", MAX_CANDIDATES)
+        )
         return cls(
-            node=_node(data),
-            seq=_int(data, "seq", 0, 2**63 - 1),
-            track=_int(data, "track", 0, 2**63 - 1),
-            frame=_int(data, "frame", 0, 2**63 - 1),
-            ts=_float(data, "ts"),
-            name=_text(data, "name"),
-            score=_float(data, "score"),
-            known=known,
-            threshold=_float(data, "threshold"),
-            model=_text(data, "model"),
-            gallery_version=_text(data, "gallery_version"),
-            classified_at=_float(data, "classified_at"),
-            latency_ms=_float(data, "latency_ms"),
-            bbox=_bbox(data),
+            node=read.node(data),
+            seq=read.integer(data, "seq"),
+            track=read.integer(data, "track"),
+            frame=read.integer(data, "frame"),
+            ts=read.number(data, "ts"),
+            name=read.text(data, "name"),
+            score=read.number(data, "score"),
+            known=read.flag(data, "known"),
+            threshold=read.number(data, "threshold"),
+            model=read.text(data, "model"),
+            gallery_version=read.text(data, "gallery_version"),
+            classified_at=read.number(data, "classified_at"),
+            latency_ms=read.number(data, "latency_ms"),
+            bbox=read.bbox(data),
             candidates=candidates,
         )
 
@@ -218,50 +217,30 @@ class Alert:
     @classmethod
     def from_json(cls, payload: bytes) -> Alert:
         """Decode and validate an Alert; raise SchemaError with the reason otherwise."""
-        data = _json_map(payload)
-        _check_version(data)
-        raw = data.get("evidence", [])
-        if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
-            raise SchemaError("wrong-type", "evidence must be a list of objects")
+        data = read.json_object(payload, MAX_JSON_BYTES)
+        read.check_version(data)
+        raw = read.object_list(data, "evidence", MAX_EVIDENCE)
         evidence = tuple(
             Evidence(
-                node=_node(e),
-                seq=_int(e, "seq", 0, 2**63 - 1),
-                track=_int(e, "track", 0, 2**63 - 1),
-                name=_text(e, "name"),
-                score=_float(e, "score"),
-                ts=_float(e, "ts"),
+                node=read.node(e),
+                seq=read.integer(e, "seq"),
+                track=read.integer(e, "track"),
+                name=read.text(e, "name"),
+                score=read.number(e, "score"),
+                ts=read.number(e, "ts"),
             )
             for e in raw
         )
         return cls(
-            id=_text(data, "id"),
-            rule=_text(data, "rule"),
-            node=_node(data),
-            subject=_text(data, "subject"),
-            message=_text(data, "message"),
-            ts=_float(data, "ts"),
-            raised_at=_float(data, "raised_at"),
+            id=read.text(data, "id"),
+            rule=read.text(data, "rule"),
+            node=read.node(data),
+            subject=read.text(data, "subject"),
+            message=read.text(data, "message"),
+            ts=read.number(data, "ts"),
+            raised_at=read.number(data, "raised_at"),
             evidence=evidence,
         )
-
-
-def _json_map(payload: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SchemaError("not-json", str(exc)[:120]) from exc
-    if not isinstance(data, dict):
-        raise SchemaError("wrong-type", "payload is not an object")
-    return data
-
-
-def _check_version(data: dict[str, Any]) -> None:
-    version = data.get("v")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise SchemaError("missing-version" if version is None else "wrong-type", "v")
-    if version != SCHEMA_VERSION:
-        raise SchemaError("unknown-version", f"v={version}, this build reads v={SCHEMA_VERSION}")
 
 
 def _check_vector(emb: np.ndarray) -> None:
@@ -272,72 +251,50 @@ def _check_vector(emb: np.ndarray) -> None:
         raise SchemaError("not-normalised", f"|emb| = {norm:.4f}")
 
 
-def _int(data: dict[str, Any], key: str, low: int, high: int) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SchemaError("wrong-type", f"{key} must be an integer")
-    if not low <= value <= high:
-        raise SchemaError("out-of-range", f"{key}={value}")
-    return value
-
-
-def _float(data: dict[str, Any], key: str) -> float:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SchemaError("wrong-type", f"{key} must be a number")
-    if not math.isfinite(value):
-        raise SchemaError("not-finite", key)
-    return float(value)
-
-
-def _text(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not 0 < len(value) <= 256:
-        raise SchemaError("wrong-type", f"{key} must be a non-empty string")
-    return value
-
-
-def _node(data: dict[str, Any]) -> str:
-    node = _text(data, "node")
-    if not valid_node_id(node):
-        raise SchemaError("bad-node", repr(node[:64]))
-    return node
-
-
-def _bbox(data: dict[str, Any]) -> tuple[float, float, float, float]:
-    box = data.get("bbox")
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise SchemaError("wrong-type", "bbox must be [x, y, w, h]")
-    values = {f"bbox[{i}]": v for i, v in enumerate(box)}
-    x, y, w, h = (_float(values, f"bbox[{i}]") for i in range(4))
-    return (x, y, w, h)
-
-
-def _quality(data: dict[str, Any]) -> dict[str, float]:
-    quality = data.get("quality")
-    if not isinstance(quality, dict) or len(quality) > 32:
-        raise SchemaError("wrong-type", "quality must be a small map")
-    return {str(k): _float(quality, k) for k in quality}
-
-
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message a service could not use: why, where it came from and a short excerpt of it."""
+    """A message a service could not use: why, where it came from and (on the wire) its size and first bytes.
+
+    Built by a service from the refused message; decoded, ``payload`` is the
+    excerpt and ``service``, ``size`` and ``ts`` are what the sender wrote.
+    """
 
     reason: str
     detail: str
     topic: str
-    payload: bytes
+    payload: bytes = field(repr=False)
+    service: str = ""
+    size: int | None = None
+    ts: float | None = None
+    v: int = SCHEMA_VERSION
 
     def to_json(self, service: str) -> bytes:
-        return json.dumps(
+        """The letter ``service`` publishes on ``<prefix>/deadletter/<service>``."""
+        return read.dump_json(
             {
+                "v": self.v,
                 "service": service,
                 "reason": self.reason,
-                "detail": self.detail,
-                "topic": self.topic,
-                "size": len(self.payload),
-                "excerpt_b64": base64.b64encode(self.payload[:96]).decode(),
-                "ts": time.time(),
+                "detail": self.detail[:1024],
+                "topic": self.topic[:1024],
+                "size": len(self.payload) if self.size is None else self.size,
+                "excerpt_b64": base64.b64encode(self.payload[:EXCERPT_BYTES]).decode(),
+                "ts": time.time() if self.ts is None else self.ts,
             }
-        ).encode()
+        )
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> DeadLetter:
+        """Decode and validate a dead letter; raise SchemaError with the reason otherwise."""
+        data = read.json_object(payload, MAX_JSON_BYTES)
+        read.check_version(data)
+        read.check_fields(data, {"v", "service", "reason", "detail", "topic", "size", "excerpt_b64", "ts"})
+        return cls(
+            reason=read.text(data, "reason", 64),
+            detail=read.optional_text(data, "detail", 1024),
+            topic=read.optional_text(data, "topic", 1024),
+            payload=read.base64_bytes(data, "excerpt_b64", EXCERPT_BYTES),
+            service=read.text(data, "service", 64),
+            size=read.integer(data, "size"),
+            ts=read.number(data, "ts"),
+        )
