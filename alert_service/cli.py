@@ -15,7 +15,7 @@ from alert_service.recorder import Recorder
 from alert_service.rules import RuleBook
 from alert_service.stats import ThresholdStats
 from alert_service.stats_service import StatsService
-from alert_service.store import open_alert_store, open_result_log
+from alert_service.store_factory import open_alert_store, open_result_log
 from alert_service.subscriber import SESSION_EXPIRY_SECONDS
 from alert_service.supervisor import ROLES, supervise
 from alert_service.webhook import WebhookSender

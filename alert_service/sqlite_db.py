@@ -51,10 +51,6 @@ class SqliteDatabase:
         with self.lock:
             yield self.db
 
-    def script(self, sql: str) -> None:
-        with self.lock:
-            self.db.executescript(sql)
-
     def close(self) -> None:
         with self.lock:
             self.db.close()

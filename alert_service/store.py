@@ -1,4 +1,4 @@
-"""What the result subscribers persist, behind two small interfaces (SQLite or PostgreSQL, chosen by URL).
+"""What the result subscribers persist, behind two small interfaces (opened by :mod:`alert_service.store_factory`).
 
 ``ResultLog`` is the detection log (recorder, ``facewire log``, operator
 confirmations); ``AlertStore`` holds sightings, incidents and alerts. Both are
@@ -13,10 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 
 from facewire.schema import Alert, Candidate, FaceResult
-from facewire.storage.url import parse_database_url
 
 
 @dataclass(frozen=True)
@@ -236,29 +234,3 @@ class AlertStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
-
-
-def open_result_log(database: Path | str) -> ResultLog:
-    """The detection log at ``database``: a SQLite file (path or ``sqlite:///``) or a ``postgresql://`` URL."""
-    target = parse_database_url(database)
-    if target.engine == "postgresql":
-        from alert_service.pg_log import PostgresResultLog
-
-        return PostgresResultLog(target.url)
-    from alert_service.sqlite_log import SqliteResultLog
-
-    assert target.path is not None
-    return SqliteResultLog(target.path)
-
-
-def open_alert_store(database: Path | str) -> AlertStore:
-    """The alert store at ``database``: a SQLite file (path or ``sqlite:///``) or a ``postgresql://`` URL."""
-    target = parse_database_url(database)
-    if target.engine == "postgresql":
-        from alert_service.pg_alerts import PostgresAlertStore
-
-        return PostgresAlertStore(target.url)
-    from alert_service.sqlite_alerts import SqliteAlertStore
-
-    assert target.path is not None
-    return SqliteAlertStore(target.path)

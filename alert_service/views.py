@@ -15,7 +15,7 @@ from rich.table import Table
 
 from alert_service.nodes import NodeRegistry, parse_status
 from alert_service.plot import plot_report
-from alert_service.store import open_alert_store
+from alert_service.store_factory import open_alert_store
 from alert_service.views_log import clock, open_existing_log
 from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.config import MqttSettings, Settings

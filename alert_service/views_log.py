@@ -16,7 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from alert_service.store import LogQuery, LogRow, ResultLog, open_result_log
+from alert_service.store import LogQuery, LogRow, ResultLog
+from alert_service.store_factory import open_result_log
 from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.errors import ConfigError
 from facewire.presentation import result_style

@@ -104,7 +104,7 @@ def cli_seconds(database: Path) -> float:
     """Wall time of a whole ``facewire log --person ... --limit 50`` process (Python start-up included)."""
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "facewire", "log", "--database", str(database), "--person", "person_123"],
+        [sys.executable, "-m", "facewire_console", "log", "--database", str(database), "--person", "person_123"],
         check=True,
         capture_output=True,
     )

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alert_service.store import LogRow, ResultLog, open_result_log
+from alert_service.store import LogRow, ResultLog
+from alert_service.store_factory import open_result_log
 from bench.bench_recorder import queries, synthetic_rows, timed
 from bench.common import write_json
 

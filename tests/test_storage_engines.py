@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alert_service.store import LogQuery, LogRow, Sighting, open_alert_store, open_result_log
+from alert_service.store import LogQuery, LogRow, Sighting
+from alert_service.store_factory import open_alert_store, open_result_log
 from classifier_service.gallery.factory import open_gallery_store
 from classifier_service.gallery.store import GalleryStore, NewEmbedding
 from facewire.erasure import erasure_marker

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from alert_service.recorder import Recorder
-from alert_service.store import LogQuery, LogRow, open_alert_store, open_result_log
+from alert_service.store import LogQuery, LogRow
+from alert_service.store_factory import open_alert_store, open_result_log
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings, RecorderSettings
 from facewire.erasure import erasure_marker
@@ -84,7 +85,9 @@ def test_two_recorders_in_one_share_group_write_the_rows_of_one(
     assert all(process.returncode == 0 for process in replicas)
     assert received.get("rec-a", 0) > 0 and received.get("rec-b", 0) > 0  # the group split the stream
     env = {"FACEWIRE_RECORDER__DATABASE_URL": database_url}
-    exported = run_module("facewire_console", ["log", "--person", "Tony_Blair", "--format", "json", "--limit", "0"], env)
+    exported = run_module(
+        "facewire_console", ["log", "--person", "Tony_Blair", "--format", "json", "--limit", "0"], env
+    )
     assert exported.returncode == 0, exported.stderr
     assert sorted(r["seq"] for r in json.loads(exported.stdout)) == [s for s in range(300) if s % 5 == 1]
 

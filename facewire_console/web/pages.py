@@ -16,7 +16,8 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from alert_service.store import LogQuery, LogRow, open_alert_store, open_result_log
+from alert_service.store import LogQuery, LogRow
+from alert_service.store_factory import open_alert_store, open_result_log
 from alert_service.views_log import export, parse_when
 from facewire.errors import ConfigError
 from facewire_console.web.auth import new_csrf_token

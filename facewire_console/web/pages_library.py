@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from alert_service.store import open_result_log
+from alert_service.store_factory import open_result_log
 from classifier_service.gallery.client import GalleryTimeout
 from facewire.errors import FacewireError, SchemaError
 from facewire_console.web.http import FORM_BYTES, checked_form, dashboard, log_database, login_required, refuse, render
