@@ -134,7 +134,8 @@ def run(
         spool.close()
     click.echo(
         f"{edge.node_id}: {summary.frames} frames, {summary.faces} faces, {summary.published} published "
-        f"({summary.duplicates} duplicates skipped), {summary.fps:.1f} frames/s",
+        f"({summary.duplicates} duplicates skipped), {pipeline.counters.embedded} embedded, "
+        f"gated {pipeline.counters.gated_text()}, {summary.fps:.1f} frames/s",
         err=True,
     )
     if summary.refused:

@@ -3,7 +3,11 @@ and recognition on the bundled clip no worse than with every face embedded."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,11 +17,13 @@ from edge_agent.detection import AdaptiveDetection
 from edge_agent.pipeline import EdgePipeline
 from edge_agent.quality import Gates, pitch_offset
 from edge_agent.tracking import FaceTracker, iou
+from facewire.broker import LocalBroker
 from facewire.config import EdgeSettings
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
 from facewire.models.detector import Detection
 from facewire.sources import Frame, open_frames, source_fps
+from harness.processes import Collector, run_module
 
 GATES = Gates.of(EdgeSettings())
 FRONTAL = np.array([[30, 40], [70, 40], [50, 62], [35, 80], [65, 80]], dtype=np.float32)
@@ -96,3 +102,41 @@ def test_clip_embeds_few_faces_and_names_miranda_no_worse(analyzer: FaceAnalyzer
     assert set(counters.gated) <= {"small", "yaw", "pitch", "blurred"} and counters.gated["blurred"] > 0
     assert seen["Lin_Manuel_Miranda"]["tracks"] >= 2 and seen["Lin_Manuel_Miranda"]["frames"] >= 142, seen
     assert set(seen) <= {"Lin_Manuel_Miranda", "unknown"}, "nobody else is named on the clip"
+
+
+def test_run_once_reports_embedded_and_gated_counts_in_its_summary_and_status(
+    broker: LocalBroker, sample_dir: Path, tmp_path: Path
+) -> None:
+    status = Collector(broker.url, ["facewire/nodes/+/status"]).start()
+    try:
+        edge = run_module(
+            "edge_agent",
+            ["run", "--node-id", "gates", "--source", str(sample_dir / "short_hamilton_clip.mp4"), "--once",
+             "--skip-frames", "2", "--broker", broker.url],
+            {"FACEWIRE_EDGE__STATE_DIR": str(tmp_path / "state")},
+        )  # fmt: skip
+        assert edge.returncode == 0, edge.stderr
+        line = re.search(
+            r"(\d+) frames, (\d+) faces, (\d+) published \((\d+) duplicates skipped\), (\d+) embedded, "
+            r"gated ((?:[a-z]+ \d+(?:, )?)+), [\d.]+ frames/s",
+            edge.stderr,
+        )
+        assert line, edge.stderr
+        frames, faces, published, duplicates, embedded = (int(line.group(i)) for i in range(1, 6))
+        gated = {reason: int(n) for reason, n in (part.split(" ") for part in line.group(6).split(", "))}
+        assert frames == 92 and faces == sum(gated.values()) + duplicates + published
+        assert 0 < published <= embedded and gated["blurred"] > 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and offline_status(status) is None:
+            time.sleep(0.05)
+        last = offline_status(status)
+        assert last is not None and last["embedded"] == embedded and last["gated"] == gated, last
+    finally:
+        status.stop()
+
+
+def offline_status(status: Collector) -> dict[str, Any] | None:
+    """The node's last status if it is the offline one it publishes at exit."""
+    found = status.matching(lambda topic: topic.endswith("/gates/status"))
+    last: dict[str, Any] | None = json.loads(found[-1][1]) if found else None
+    return last if last is not None and last["state"] == "offline" else None
