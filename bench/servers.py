@@ -33,6 +33,7 @@ from classifier_service.core import Classifier
 from classifier_service.matcher import Matcher
 from classifier_service.service import ClassifierService
 from facewire.config import ClassifierSettings, MqttSettings
+from facewire.models.registry import embedder_spec
 from facewire.mqtt import MqttConnection
 from facewire.topics import Topics
 
@@ -60,7 +61,7 @@ def serve_mqtt(args: dict[str, Any]) -> None:
     """Run the real classifier until stdin closes."""
     matcher = load_matcher(args)
     topics = Topics()
-    classifier = Classifier(matcher, MODEL, f"synthetic-{len(matcher.labels)}", topics)
+    classifier = Classifier(matcher, MODEL, f"synthetic-{len(matcher.labels)}", dim=embedder_spec(MODEL).dim)
     settings = ClassifierSettings(batch_max=args.get("batch_max", 64), instance=args["instance"])
     connection = MqttConnection(
         MqttSettings(url=args["url"]), f"classifier-{args['instance']}", manual_ack=True, receive_maximum=4096

@@ -19,6 +19,7 @@ from classifier_service.tracks import TrackMemory
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.errors import ConfigError
 from facewire.faces import create_analyzer
+from facewire.models.registry import resolve_embedder
 from facewire.mqtt import MqttConnection
 from facewire.progress import progress_bar
 from facewire.topics import Topics
@@ -74,10 +75,17 @@ def run(
     )
     topics = Topics(settings.mqtt.topic_prefix)
     name = conf.instance or f"{socket.gethostname()}-{os.getpid()}"
-    classifier = Classifier(manager.matcher, manager.model_id, manager.version, topics)
-    classifier.max_age, classifier.max_future = conf.max_age_seconds, conf.max_future_seconds
-    classifier.tracks = TrackMemory(conf.track_frames, conf.track_gap_seconds)
-    manager.on_swap, manager.on_forget, classifier.observer = classifier.swap, classifier.forget_name, manager.observe
+    classifier = Classifier(
+        manager.matcher,
+        manager.model_id,
+        manager.version,
+        dim=resolve_embedder(settings.model.embedder, settings.model.cache_dir)[0].dim,
+        max_age=conf.max_age_seconds,
+        max_future=conf.max_future_seconds,
+        observer=manager.observe,
+        tracks=TrackMemory(conf.track_frames, conf.track_gap_seconds),
+    )
+    manager.on_swap, manager.on_forget = classifier.swap, classifier.forget_name
     manager.start_observer()
     connection = MqttConnection(
         settings.mqtt,
@@ -86,8 +94,15 @@ def run(
         manual_ack=True,
         receive_maximum=min(conf.queue_max, 65535),
     )
-    service = ClassifierService(classifier, connection, topics, conf, name)
-    gallery_service = GalleryService(manager, connection, topics, legacy_cache_file(settings))
+    stop = stop_event_on_signals()
+    died: list[str] = []
+
+    def worker_died(worker: str) -> None:
+        died.append(worker)
+        stop.set()
+
+    service = ClassifierService(classifier, connection, topics, conf, name, worker_died)
+    gallery_service = GalleryService(manager, connection, topics, legacy_cache_file(settings), worker_died)
     identify_service = IdentifyService(
         connection,
         topics,
@@ -105,7 +120,6 @@ def run(
         gallery_service.request_sync()
     service.announce()
     click.echo(f"classifier {name} ready on {settings.mqtt.url}", err=True)
-    stop = stop_event_on_signals()
     while not stop.wait(10.0):
         service.heartbeat()
     gallery_service.stop()
@@ -113,3 +127,5 @@ def run(
     manager.flush()
     service.stop()
     manager.store.close()
+    if died:
+        raise click.ClickException(f"worker died: {', '.join(died)} (exiting so that it is restarted)")

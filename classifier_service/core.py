@@ -1,4 +1,8 @@
-"""The classifier's pure core: a batch of raw embedding messages in, results and dead letters out."""
+"""The classifier's pure core: embeddings in, decisions out (a named or unknown result, or a rejection).
+
+It knows nothing of MQTT, bytes or dead letters: :mod:`classifier_service.service` decodes
+the wire format and turns rejections into dead letters.
+"""
 
 from __future__ import annotations
 
@@ -11,34 +15,60 @@ import numpy as np
 
 from classifier_service.matcher import Matcher
 from classifier_service.tracks import TrackMemory
-from facewire.errors import SchemaError
-from facewire.schema import DeadLetter, FaceEmbedding, FaceResult
-from facewire.topics import Topics
+from facewire.schema import FaceEmbedding, FaceResult
+
+Observer = Callable[[list[tuple[FaceEmbedding, FaceResult]]], None]
 
 
 @dataclass(frozen=True)
-class Incoming:
-    topic: str
-    payload: bytes
+class Arrival:
+    """One embedding and when it reached the classifier (for latency and the capture-time checks)."""
+
+    embedding: FaceEmbedding
     received: float
 
 
-class Classifier:
-    """Validates, de-duplicates and identifies embeddings in batches."""
+@dataclass(frozen=True)
+class Rejection:
+    """An embedding the core will not classify, and why."""
 
-    def __init__(self, matcher: Matcher, model_id: str, gallery_version: str, topics: Topics, memory: int = 100_000):
+    reason: str
+    detail: str
+
+
+Decision = FaceResult | Rejection
+
+
+class Classifier:
+    """Checks, de-duplicates and identifies embeddings in batches.
+
+    ``dim`` is the embedding dimension of the model (from the model registry, never from the gallery,
+    which may be empty). ``max_age``/``max_future`` (seconds, 0: off) reject replayed or stale and
+    far-future capture times. ``observer`` is called with every freshly classified (embedding, result)
+    pair. ``tracks`` judges video tracks on their best frames so far (default: per frame).
+    """
+
+    def __init__(
+        self,
+        matcher: Matcher,
+        model_id: str,
+        gallery_version: str,
+        *,
+        dim: int,
+        memory: int = 100_000,
+        max_age: float = 0.0,
+        max_future: float = 0.0,
+        observer: Observer | None = None,
+        tracks: TrackMemory | None = None,
+    ) -> None:
         self._state = (matcher, gallery_version)
         self.model_id = model_id
-        self.topics = topics
+        self.dim = dim
         self._answered: OrderedDict[tuple[str, int], FaceResult] = OrderedDict()
         self._memory = memory
-        # Capture-time checks in seconds (0: off): replayed/stale and far-future timestamps are dead letters.
-        self.max_age = 0.0
-        self.max_future = 0.0
-        # Called with every freshly classified (embedding, result) pair, e.g. to keep probes and unknowns.
-        self.observer: Callable[[list[tuple[FaceEmbedding, FaceResult]]], None] | None = None
-        # Video tracks are judged on their best frames so far (classifier_service.tracks); frames=1: per frame.
-        self.tracks = TrackMemory(frames=1)
+        self._max_age, self._max_future = max_age, max_future
+        self._observer = observer
+        self.tracks = tracks if tracks is not None else TrackMemory(frames=1)
 
     @property
     def matcher(self) -> Matcher:
@@ -60,55 +90,44 @@ class Classifier:
             self._answered.pop(key, None)
         return len(keys)
 
-    def decode(self, message: Incoming) -> FaceEmbedding:
-        """Decode one message and check it belongs to this classifier; SchemaError otherwise."""
-        embedding = FaceEmbedding.from_msgpack(message.payload)
-        topic_node = self.topics.node_of(message.topic, "embeddings")
-        if topic_node != embedding.node:
-            raise SchemaError("node-mismatch", f"topic says {topic_node!r}, payload says {embedding.node!r}")
+    def check(self, arrival: Arrival) -> Rejection | None:
+        """Why this classifier will not classify ``arrival``, or None when it will."""
+        embedding, received = arrival.embedding, arrival.received
         if embedding.model != self.model_id:
-            raise SchemaError("model-mismatch", f"embedding from {embedding.model!r}, gallery is {self.model_id!r}")
-        if embedding.dim != self.matcher.dim and self.matcher.dim:
-            raise SchemaError("wrong-dimension", f"{embedding.dim} != {self.matcher.dim}")
-        self._check_time(embedding.ts, message.received)
-        return embedding
+            return Rejection("model-mismatch", f"embedding from {embedding.model!r}, gallery is {self.model_id!r}")
+        if embedding.dim != self.dim:
+            return Rejection("wrong-dimension", f"{embedding.dim} != {self.dim}")
+        if self._max_future and embedding.ts > received + self._max_future:
+            ahead = embedding.ts - received
+            return Rejection("future-timestamp", f"ts {embedding.ts:.3f} is {ahead:.0f}s ahead of the classifier")
+        if self._max_age and embedding.ts < received - self._max_age:
+            old = received - embedding.ts
+            return Rejection("stale-timestamp", f"ts {embedding.ts:.3f} is {old:.0f}s old (max {self._max_age:.0f}s)")
+        return None
 
-    def _check_time(self, ts: float, received: float) -> None:
-        """Reject capture times too far ahead of our clock, or older than any spool would keep."""
-        if self.max_future and ts > received + self.max_future:
-            raise SchemaError("future-timestamp", f"ts {ts:.3f} is {ts - received:.0f}s ahead of the classifier")
-        if self.max_age and ts < received - self.max_age:
-            raise SchemaError("stale-timestamp", f"ts {ts:.3f} is {received - ts:.0f}s old (max {self.max_age:.0f}s)")
-
-    def classify(self, batch: list[Incoming]) -> list[FaceResult | DeadLetter]:
-        """One outcome per message, in order; one FAISS search for all new, valid embeddings."""
-        outcomes: list[FaceResult | DeadLetter | FaceEmbedding] = []
-        for message in batch:
-            try:
-                embedding = self.decode(message)
-            except SchemaError as exc:
-                outcomes.append(DeadLetter(exc.reason, exc.detail, message.topic, message.payload))
-                continue
-            previous = self._answered.get(embedding.key)
-            outcomes.append(previous if previous is not None else embedding)
-        fresh = [o for o in outcomes if isinstance(o, FaceEmbedding)]
+    def classify(self, batch: list[Arrival]) -> list[Decision]:
+        """One decision per arrival, in order; one FAISS search for all new, accepted embeddings."""
+        pending: list[Decision | Arrival] = []
+        for arrival in batch:
+            rejection = self.check(arrival)
+            previous = self._answered.get(arrival.embedding.key)
+            pending.append(rejection or previous or arrival)
+        fresh = [p for p in pending if isinstance(p, Arrival)]
         matcher, gallery_version = self._state
-        matches = matcher.match(np.stack([self.tracks.probe(e) for e in fresh])) if fresh else []
-        decided = dict(zip((id(e) for e in fresh), matches, strict=True))
-        received = {id(o): m.received for o, m in zip(outcomes, batch, strict=True)}
+        matches = matcher.match(np.stack([self.tracks.probe(a.embedding) for a in fresh])) if fresh else []
+        decided = dict(zip((id(a) for a in fresh), matches, strict=True))
         now = time.time()
-        results: list[FaceResult | DeadLetter] = []
+        decisions: list[Decision] = []
         observed: list[tuple[FaceEmbedding, FaceResult]] = []
-        for outcome in outcomes:
-            if isinstance(outcome, FaceEmbedding):
-                match = decided[id(outcome)]
-                embedding_of = outcome
-                outcome = FaceResult(
-                    node=outcome.node,
-                    seq=outcome.seq,
-                    track=outcome.track,
-                    frame=outcome.frame,
-                    ts=outcome.ts,
+        for item in pending:
+            if isinstance(item, Arrival):
+                match, embedding = decided[id(item)], item.embedding
+                result = FaceResult(
+                    node=embedding.node,
+                    seq=embedding.seq,
+                    track=embedding.track,
+                    frame=embedding.frame,
+                    ts=embedding.ts,
                     name=match.name,
                     score=match.score,
                     known=match.known,
@@ -116,16 +135,18 @@ class Classifier:
                     model=self.model_id,
                     gallery_version=gallery_version,
                     classified_at=now,
-                    latency_ms=round((now - received[id(outcome)]) * 1000.0, 3),
-                    bbox=outcome.bbox,
+                    latency_ms=round((now - item.received) * 1000.0, 3),
+                    bbox=embedding.bbox,
                     candidates=match.candidates[:3],
                 )
-                observed.append((embedding_of, outcome))
-                self._remember(outcome)
-            results.append(outcome)
-        if observed and self.observer is not None:
-            self.observer(observed)
-        return results
+                observed.append((embedding, result))
+                item = result
+            decisions.append(item)
+        if observed and self._observer is not None:
+            self._observer(observed)
+        for _embedding, result in observed:  # only now: a batch that failed is decided afresh, one by one
+            self._remember(result)
+        return decisions
 
     def recent(self, since: float) -> list[FaceResult]:
         """Remembered results classified at or after ``since``, oldest first (re-sent after a broker crash)."""

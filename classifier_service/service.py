@@ -18,16 +18,80 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
 
-from classifier_service.core import Classifier, Incoming
+from classifier_service.core import Arrival, Classifier, Decision, Rejection
 from classifier_service.fair_queue import FairQueue
+from classifier_service.workers import guarded_thread
 from facewire.config import ClassifierSettings
+from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection, Will
-from facewire.schema import FaceResult
+from facewire.schema import DeadLetter, FaceEmbedding, FaceResult
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
 SERVICE = "classifier"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One embedding message as it came off the wire."""
+
+    topic: str
+    payload: bytes
+    received: float
+
+
+def decode(topics: Topics, message: Incoming) -> FaceEmbedding:
+    """The embedding in ``message``, from the node its topic names; SchemaError otherwise."""
+    embedding = FaceEmbedding.from_msgpack(message.payload)
+    topic_node = topics.node_of(message.topic, "embeddings")
+    if topic_node != embedding.node:
+        raise SchemaError("node-mismatch", f"topic says {topic_node!r}, payload says {embedding.node!r}")
+    return embedding
+
+
+def decide(classifier: Classifier, topics: Topics, batch: list[Incoming]) -> list[FaceResult | DeadLetter]:
+    """One outcome per message, in order: the core's result, or a dead letter saying why not.
+
+    Never raises because of one message: a failure nobody foresaw dead-letters that message
+    (reason ``internal-error``) and the rest of the batch is still classified.
+    """
+    letters: dict[int, DeadLetter] = {}
+    arrivals: dict[int, Arrival] = {}
+    for index, message in enumerate(batch):
+        try:
+            arrivals[index] = Arrival(decode(topics, message), message.received)
+        except SchemaError as exc:
+            letters[index] = DeadLetter(exc.reason, exc.detail, message.topic, message.payload)
+        except Exception as exc:
+            letters[index] = DeadLetter("internal-error", _described(exc), message.topic, message.payload)
+    results: dict[int, FaceResult] = {}
+    for index, decision in zip(arrivals, _classify(classifier, list(arrivals.values())), strict=True):
+        if isinstance(decision, Rejection):
+            message = batch[index]
+            letters[index] = DeadLetter(decision.reason, decision.detail, message.topic, message.payload)
+        else:
+            results[index] = decision
+    return [letters[index] if index in letters else results[index] for index in range(len(batch))]
+
+
+def _classify(classifier: Classifier, arrivals: list[Arrival]) -> list[Decision]:
+    """The core's decisions; if the batch fails, one by one, so only the message at fault is rejected."""
+    try:
+        return classifier.classify(arrivals)
+    except Exception:
+        log.exception(kv("batch-failed", size=len(arrivals)))
+    decisions: list[Decision] = []
+    for arrival in arrivals:
+        try:
+            decisions.extend(classifier.classify([arrival]))
+        except Exception as exc:
+            decisions.append(Rejection("internal-error", _described(exc)))
+    return decisions
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 @dataclass
@@ -48,6 +112,7 @@ class ClassifierService:
         topics: Topics,
         settings: ClassifierSettings,
         instance: str,
+        on_worker_death: Callable[[str], None] = lambda name: None,
     ) -> None:
         self.classifier = classifier
         self.connection = connection
@@ -60,7 +125,7 @@ class ClassifierService:
         self._stop = threading.Event()
         self._republish = threading.Event()
         self._connected_at = 0.0
-        self._worker = threading.Thread(target=self._work, name="classifier-worker", daemon=True)
+        self._worker = guarded_thread("classifier-worker", self._work, on_worker_death)
         connection.on_connection_change = self._on_connection_change
 
     def will(self) -> Will:
@@ -108,7 +173,9 @@ class ClassifierService:
         self.connection.close(final=Will(self.status_topic, self.status("offline")))
 
     def heartbeat(self) -> None:
-        self.connection.publish(self.status_topic, self.status("online"), retain=True)
+        """Publish the retained status: online only while the worker runs."""
+        state = "online" if self._worker.is_alive() else "offline"
+        self.connection.publish(self.status_topic, self.status(state), retain=True)
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
         node = self.topics.node_of(message.topic, "embeddings") or "?"
@@ -124,7 +191,7 @@ class ClassifierService:
                 self._handle(items)
 
     def _handle(self, items: list[tuple[Incoming, paho.MQTTMessage, int]]) -> None:
-        outcomes = self.classifier.classify([incoming for incoming, _, _ in items])
+        outcomes = decide(self.classifier, self.topics, [incoming for incoming, _, _ in items])
         self.counters.batches += 1
         for (incoming, message, epoch), outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, FaceResult):

@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from classifier_service.core import Classifier, Incoming
+from classifier_service.core import Arrival, Classifier, Rejection
 from classifier_service.fair_queue import FairQueue
 from classifier_service.matcher import UNKNOWN, Matcher
+from classifier_service.service import Incoming, decide
 from facewire.schema import DeadLetter, FaceEmbedding, FaceResult
 from facewire.topics import Topics
 from tests.test_schema import embedding, unit
@@ -39,7 +40,7 @@ def test_empty_gallery_answers_unknown() -> None:
 
 def make_classifier() -> Classifier:
     vectors, labels = gallery()
-    return Classifier(Matcher(vectors, labels, 0.5), "sface-2021dec", "v1", Topics())
+    return Classifier(Matcher(vectors, labels, 0.5), "sface-2021dec", "v1", dim=128)
 
 
 def incoming(message: FaceEmbedding, topic: str | None = None) -> Incoming:
@@ -55,7 +56,7 @@ def test_batch_mixes_results_and_dead_letters_in_order() -> None:
         incoming(embedding(seq=3, model="clip-vit-b32")),
         incoming(embedding(seq=4, emb=unit(seed=77))),
     ]
-    out = classifier.classify(batch)
+    out = decide(classifier, Topics(), batch)
     assert isinstance(out[0], FaceResult) and out[0].name == "ada" and out[0].seq == 1
     assert [o.reason for o in out[1:4] if isinstance(o, DeadLetter)] == [
         "not-msgpack",
@@ -69,9 +70,29 @@ def test_batch_mixes_results_and_dead_letters_in_order() -> None:
 def test_redelivered_message_gets_the_same_answer() -> None:
     classifier = make_classifier()
     message = incoming(embedding(seq=9, emb=unit(seed=3)))
-    first = classifier.classify([message])[0]
-    again = classifier.classify([message])[0]
+    first = decide(classifier, Topics(), [message])[0]
+    again = decide(classifier, Topics(), [message])[0]
     assert first == again
+
+
+def test_an_empty_gallery_still_rejects_a_wrong_dimension() -> None:
+    """The expected dimension is the model's (registry), not the gallery's: an empty gallery has none."""
+    empty = Classifier(Matcher(np.zeros((0, 0), dtype=np.float32), [], 0.5), "sface-2021dec", "v0", dim=128)
+    out = empty.classify([Arrival(embedding(seq=1, emb=unit(dim=64)), time.time()), Arrival(embedding(seq=2), 0.0)])
+    assert out[0] == Rejection("wrong-dimension", "64 != 128")
+    assert isinstance(out[1], FaceResult) and out[1].name == UNKNOWN
+
+
+def test_a_message_the_core_fails_on_is_dead_lettered_and_the_rest_answered() -> None:
+    def broken(pairs: list[tuple[FaceEmbedding, FaceResult]]) -> None:
+        if any(e.seq == 13 for e, _r in pairs):
+            raise RuntimeError("observer failed")
+
+    vectors, labels = gallery()
+    classifier = Classifier(Matcher(vectors, labels, 0.5), "sface-2021dec", "v1", dim=128, observer=broken)
+    out = decide(classifier, Topics(), [incoming(embedding(seq=12)), incoming(embedding(seq=13))])
+    assert isinstance(out[0], FaceResult) and out[0].seq == 12
+    assert isinstance(out[1], DeadLetter) and out[1].reason == "internal-error" and "observer failed" in out[1].detail
 
 
 def test_fair_queue_interleaves_nodes() -> None:

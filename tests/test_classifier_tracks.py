@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
-from classifier_service.core import Classifier, Incoming
+from classifier_service.core import Arrival, Classifier
 from classifier_service.matcher import UNKNOWN, Matcher
 from classifier_service.tracks import TrackMemory
 from facewire.schema import FaceEmbedding, FaceResult
-from facewire.topics import Topics
 from tests.test_schema import embedding, unit
 
 
@@ -27,17 +27,16 @@ BOB = unit(seed=2)
 
 
 def classifier(frames: int) -> Classifier:
-    served = Classifier(Matcher(np.stack([ADA, BOB]), ["ada", "bob"], threshold=0.5), "sface-2021dec", "v1", Topics())
-    served.tracks = TrackMemory(frames=frames, gap_seconds=10.0)
-    return served
+    matcher = Matcher(np.stack([ADA, BOB]), ["ada", "bob"], threshold=0.5)
+    return Classifier(matcher, "sface-2021dec", "v1", dim=128, tracks=TrackMemory(frames=frames, gap_seconds=10.0))
 
 
-def frame(seq: int, emb: np.ndarray, size: float, track: int = 5, ts: float | None = None) -> Incoming:
+def frame(seq: int, emb: np.ndarray, size: float, track: int = 5, ts: float | None = None) -> Arrival:
     message = embedding(seq=seq, track=track, emb=emb, quality={"size": size}, ts=ts or 1_700_000_000.0 + seq)
-    return Incoming(Topics().embeddings(message.node), message.to_msgpack(), time.time())
+    return Arrival(message, time.time())
 
 
-def names(results: list[object]) -> list[str]:
+def names(results: Sequence[object]) -> list[str]:
     return [r.name for r in results if isinstance(r, FaceResult)]
 
 

@@ -23,6 +23,7 @@ MAX_IMAGES = 64
 MAX_EMBEDDINGS = 4096
 MAX_DIM = 4096
 NORM_TOLERANCE = 0.02
+MAX_COMPONENT = 2.0
 OPS = {
     "enroll",
     "forget",
@@ -80,6 +81,8 @@ def parse_command(payload: bytes) -> Command:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SchemaError("not-json", str(exc)[:120]) from exc
+    except RecursionError as exc:
+        raise SchemaError("too-deep", "JSON nested too deeply") from exc
     if not isinstance(data, dict):
         raise SchemaError("wrong-type", "command is not an object")
     op = data.get("op")
@@ -176,6 +179,8 @@ def _vector(item: object) -> np.ndarray:
     elif isinstance(item, list) and 0 < len(item) <= MAX_DIM:
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in item):
             raise SchemaError("wrong-type", "embedding lists hold numbers only")
+        if not all(abs(x) <= MAX_COMPONENT for x in item):  # also false for NaN; no float32 overflow
+            raise SchemaError("not-normalised", f"components of a unit vector lie within ±{MAX_COMPONENT}")
         vector = np.asarray(item, dtype=np.float32)
     else:
         raise SchemaError("wrong-type", "an embedding is a base64 string or a list of numbers")
@@ -189,7 +194,7 @@ def _result(raw: object) -> tuple[str, int]:
     if not isinstance(raw, str) or raw.count("/") != 1:
         raise SchemaError("bad-result", "result must be 'NODE/SEQ'")
     node, seq = raw.split("/")
-    if not valid_node_id(node) or not seq.isdigit() or len(seq) > 19:
+    if not valid_node_id(node) or not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
         raise SchemaError("bad-result", repr(raw)[:80])
     return node, int(seq)
 

@@ -23,6 +23,7 @@ import paho.mqtt.client as paho
 from classifier_service.gallery.commands import parse_command
 from classifier_service.gallery.manager import GalleryManager, log_event
 from classifier_service.gallery.operations import apply_command
+from classifier_service.workers import guarded_thread
 from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection
@@ -37,7 +38,12 @@ class GalleryService:
     """Subscribes to gallery/cmd, applies commands, publishes gallery/events."""
 
     def __init__(
-        self, manager: GalleryManager, connection: MqttConnection, topics: Topics, cache_file: Path | None
+        self,
+        manager: GalleryManager,
+        connection: MqttConnection,
+        topics: Topics,
+        cache_file: Path | None,
+        on_worker_death: Callable[[str], None] = lambda name: None,
     ) -> None:
         self.manager = manager
         self.connection = connection
@@ -45,8 +51,9 @@ class GalleryService:
         self.cache_file = cache_file
         self.applied = 0
         self._queue: queue.Queue[tuple[paho.MQTTMessage, int] | None] = queue.Queue()
-        self._worker = threading.Thread(target=self._work, name="gallery-worker", daemon=True)
+        self._worker = guarded_thread("gallery-worker", self._work, on_worker_death)
         self._epoch = 0
+        self._request: str | None = None  # id of the command being applied (None: not parsed yet)
         previous = connection.on_connection_change  # the classifier's; both must hear about reconnects
 
         def changed(connected: bool) -> None:
@@ -84,13 +91,13 @@ class GalleryService:
 
     def _handle(self, message: paho.MQTTMessage, ack: Callable[[], None]) -> None:
         payload = bytes(message.payload)
+        self._request = None
         try:
             command = parse_command(payload)
         except SchemaError as exc:
-            log.warning(kv("dead-letter", reason=exc.reason, detail=exc.detail, topic=message.topic))
-            letter = DeadLetter(exc.reason, exc.detail, message.topic, payload).to_json(SERVICE)
-            self.connection.publish(self.topics.deadletter(SERVICE), letter, on_acked=ack)
+            self._dead_letter(message, ack, exc.reason, exc.detail)
             return
+        self._request = command.id
         started = time.perf_counter()
         outcome = apply_command(self.manager, command, self.cache_file)
         self.applied += 1
@@ -114,15 +121,26 @@ class GalleryService:
         if not outgoing:
             ack()
 
+    def _dead_letter(self, message: paho.MQTTMessage, ack: Callable[[], None], reason: str, detail: str) -> None:
+        log.warning(kv("dead-letter", reason=reason, detail=detail, topic=message.topic))
+        letter = DeadLetter(reason, detail, message.topic, bytes(message.payload)).to_json(SERVICE)
+        self.connection.publish(self.topics.deadletter(SERVICE), letter, on_acked=ack)
+
     def _fail(self, message: paho.MQTTMessage, ack: Callable[[], None], exc: Exception) -> None:
-        """Answer a command that failed with an error event (so a waiting CLI does not hang), then ack it."""
+        """A command that failed: dead-letter it before parsing, else answer with an error event (so a waiting
+        CLI does not hang); acked either way. The payload is never parsed again here."""
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        request, self._request = self._request, None
         try:
-            request = json.loads(message.payload).get("id", "-")
-        except (ValueError, AttributeError):
-            request = "-"
-        event = {"v": 1, "event": "error", "id": request, "instance": self.manager.instance, "reason": "internal"}
-        event["detail"] = f"{type(exc).__name__}: {exc}"[:200]
-        self.connection.publish(self.topics.gallery_events(), json.dumps(event).encode(), on_acked=ack)
+            if request is None:
+                self._dead_letter(message, ack, "internal-error", detail)
+                return
+            event = {"v": 1, "event": "error", "id": request, "instance": self.manager.instance}
+            event |= {"reason": "internal", "detail": detail}
+            self.connection.publish(self.topics.gallery_events(), json.dumps(event).encode(), on_acked=ack)
+        except Exception:
+            log.exception(kv("gallery-failure-unreported", topic=message.topic))
+            ack()
 
     def _acker(self, message: paho.MQTTMessage, epoch: int) -> Callable[[], None]:
         """Acknowledge ``message`` if still on the connection it came on (else the broker redelivers it)."""
