@@ -1,0 +1,49 @@
+"""A result that makes a subscriber fail is dead-lettered and acked, never redelivered forever (issue 18, item 4)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from facewire.broker import LocalBroker
+from facewire.config import MqttSettings
+from facewire.mqtt import MqttConnection
+from harness.processes import Collector
+from tests.reliability_support import recorded, start_recorder
+from tests.test_schema import result
+
+# Deep enough to overflow a recursive decoder (RecursionError, not a SchemaError, before issue 18).
+POISON = b"[" * 100_000
+
+
+def publish(url: str, topic: str, payload: bytes) -> None:
+    connection = MqttConnection(MqttSettings(url=url), "test-poisoner")
+    connection.connect()
+    try:
+        connection.publish(topic, payload).wait_for_publish(10)
+    finally:
+        connection.close()
+
+
+def test_a_poison_result_is_dead_lettered_acked_and_not_redelivered(broker: LocalBroker, tmp_path: Path) -> None:
+    letters = Collector(broker.url, ["facewire/deadletter/recorder"]).start()
+    database = tmp_path / "results.sqlite"
+    recorder = start_recorder(broker.url, database, tmp_path / "recorder.log")
+    try:
+        publish(broker.url, "facewire/results/cam-1", POISON)
+        first = letters.wait_for(lambda _t: True, 1, timeout=20)
+        publish(broker.url, "facewire/results/cam-1", result(seq=1, ts=time.time(), classified_at=time.time()).to_json())
+        deadline = time.monotonic() + 20
+        while recorded(database)[0] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        recorder.terminate()
+        assert recorder.wait(30) == 0
+        recorder = start_recorder(broker.url, database, tmp_path / "recorder-2.log")
+        time.sleep(3.0)  # a message left unacked would be redelivered to the resumed session now
+    finally:
+        recorder.terminate()
+        recorder.wait(30)
+        letters.stop()
+    assert len(first) == 1, (tmp_path / "recorder.log").read_text()[-2000:]
+    assert recorded(database) == (1, 1), "the next result was recorded"
+    assert len(letters.messages) == 1, "acked: the broker did not hand the poison to the restarted recorder"
