@@ -32,7 +32,8 @@ def test_a_poison_result_is_dead_lettered_acked_and_not_redelivered(broker: Loca
     try:
         publish(broker.url, "facewire/results/cam-1", POISON)
         first = letters.wait_for(lambda _t: True, 1, timeout=20)
-        publish(broker.url, "facewire/results/cam-1", result(seq=1, ts=time.time(), classified_at=time.time()).to_json())
+        fresh = result(seq=1, ts=time.time(), classified_at=time.time())  # inside the recorder's retention
+        publish(broker.url, "facewire/results/cam-1", fresh.to_json())
         deadline = time.monotonic() + 20
         while recorded(database)[0] < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
