@@ -29,12 +29,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def render_config(base: str, port: int, data_dir: Path) -> str:
-    """The shipped config with the development listener on ``port`` and persistence in ``data_dir``."""
-    text = re.sub(r"(?m)^listener \d+ 127\.0\.0\.1$", f"listener {port} 127.0.0.1", base)
-    text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {data_dir}/", text)
-    if f"listener {port} 127.0.0.1" not in text:
-        raise BrokerError("broker config has no 'listener <port> 127.0.0.1' development listener")
+def render_config(base: str, port: int, data_dir: Path, dev_listener: bool = True) -> str:
+    """The shipped config with persistence in ``data_dir`` and the development listener on ``port``.
+
+    ``dev_listener=False``: a config without one (``facewire broker secure-config``) keeps its listeners.
+    """
+    text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {data_dir}/", base)
+    if dev_listener:
+        text = re.sub(r"(?m)^listener \d+ 127\.0\.0\.1$", f"listener {port} 127.0.0.1", text)
+        if f"listener {port} 127.0.0.1" not in text:
+            raise BrokerError("broker config has no 'listener <port> 127.0.0.1' development listener")
     # Started as root, mosquitto would switch to the 'mosquitto' user and lose
     # access to data_dir; run it as whoever started it instead.
     return text + f"\nuser {pwd.getpwuid(os.geteuid()).pw_name}\n"
@@ -42,11 +46,15 @@ def render_config(base: str, port: int, data_dir: Path) -> str:
 
 @dataclass
 class LocalBroker:
-    """A mosquitto process on 127.0.0.1:``port`` whose data lives in ``workdir``."""
+    """A mosquitto process on 127.0.0.1:``port`` whose data lives in ``workdir``.
+
+    With ``dev_listener=False`` the config's own listeners are kept and ``port`` is the one to wait for.
+    """
 
     workdir: Path
     port: int = field(default_factory=free_port)
     config: Path = BROKER_CONF
+    dev_listener: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,7 +75,7 @@ class LocalBroker:
         data_dir = self.workdir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(render_config(self.config.read_text(), self.port, data_dir))
+        conf.write_text(render_config(self.config.read_text(), self.port, data_dir, self.dev_listener))
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -63,6 +63,10 @@ class Topics:
         """Retained last node a person was seen on, the state of their Home Assistant sensor."""
         return f"{self.prefix}/homeassistant/people/{object_id}/last_node"
 
+    def ha_attributes(self, state_topic: str) -> str:
+        """Retained JSON attributes (score, time, camera) of the sensor whose state is on ``state_topic``."""
+        return f"{state_topic}/attributes"
+
     def node_status(self, node: str) -> str:
         return f"{self.prefix}/nodes/{node}/status"
 
@@ -82,8 +86,19 @@ class Topics:
     def service_status_all(self) -> str:
         return f"{self.prefix}/services/+/+/status"
 
-    def gallery_cmd(self) -> str:
-        return f"{self.prefix}/gallery/cmd"
+    def gallery_cmd(self, account: str) -> str:
+        """Commands of one broker account: the ACL lets an account publish only on its own."""
+        return f"{self.prefix}/gallery/cmd/{account}"
+
+    def gallery_cmd_all(self) -> str:
+        return f"{self.prefix}/gallery/cmd/+"
+
+    def command_account(self, topic: str) -> str | None:
+        """The broker account a gallery command came from (the last level of its topic), or None."""
+        head = f"{self.prefix}/gallery/cmd/"
+        account = topic[len(head) :] if topic.startswith(head) else ""
+        usable = 0 < len(account) <= 128 and account.isprintable() and not set(account) & set("/+#")
+        return account if usable else None
 
     def gallery_events(self) -> str:
         return f"{self.prefix}/gallery/events"

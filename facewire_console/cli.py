@@ -19,7 +19,7 @@ from facewire.cli_common import fail_cleanly, stop_event_on_signals
 from facewire.config import reference_rows
 from facewire.logs import setup_logging
 from facewire_console.bench_cli import bench as bench_group
-from facewire_console.broker_auth import add_account, render_secure_config
+from facewire_console.broker_auth import add_node, reload_broker, render_secure_config
 from facewire_console.demo import SAMPLE_DIR, run_demo
 from facewire_console.models_cli import models as models_group
 from facewire_console.monitor.cli import COMMANDS as MONITOR_COMMANDS
@@ -78,6 +78,9 @@ def broker_run(port: int | None, data: Path) -> None:
     local.stop()
 
 
+COMPOSE_RELOAD = "docker compose exec mosquitto sh /mosquitto/config/facewire/docker-start.sh reload"
+
+
 @broker.command("add-node")
 @click.argument("node")
 @click.option("--passwd", "passwd_file", type=click.Path(path_type=Path, dir_okay=False), default=Path("passwd"))
@@ -87,13 +90,22 @@ def broker_run(port: int | None, data: Path) -> None:
     default=Path("secrets"),
     help="Where NODE.password is stored (0600) for the node's mqtt.password_file.",
 )
+@click.option(
+    "--reload",
+    "pid_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="PID file of a mosquitto that uses PASSWD: SIGHUP it (clients stay connected).",
+)
 @fail_cleanly
-def broker_add_node(node: str, passwd_file: Path, secrets_dir: Path) -> None:
+def broker_add_node(node: str, passwd_file: Path, secrets_dir: Path, pid_file: Path | None) -> None:
     """Create (or renew) the broker account NODE with a generated password; the ACL confines it to its topics."""
-    password, stored = add_account(passwd_file, node, secrets_dir)
+    password, stored = add_node(passwd_file, node, secrets_dir)
     click.echo(f"account {node} in {passwd_file}; password {password} stored in {stored}")
     click.echo(f"edge: --node-id {node} with FACEWIRE_MQTT__USERNAME={node} FACEWIRE_MQTT__PASSWORD_FILE={stored}")
-    click.echo("reload a running broker: kill -HUP <mosquitto pid>")
+    if pid_file is not None:
+        click.echo(f"broker reloaded (SIGHUP to pid {reload_broker(pid_file)})")
+    else:
+        click.echo(f"reload the broker: {COMPOSE_RELOAD} (compose), or --reload PIDFILE")
 
 
 @broker.command("secure-config")

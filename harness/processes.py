@@ -32,12 +32,14 @@ class Collector:
 
     url: str
     topics: list[str]
+    settings: MqttSettings | None = None  # credentials and TLS (default: anonymous on ``url``)
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _connection: MqttConnection | None = None
 
     def start(self) -> Collector:
-        self._connection = MqttConnection(MqttSettings(url=self.url), f"test-collector-{id(self)}")
+        settings = self.settings or MqttSettings(url=self.url)
+        self._connection = MqttConnection(settings, f"test-collector-{id(self)}")
         for topic in self.topics:
             self._connection.subscribe(topic, self._record)
         self._connection.connect()
@@ -108,8 +110,10 @@ class RunningClassifier:
         instance: str = "test",
         extra: list[str] | None = None,
         env: dict[str, str] | None = None,
+        watch: MqttSettings | None = None,
     ):
         self.url = url
+        self.watch = watch  # how to watch its status (default: anonymous on ``url``)
         self.gallery = gallery
         self.workdir = workdir
         self.instance = instance
@@ -128,7 +132,7 @@ class RunningClassifier:
 
     def start(self, timeout: float = 120) -> RunningClassifier:
         status = f"facewire/services/classifier/{self.instance}/status"
-        watcher = Collector(self.url, [status]).start()
+        watcher = Collector(self.url, [status], self.watch).start()
         args = ["run", "--gallery", str(self.gallery), "--instance", self.instance, *self.extra]
         env = {"FACEWIRE_MQTT__URL": self.url, "FACEWIRE_GALLERY__STORE_DIR": str(self.store_dir), **self.env}
         self.process = start_module("classifier_service", args, env, self.log)

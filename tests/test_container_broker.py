@@ -30,7 +30,8 @@ from facewire.config import MqttSettings
 from facewire.errors import BrokerError, ConfigError
 from facewire.mqtt import MqttConnection, Will, broker_password
 from facewire.topics import Topics
-from harness.processes import ROOT
+from harness.processes import ROOT, run_module
+from tests.broker_support import RoleClient
 
 START_SCRIPT = ROOT / "broker" / "docker-start.sh"
 SERVICE_PASSWORD = "service-secret-1"
@@ -42,8 +43,11 @@ TOPICS = Topics()
 class ContainerBroker:
     port: int
     health_port: int
+    tls_port: int
     secrets: Path
+    certs: Path
     data_dir: Path
+    env: dict[str, str]
     process: subprocess.Popen[bytes]
 
     @property
@@ -84,14 +88,18 @@ def container_broker(tmp_path: Path) -> Iterator[ContainerBroker]:
     (secrets / "mqtt_password").write_text(SERVICE_PASSWORD + "\n")
     (secrets / "mqtt_edge_users").write_text(f"# one line per edge node\n{EDGE_USER}:{EDGE_PASSWORD}\n\n")
     (secrets / "edge_password").write_text(EDGE_PASSWORD + "\n")
-    port, health_port = free_port(), free_port()
+    certs = tmp_path / "certs"  # the documented command: scripts/make-certs.sh secrets/certs
+    subprocess.run([str(ROOT / "scripts/make-certs.sh"), str(certs)], check=True, capture_output=True)
+    port, health_port, tls_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "CONF_DIR": str(ROOT / "broker"),
         "RUN_DIR": str(tmp_path / "run"),
         "DATA_DIR": str(tmp_path / "data"),
         "SECRETS_DIR": str(secrets),
+        "CERTS_DIR": str(certs),
         "MQTT_PORT": str(port),
+        "MQTTS_PORT": str(tls_port),
         "HEALTH_PORT": str(health_port),
         "RUN_USER": pwd.getpwuid(os.geteuid()).pw_name,
         "MOSQUITTO": mosquitto_binary(),
@@ -102,7 +110,8 @@ def container_broker(tmp_path: Path) -> Iterator[ContainerBroker]:
         process = subprocess.Popen(["sh", str(START_SCRIPT)], env=env, stdout=output, stderr=subprocess.STDOUT)
     wait_listening(port, process, log)
     wait_listening(health_port, process, log)
-    broker = ContainerBroker(port, health_port, secrets, tmp_path / "data", process)
+    wait_listening(tls_port, process, log)
+    broker = ContainerBroker(port, health_port, tls_port, secrets, certs, tmp_path / "data", env, process)
     yield broker
     process.terminate()
     try:
@@ -214,3 +223,85 @@ def test_a_missing_or_empty_password_file_is_a_config_error(tmp_path: Path, cont
         secret.write_text(content)
     with pytest.raises(ConfigError, match="password_file"):
         MqttConnection(MqttSettings(username="u", password_file=secret), "client")
+
+
+def tls_settings(broker: ContainerBroker, username: str, password_file: Path) -> MqttSettings:
+    """An edge node's settings as the edge template has them: mqtts:// and the stack's CA certificate."""
+    url = f"mqtts://127.0.0.1:{broker.tls_port}"
+    return MqttSettings(
+        url=url, username=username, password_file=password_file, tls_ca=broker.certs / "ca.crt", connect_timeout=5
+    )
+
+
+def test_the_tls_listener_takes_mqtts_and_refuses_plain_text(container_broker: ContainerBroker) -> None:
+    inbox = Inbox()
+    service = MqttConnection(
+        container_broker.settings("facewire", container_broker.secrets / "mqtt_password"), "tls-watch"
+    )
+    service.subscribe(TOPICS.embeddings(EDGE_USER), inbox.record)
+    service.connect()
+    edge = MqttConnection(tls_settings(container_broker, EDGE_USER, container_broker.secrets / "edge_password"), "tls")
+    edge.connect()
+    try:
+        edge.publish(TOPICS.embeddings(EDGE_USER), b"over tls").wait_for_publish(5)
+        assert inbox.wait_for(TOPICS.embeddings(EDGE_USER)) == [b"over tls"]
+    finally:
+        edge.close()
+        service.close()
+    plain = tls_settings(container_broker, EDGE_USER, container_broker.secrets / "edge_password")
+    plain = plain.model_copy(update={"url": f"mqtt://127.0.0.1:{container_broker.tls_port}", "tls_ca": None})
+    with pytest.raises(BrokerError):
+        MqttConnection(plain, "plain-text-on-the-tls-port").connect()
+
+
+def test_the_health_listener_lets_an_anonymous_client_read_the_uptime_only(container_broker: ContainerBroker) -> None:
+    anonymous = RoleClient(MqttSettings(url=f"mqtt://127.0.0.1:{container_broker.health_port}"), "in-container")
+    try:
+        assert anonymous.connack == 0
+        assert anonymous.publish(TOPICS.gallery_cmd("admin")) == 0x87
+        assert anonymous.publish(TOPICS.embeddings(EDGE_USER)) == 0x87
+    finally:
+        anonymous.close()
+
+
+def test_add_node_and_reload_while_a_client_stays_connected(container_broker: ContainerBroker, tmp_path: Path) -> None:
+    """`facewire broker add-node` on the stack's hashed mqtt_edge_users, then `docker-start.sh reload` (SIGHUP)."""
+    drops: list[bool] = []
+    inbox = Inbox()
+    service = MqttConnection(container_broker.settings("facewire", container_broker.secrets / "mqtt_password"), "stays")
+    service.on_connection_change = lambda up: None if up else drops.append(up)
+    service.subscribe(TOPICS.embeddings("cam-9"), inbox.record)
+    service.connect()
+    try:
+        edge_users = container_broker.secrets / "mqtt_edge_users"
+        added = run_module(
+            "facewire_console",
+            ["broker", "add-node", "cam-9", "--passwd", str(edge_users), "--secrets-dir", str(tmp_path / "nodes")],
+            {},
+            timeout=60,
+        )
+        assert added.returncode == 0, added.stderr
+        assert "cam-9:$7$" in edge_users.read_text() and f"{EDGE_USER}:{EDGE_PASSWORD}" in edge_users.read_text()
+        new_node = tls_settings(container_broker, "cam-9", tmp_path / "nodes" / "cam-9.password")
+        with pytest.raises(BrokerError, match="refused"):
+            MqttConnection(new_node, "cam-9-before-reload").connect()
+        reload = subprocess.run(
+            ["sh", str(START_SCRIPT), "reload"], env=container_broker.env, capture_output=True, text=True, timeout=30
+        )
+        assert reload.returncode == 0, reload.stderr
+        node = MqttConnection(new_node, "cam-9")
+        node.connect()
+        try:
+            node.publish(TOPICS.embeddings("cam-9"), b"first face").wait_for_publish(5)
+            assert inbox.wait_for(TOPICS.embeddings("cam-9")) == [b"first face"], "published, and still received"
+        finally:
+            node.close()
+        old_edge = MqttConnection(
+            tls_settings(container_broker, EDGE_USER, container_broker.secrets / "edge_password"), "old"
+        )
+        old_edge.connect()  # the plain 'node:password' line is still hashed in
+        old_edge.close()
+        assert drops == [], "the reload dropped a connected client"
+        assert container_broker.process.poll() is None
+    finally:
+        service.close()

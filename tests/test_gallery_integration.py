@@ -173,7 +173,7 @@ def test_malformed_gallery_commands_are_dead_lettered(broker: LocalBroker, tmp_p
     sender.connect()
     try:
         for body in (b"not json", b'{"op":"forget","person":"../../etc"}', b'{"op":"enroll","person":"A","x":1}'):
-            sender.publish("facewire/gallery/cmd", body)
+            sender.publish("facewire/gallery/cmd/operator", body)
         letters = watch.wait_for(lambda t: "deadletter" in t, 3, timeout=20)
         with GalleryClient(MqttSettings(url=broker.url)) as client:
             status = client.request({"op": "status"})[0]

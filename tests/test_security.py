@@ -2,61 +2,30 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 
-from facewire.broker import LocalBroker, free_port
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError
 from facewire.mqtt import MqttConnection
-from facewire_console.broker_auth import ACL_FILE, add_account, render_secure_config
-from harness.processes import ROOT, Collector, RunningClassifier, run_module
+from harness.processes import Collector, RunningClassifier, run_module
+from tests.broker_support import SecureBroker, start_secure_broker
 from tests.test_schema import embedding
 from tests.test_spine_integration import split_sample
 
 NOT_AUTHORIZED = 0x87
 
 
-@dataclass
-class SecureBroker:
-    broker: LocalBroker
-    tls_port: int
-    conf_dir: Path
-    passwords: dict[str, Path]
-
-    def settings(self, user: str | None, client_cert: str | None = None) -> MqttSettings:
-        certs = self.conf_dir / "certs"
-        return MqttSettings(
-            url=f"mqtts://127.0.0.1:{self.tls_port}",
-            username=user,
-            password_file=self.passwords[user] if user else None,
-            tls_ca=certs / "ca.crt",
-            tls_cert=certs / f"{client_cert or user}.crt",
-            tls_key=certs / f"{client_cert or user}.key",
-        )
-
-
 @pytest.fixture
 def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    """mosquitto.conf + secure.conf: dev listener on loopback, TLS listener with passwords and broker/acl."""
-    conf_dir = tmp_path / "secure"
-    accounts = ["cam-1", "cam-2", "facewire", "classifier"]
-    subprocess.run([str(ROOT / "scripts/make-certs.sh"), str(conf_dir / "certs"), *accounts], check=True)
-    passwords = {user: add_account(conf_dir / "passwd", user, conf_dir / "secrets")[1] for user in accounts}
-    shutil.copy(ACL_FILE, conf_dir / "acl")
-    tls_port = free_port()
-    config = tmp_path / "secure.conf"
-    config.write_text(render_secure_config(conf_dir, tls_port))
-    broker = LocalBroker(tmp_path / "broker", config=config).start()
-    yield SecureBroker(broker, tls_port, conf_dir, passwords)
+    """The rendered secure config alone: one TLS listener with passwords and broker/acl, nothing anonymous."""
+    broker = start_secure_broker(tmp_path, ["cam-1", "cam-2", "facewire", "classifier", "admin"])
+    yield broker
     broker.stop()
 
 
@@ -141,7 +110,7 @@ def test_tls_round_trip_and_refusals(secure_broker: SecureBroker) -> None:
 
 def test_edge_agent_cli_speaks_mqtts_with_credentials(secure_broker: SecureBroker, sample_dir: Path) -> None:
     settings = secure_broker.settings("cam-1")
-    watch = Collector(secure_broker.broker.url, ["facewire/embeddings/+"]).start()
+    watch = Collector(settings.url, ["facewire/embeddings/+"], secure_broker.settings("admin")).start()
     try:
         run = run_module(
             "edge_agent",
@@ -191,8 +160,9 @@ def test_classifier_with_its_own_account_answers_over_tls_and_cannot_forge_embed
         "--tls-key",
         str(own.tls_key),
     ]
-    watch = Collector(secure_broker.broker.url, ["facewire/results/+"]).start()
-    classifier = RunningClassifier(secure_broker.broker.url, gallery, tmp_path, instance="sec", extra=tls).start()
+    admin = secure_broker.settings("admin")
+    watch = Collector(own.url, ["facewire/results/+"], admin).start()
+    classifier = RunningClassifier(own.url, gallery, tmp_path, instance="sec", extra=tls, watch=admin).start()
     node = RawClient(secure_broker.settings("cam-1"), "cam-1")
     forger = RawClient(own, "classifier-forger")
     try:
@@ -221,5 +191,7 @@ def test_add_node_cli_writes_a_hashed_account_and_a_private_password_file(tmp_pa
     assert password in run.stdout and len(password) >= 24
     assert line.startswith("cam-7:$7$") and password not in line, "stored hashed"
     assert (tmp_path / "s" / "cam-7.password").stat().st_mode & 0o777 == 0o600
-    bad = run_module("facewire_console", ["broker", "add-node", "../x", "--passwd", str(tmp_path / "p2")], {}, timeout=60)
+    bad = run_module(
+        "facewire_console", ["broker", "add-node", "../x", "--passwd", str(tmp_path / "p2")], {}, timeout=60
+    )
     assert bad.returncode == 2 and "account name" in bad.stderr

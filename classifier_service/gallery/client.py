@@ -39,7 +39,8 @@ class GalleryClient:
 
     def __init__(self, settings: MqttSettings, actor: str = "cli") -> None:
         self.topics = Topics(settings.topic_prefix)
-        self.actor = actor
+        # The topic names the sender; the broker's ACL makes it the login (the classifier audits it as the actor).
+        self.account = settings.username or actor
         self._events: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self.connection = MqttConnection(settings, f"gallery-cli-{uuid.uuid4().hex[:8]}")
@@ -64,8 +65,8 @@ class GalleryClient:
 
     def send(self, command: dict[str, Any]) -> str:
         """Publish ``command`` (an id is added) and return its id once the broker has it."""
-        request = {"id": uuid.uuid4().hex[:12], "actor": self.actor, **command}
-        info = self.connection.publish(self.topics.gallery_cmd(), json.dumps(request).encode())
+        request = {"id": uuid.uuid4().hex[:12], **command}
+        info = self.connection.publish(self.topics.gallery_cmd(self.account), json.dumps(request).encode())
         info.wait_for_publish(10)
         return str(request["id"])
 

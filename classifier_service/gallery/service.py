@@ -16,10 +16,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as paho
 
+from classifier_service.gallery.authority import ANONYMOUS_REPLICA, command_actor
 from classifier_service.gallery.commands import parse_command
 from classifier_service.gallery.manager import GalleryManager, log_event
 from classifier_service.gallery.operations import apply_command
@@ -49,6 +51,7 @@ class GalleryService:
         self.connection = connection
         self.topics = topics
         self.cache_file = cache_file
+        self.account = connection.settings.username or ANONYMOUS_REPLICA  # its own command topic
         self.applied = 0
         self._queue: queue.Queue[tuple[paho.MQTTMessage, int] | None] = queue.Queue()
         self._worker = guarded_thread("gallery-worker", self._work, on_worker_death)
@@ -66,13 +69,13 @@ class GalleryService:
 
     def start(self) -> None:
         self._worker.start()
-        self.connection.subscribe(self.topics.gallery_cmd(), lambda message: self._queue.put((message, self._epoch)))
+        self.connection.subscribe(self.topics.gallery_cmd_all(), lambda m: self._queue.put((m, self._epoch)))
 
     def request_sync(self) -> None:
         """Ask the other replicas for their gallery (a new replica joining the group does this once)."""
         command = {"op": "sync", "id": f"sync-{self.manager.instance}-{int(time.time())}"}
         command |= {"requester": self.manager.instance, "actor": f"replica:{self.manager.instance}"}
-        self.connection.publish(self.topics.gallery_cmd(), json.dumps(command).encode())
+        self.connection.publish(self.topics.gallery_cmd(self.account), json.dumps(command).encode())
         log.info(kv("gallery-sync-requested", instance=self.manager.instance))
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -97,11 +100,16 @@ class GalleryService:
         except SchemaError as exc:
             self._dead_letter(message, ack, exc.reason, exc.detail)
             return
+        actor = command_actor(self.topics, message.topic, command, self.account)
+        if actor is None:
+            self._dead_letter(message, ack, "not-allowed", f"op {command.op} is not accepted on {message.topic}")
+            return
+        command = replace(command, actor=actor)
         self._request = command.id
         started = time.perf_counter()
         outcome = apply_command(self.manager, command, self.cache_file)
         self.applied += 1
-        outgoing = [(self.topics.gallery_cmd(), json.dumps(f).encode()) for f in outcome.forward]
+        outgoing = [(self.topics.gallery_cmd(self.account), json.dumps(f).encode()) for f in outcome.forward]
         for event in outcome.events:
             event["apply_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
             log_event(event)
