@@ -57,6 +57,8 @@ def _attach_homeassistant(client: MonitorClient, settings: Settings, gallery: Pa
 
     client.connection.on_connection_change = publish_start
     client.listeners.append(relay)
+    # forgotten and renamed people: their retained sensors are cleared
+    client.connection.subscribe(client.state.topics.gallery_events(), lambda m: relay(m.topic, bytes(m.payload)))
 
 
 @click.command("monitor")
