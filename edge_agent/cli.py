@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import click
-import paho.mqtt.client as paho
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.forwarder import Forwarder
@@ -21,7 +20,7 @@ from facewire.cli_common import common_options, fail_cleanly, settings_from, sto
 from facewire.errors import BrokerError, ConfigError, SchemaError
 from facewire.faces import create_analyzer
 from facewire.logs import kv
-from facewire.mqtt import MqttConnection
+from facewire.mqtt import Message, MqttConnection
 from facewire.schema import FaceResult
 from facewire.sources import describe_source, open_frames, paced, source_fps
 from facewire.topics import Topics, valid_node_id
@@ -158,9 +157,9 @@ def attach_annotator(
         return None
     annotator = Annotator(record, preview, fps)
 
-    def on_result(message: paho.MQTTMessage) -> None:
+    def on_result(message: Message) -> None:
         try:
-            annotator.on_result(FaceResult.from_json(bytes(message.payload)))
+            annotator.on_result(FaceResult.from_json(message.payload))
         except SchemaError as exc:
             log.warning(kv("bad-result", reason=exc.reason))
 

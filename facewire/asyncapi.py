@@ -141,7 +141,8 @@ def _add_schema(kind: type, schemas: dict[str, Any]) -> None:
             schema = {"type": "integer", "const": SCHEMA_VERSION}
         properties[wire_name] = schema
         has_default = item.default is not dataclasses.MISSING or item.default_factory is not dataclasses.MISSING
-        if not has_default or item.name == "v" or item.name in ALWAYS_WRITTEN.get(name, ()):
+        version_required = item.name == "v" and getattr(kind, "VERSION_REQUIRED", True)
+        if not has_default or version_required or item.name in ALWAYS_WRITTEN.get(name, ()):
             required.append(wire_name)
     properties.update(EXTRA.get(name, {}))
     required += list(EXTRA.get(name, {}))

@@ -11,15 +11,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import paho.mqtt.client as paho
 from rich.console import Console
 
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
-from facewire.errors import FacewireError
-from facewire.mqtt import MqttConnection
+from facewire.errors import FacewireError, SchemaError
+from facewire.mqtt import Message, MqttConnection
 from facewire.presentation import result_style
 from facewire.schema import FaceResult
+from facewire.schema.status import ServiceStatus
 from facewire.topics import Topics
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -34,8 +34,8 @@ class ResultPrinter:
         self.keys: set[tuple[str, int]] = set()
         self.changed = threading.Event()
 
-    def __call__(self, message: paho.MQTTMessage) -> None:
-        result = FaceResult.from_json(bytes(message.payload))
+    def __call__(self, message: Message) -> None:
+        result = FaceResult.from_json(message.payload)
         self.keys.add(result.key)
         self.names[result.name] += 1
         self.changed.set()
@@ -51,11 +51,18 @@ def _service(args: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
         return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
+def _online(payload: bytes) -> bool:
+    try:
+        return ServiceStatus.from_json(payload).state == "online"
+    except SchemaError:
+        return False
+
+
 def wait_for_status(url: str, topic: str, timeout: float) -> None:
     """Block until ``topic`` has a retained status with state online."""
     seen = threading.Event()
     watcher = MqttConnection(MqttSettings(url=url), f"demo-watch-{os.getpid()}")
-    watcher.subscribe(topic, lambda m: seen.set() if b'"online"' in m.payload else None)
+    watcher.subscribe(topic, lambda m: seen.set() if _online(m.payload) else None)
     watcher.connect()
     try:
         if not seen.wait(timeout):

@@ -18,6 +18,7 @@ from alert_service.sqlite_alerts import SqliteAlertStore
 from facewire.broker import LocalBroker
 from facewire.erasure import erasure_marker
 from facewire.schema import Alert, FaceResult
+from facewire.schema.gallery import GalleryEvent
 from facewire.topics import Topics
 from harness.processes import Collector, run_module, start_module
 from tests.alert_support import T0, face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
@@ -100,7 +101,7 @@ def test_replicas_raise_one_alert_per_incident_and_call_the_webhook(
         time.sleep(3.0)  # a duplicate alert would arrive by now
         alerts = [Alert.from_json(payload) for _topic, payload in collector.matching(lambda _t: True)]
         assert wait_until(lambda: len(posted) >= 3, 10)
-        forgotten = json.dumps({"v": 1, "event": "forgotten", "op": "forget", "person": "Colin_Powell"}).encode()
+        forgotten = GalleryEvent("forgotten", "f1", "c1", "forget", details={"person": "Colin_Powell"}).to_json()
         publish_all(broker.url, [(Topics().gallery_events(), forgotten)])
         store = SqliteAlertStore(tmp_path / "a.sqlite")
         marker = erasure_marker("Colin_Powell")

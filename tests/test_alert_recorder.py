@@ -16,6 +16,7 @@ from facewire.config import MqttSettings, RecorderSettings
 from facewire.erasure import erasure_marker
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceResult
+from facewire.schema.gallery import GalleryEvent
 from facewire.topics import Topics
 from harness.processes import Collector, run_module, start_module
 from tests.alert_support import face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
@@ -83,7 +84,7 @@ def test_log_views_query_export_and_last_seen(broker: LocalBroker, tmp_path: Pat
         log = SqliteResultLog(database)
         assert wait_until(lambda: log.count() == 60, 30), log_tail(tmp_path / "rec-views.log")
         # the gallery forgets a person (one event per classifier replica): the log keeps only a marker
-        forgotten = json.dumps({"v": 1, "event": "forgotten", "op": "forget", "person": "Serena_Williams"}).encode()
+        forgotten = GalleryEvent("forgotten", "f1", "c1", "forget", details={"person": "Serena_Williams"}).to_json()
         publish_all(broker.url, [(Topics().gallery_events(), forgotten)] * 2)
         assert wait_until(lambda: log.last_seen("Serena_Williams") is None, 15), log_tail(tmp_path / "rec-views.log")
         assert len(list(log.query(LogQuery(person=erasure_marker("Serena_Williams"), limit=0)))) == 12

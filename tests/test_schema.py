@@ -232,7 +232,10 @@ def test_every_json_message_carries_its_version(name: str) -> None:
     assert data["v"] == SCHEMA_VERSION
     for version, reason in ((None, "missing-version"), (2, "unknown-version"), ("1", "wrong-type")):
         changed = {k: v for k, v in data.items() if k != "v"} | ({} if version is None else {"v": version})
-        assert rejection(name, json.dumps(changed).encode()) == reason
+        if version is None and not getattr(codec.kind, "VERSION_REQUIRED", True):
+            assert codec.decode(json.dumps(changed).encode()) == EXAMPLES[name]  # written by people: absent is v1
+        else:
+            assert rejection(name, json.dumps(changed).encode()) == reason
 
 
 def rejection(name: str, payload: bytes) -> str:
@@ -350,7 +353,7 @@ def field_names(name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", JSON_DECODERS)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_json_decoders_fail_only_with_schema_error(name: str, data: st.DataObject) -> None:
     known = st.dictionaries(st.sampled_from(field_names(name)), JSON_VALUES, max_size=8)

@@ -17,6 +17,7 @@ from facewire.config import MqttSettings, RecorderSettings
 from facewire.erasure import erasure_marker
 from facewire.mqtt import MqttConnection
 from facewire.schema import Alert, FaceResult
+from facewire.schema.gallery import GalleryEvent
 from facewire.topics import Topics
 from harness.processes import Collector, run_module, start_module
 from tests.alert_support import T0, face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
@@ -69,7 +70,7 @@ def test_two_recorders_in_one_share_group_write_the_rows_of_one(
         recorded = sorted(log.query(LogQuery(limit=0)), key=lambda r: (r.node, r.seq))
         sent = (FaceResult.from_json(r.to_json()) for r in results)  # as on the wire (scores rounded)
         assert recorded == sorted((LogRow.from_result(r) for r in sent), key=lambda r: (r.node, r.seq)), logs()
-        forgotten = json.dumps({"v": 1, "event": "forgotten", "op": "forget", "person": "Serena_Williams"}).encode()
+        forgotten = GalleryEvent("forgotten", "f1", "c1", "forget", details={"person": "Serena_Williams"}).to_json()
         publish_all(broker.url, [(Topics().gallery_events(), forgotten)])
         assert wait_until(lambda: log.last_seen("Serena_Williams") is None, 15), logs()
         marker = erasure_marker("Serena_Williams")

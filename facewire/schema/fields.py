@@ -46,7 +46,10 @@ def dump_json(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
 
-def check_version(data: dict[str, Any]) -> None:
+def check_version(data: dict[str, Any], required: bool = True) -> None:
+    """Refuse a missing (unless not ``required``), malformed or other schema version."""
+    if not required and "v" not in data:
+        return
     version = data.get("v")
     if isinstance(version, bool) or not isinstance(version, int):
         raise SchemaError("missing-version" if version is None else "wrong-type", "v")

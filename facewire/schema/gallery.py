@@ -11,7 +11,7 @@ import base64
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -61,6 +61,8 @@ def valid_person(name: object) -> str:
 class GalleryCommand:
     """One validated gallery command; which fields are set depends on ``op``."""
 
+    VERSION_REQUIRED: ClassVar[bool] = False  # people and third-party clients write these: absent is v1
+
     op: str
     id: str
     actor: str
@@ -97,7 +99,7 @@ class GalleryCommand:
     def from_json(cls, payload: bytes) -> GalleryCommand:
         """Decode and validate a gallery command; raise SchemaError(reason) otherwise."""
         data = read.json_object(payload, MAX_COMMAND_BYTES)
-        read.check_version(data)
+        read.check_version(data, required=cls.VERSION_REQUIRED)
         op = data.get("op")
         if not isinstance(op, str) or op not in OPS:
             raise SchemaError("unknown-op", repr(op)[:40])
@@ -255,7 +257,10 @@ class GalleryEvent:
     v: int = SCHEMA_VERSION
 
     def get(self, key: str, default: Any = None) -> Any:
-        """A detail of the event."""
+        """A field or a detail of the event by its name on the wire (``event``, ``person``, ``removed``...)."""
+        if key in EVENT_COMMON:
+            value = getattr(self, key)
+            return default if value is None or value == "" else value
         return self.details.get(key, default)
 
     def to_json(self) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from facewire.errors import SchemaError
 from facewire.schema import Candidate
@@ -27,6 +27,8 @@ MAX_TOP_K = 20
 class IdentifyRequest:
     """Photos to identify (JPEG or PNG bytes) and how many candidates to list per face."""
 
+    VERSION_REQUIRED: ClassVar[bool] = False  # people and third-party clients write these: absent is v1
+
     images: tuple[bytes, ...] = field(repr=False)
     top_k: int = 3
     reply_to: str = ""
@@ -44,7 +46,7 @@ class IdentifyRequest:
     def from_json(cls, payload: bytes) -> IdentifyRequest:
         """Decode and validate a request; raise SchemaError with the reason otherwise."""
         data = read.json_object(payload, MAX_REQUEST_BYTES)
-        read.check_version(data)
+        read.check_version(data, required=cls.VERSION_REQUIRED)
         read.check_fields(data, {"v", "images", "top_k", "reply_to", "correlation"})
         images = data.get("images")
         if not isinstance(images, list) or not images:

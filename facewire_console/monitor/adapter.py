@@ -15,12 +15,10 @@ import socket
 import threading
 from collections.abc import Callable
 
-import paho.mqtt.client as paho
-
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError
 from facewire.logs import kv
-from facewire.mqtt import MqttConnection, Will
+from facewire.mqtt import Message, MqttConnection, Will
 from facewire.topics import Topics
 from facewire_console.monitor.state import MonitorState
 
@@ -84,8 +82,7 @@ class MonitorClient:
     def _on_change(self, connected: bool) -> None:
         self.state.connected = connected
 
-    def _on_message(self, message: paho.MQTTMessage) -> None:
-        payload = bytes(message.payload)
-        self.state.ingest(message.topic, payload)
+    def _on_message(self, message: Message) -> None:
+        self.state.ingest(message.topic, message.payload)
         for listener in self.listeners:
-            listener(message.topic, payload)
+            listener(message.topic, message.payload)

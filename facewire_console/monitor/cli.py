@@ -10,13 +10,12 @@ import threading
 from pathlib import Path
 
 import click
-import paho.mqtt.client as paho
 from rich.console import Console
 from rich.live import Live
 
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
-from facewire.mqtt import MqttConnection, Will
+from facewire.mqtt import Message, MqttConnection, Will
 from facewire.topics import Topics
 from facewire_console.monitor.adapter import MonitorClient
 from facewire_console.monitor.homeassistant import HomeAssistantBridge, gallery_people
@@ -158,7 +157,7 @@ def tail(
     """Decode the msgpack embedding stream (facewire/embeddings/+) one line per message."""
     settings = settings_from(config_file, broker_url, verbose)
     topics = Topics(settings.mqtt.topic_prefix)
-    inbox: queue.Queue[paho.MQTTMessage] = queue.Queue()
+    inbox: queue.Queue[Message] = queue.Queue()
     connection = MqttConnection(settings.mqtt, f"facewire-tail-{socket.gethostname()}-{os.getpid()}")
     connection.subscribe(topics.embeddings(node) if node else topics.embeddings_all(), inbox.put, qos=0)
     connection.connect()
@@ -171,7 +170,7 @@ def tail(
                 message = inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
-            info = describe_embedding(message.topic, bytes(message.payload), vector)
+            info = describe_embedding(message.topic, message.payload, vector)
             click.echo(json.dumps(info) if as_json else format_line(info))
             seen += 1
     finally:

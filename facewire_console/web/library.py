@@ -29,6 +29,7 @@ from classifier_service.gallery.enrolment import valid_person
 from facewire.config import Settings
 from facewire.errors import FacewireError, ImageError, SchemaError
 from facewire.images import decode_image
+from facewire.schema.gallery import GalleryEvent
 from facewire.topics import valid_node_id
 
 SEND_SIDE = 1024  # longest side of the image sent to the classifiers
@@ -213,10 +214,10 @@ class Library:
         if source.is_dir() and not target.exists():
             source.rename(target)
 
-    def on_gallery_event(self, event: dict[str, Any]) -> None:
+    def on_gallery_event(self, event: GalleryEvent) -> None:
         """A person forgotten by anyone loses their thumbnails here too; a renamed one keeps them."""
-        person, kind = event.get("person"), event.get("event")
+        person, kind, new = event.get("person"), event.event, event.get("to")
         if kind == "forgotten" and isinstance(person, str):
             self.erase_thumbnails(person)
-        elif kind == "renamed" and isinstance(person, str) and isinstance(event.get("to"), str):
-            self.move_thumbnails(person, event["to"])
+        elif kind == "renamed" and isinstance(person, str) and isinstance(new, str):
+            self.move_thumbnails(person, new)

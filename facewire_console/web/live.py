@@ -10,7 +10,6 @@ seconds so "stale" shows without the page polling.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -18,8 +17,10 @@ from typing import Any
 from facewire.config import Settings
 from facewire.errors import SchemaError
 from facewire.logs import kv
+from facewire.mqtt import Message
 from facewire.presentation import result_style
 from facewire.schema import Alert, FaceResult
+from facewire.schema.gallery import GalleryEvent
 from facewire.topics import Topics
 from facewire_console.monitor.adapter import MonitorClient
 from facewire_console.monitor.state import MonitorState
@@ -124,20 +125,19 @@ class LiveHub:
         except SchemaError:
             return
 
-    def _on_thumbnail(self, message: Any) -> None:
+    def _on_thumbnail(self, message: Message) -> None:
         """Network thread: keep an opted-in edge's thumbnail of an unknown face (a few KB, checked first)."""
         node = self.topics.node_of(message.topic, "thumbnails")
         if node is not None:
-            self.unknown_faces.ingest(node, bytes(message.payload))
+            self.unknown_faces.ingest(node, message.payload)
 
-    def _on_gallery_event(self, message: Any) -> None:
+    def _on_gallery_event(self, message: Message) -> None:
         try:
-            event = json.loads(message.payload)
-        except (UnicodeDecodeError, ValueError):
+            event = GalleryEvent.from_json(message.payload)
+        except SchemaError:
             return
-        if isinstance(event, dict):
-            for listener in self.gallery_listeners:
-                listener(event)
+        for listener in self.gallery_listeners:
+            listener(event)
 
     def _emit(self, kind: str, data: dict[str, Any]) -> None:
         if self._loop is not None:
