@@ -292,6 +292,12 @@ def changed(name: str, **fields: object) -> bytes:
             lambda: json.dumps({"v": 1, "op": "enroll", "person": "Ada", "embeddings": [[1e300, 0.0]]}).encode(),
             "not-normalised",
         ),
+        (
+            "GalleryCommand",
+            lambda: json.dumps({"op": "enroll", "person": "Ada", "embeddings": [[int("9" * 400), 0]]}).encode(),
+            "not-normalised",
+        ),
+        ("GalleryCommand", lambda: json.dumps({"op": "reject", "result": "cam-1/\u00b2"}).encode(), "bad-result"),
         ("GalleryEvent", lambda: changed("GalleryEvent", id=""), "wrong-type"),
         ("GalleryEvent", lambda: changed("GalleryEvent", people=-1), "out-of-range"),
         ("GalleryEvent", lambda: changed("GalleryEvent", clusters=[[[[[[["deep"]]]]]]]), "too-deep"),

@@ -180,7 +180,7 @@ def result_key(raw: object) -> tuple[str, int]:
     if not isinstance(raw, str) or raw.count("/") != 1:
         raise SchemaError("bad-result", "result must be 'NODE/SEQ'")
     node_id, seq = raw.split("/")
-    if not valid_node_id(node_id) or not seq.isdigit() or len(seq) > 19:
+    if not valid_node_id(node_id) or not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
         raise SchemaError("bad-result", repr(raw)[:80])
     return node_id, int(seq)
 

@@ -189,11 +189,11 @@ def _vector(item: object) -> np.ndarray:
             raise SchemaError("emb-length", f"{len(raw)} bytes is not a float16 vector")
         vector = np.frombuffer(raw, dtype="<f2").astype(np.float32)
     elif isinstance(item, list) and 0 < len(item) <= MAX_DIM:
-        values = {str(i): x for i, x in enumerate(item)}
-        numbers = [read.number(values, str(i)) for i in range(len(item))]
-        if not all(abs(x) <= MAX_COMPONENT for x in numbers):  # no float32 overflow
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in item):
+            raise SchemaError("wrong-type", "embedding lists hold numbers only")
+        if not all(abs(x) <= MAX_COMPONENT for x in item):  # also false for NaN; no float32 overflow
             raise SchemaError("not-normalised", f"components of a unit vector lie within ±{MAX_COMPONENT}")
-        vector = np.asarray(numbers, dtype=np.float32)
+        vector = np.asarray(item, dtype=np.float32)
     else:
         raise SchemaError("wrong-type", "an embedding is a base64 string or a list of numbers")
     norm = float(np.linalg.norm(vector))
