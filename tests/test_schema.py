@@ -278,6 +278,7 @@ def changed(name: str, **fields: object) -> bytes:
         ("GalleryCommand", lambda: changed("GalleryCommand", to="Ada"), "same-name"),
         ("GalleryCommand", lambda: changed("GalleryCommand", person="../etc"), "bad-person"),
         ("GalleryCommand", lambda: changed("GalleryCommand", person="unknown"), "bad-person"),
+        ("GalleryCommand", lambda: changed("GalleryCommand", person="Ann Lee\n"), "bad-person"),
         ("GalleryCommand", lambda: changed("GalleryCommand", images=["x"]), "unknown-field"),
         ("GalleryCommand", lambda: changed("GalleryCommand", op="reject", to=None, person=None), "unknown-field"),
         ("GalleryCommand", lambda: json.dumps({"v": 1, "op": "reject", "result": "cam-1"}).encode(), "bad-result"),
