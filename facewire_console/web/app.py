@@ -15,14 +15,16 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from alert_service.views_log import clock
 from facewire.config import Settings
 from facewire.presentation import result_style
-from facewire_console.web.auth import LoginLimiter, UserStore, session_secret
-from facewire_console.web.http import HERE, Dashboard, SecurityHeaders
+from facewire_console.api.app import PREFIX, api_lifespan, create_api
+from facewire_console.web.auth import LoginLimiter, SessionRegistry, UnlockRequests, UserStore, session_secret
+from facewire_console.web.http import HERE, Dashboard, SecurityHeaders, trusted_networks
 from facewire_console.web.library import Library
 from facewire_console.web.live import LiveHub
 from facewire_console.web.pages import routes
@@ -46,13 +48,19 @@ def create_app(settings: Settings) -> Starlette:
         hub=hub,
         library=library,
         templates=templates,
+        sessions=SessionRegistry(settings.web.session_hours * 3600),
+        unlocks=UnlockRequests(settings.web.data_dir / "unlock"),
+        proxies=trusted_networks(settings.web.trusted_proxies),
     )
+
+    api = create_api(settings)  # the REST API (API keys, no session) under /api/v1
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await hub.start()
         try:
-            yield
+            async with api_lifespan(api):
+                yield
         finally:
             await hub.stop()
 
@@ -67,6 +75,7 @@ def create_app(settings: Settings) -> Starlette:
             https_only=settings.web.cookie_secure,
         ),
     ]
-    app = Starlette(routes=routes(StaticFiles(directory=HERE / "static")), middleware=middleware, lifespan=lifespan)
+    app_routes = [Mount(PREFIX, app=api), *routes(StaticFiles(directory=HERE / "static"))]
+    app = Starlette(routes=app_routes, middleware=middleware, lifespan=lifespan)
     app.state.dashboard = board
     return app
