@@ -232,8 +232,16 @@ class WebSettings(Section):
     data_dir: Path = Field(DEFAULT_STATE_DIR / "web", description="Thumbnails of photos enrolled from the dashboard")
     cookie_secure: bool = Field(True, description="Send the session cookie over HTTPS only (browsers allow localhost)")
     session_hours: float = Field(12.0, description="Hours a login lasts", gt=0, le=24 * 30)
-    login_attempts: int = Field(5, description="Failed logins per client and per user before a pause", ge=1)
-    login_window: float = Field(300.0, description="Seconds over which failed logins are counted", gt=0)
+    login_attempts: int = Field(
+        5, description="Failed logins per client address, and per user from one address, before a lockout", ge=1
+    )
+    login_window: float = Field(
+        300.0, description="Seconds over which failed logins are counted; the first lockout lasts as long", gt=0
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names the client",
+    )
     max_photo_bytes: int = Field(
         10 * 1024 * 1024, description="Largest enrolment photo accepted by upload", ge=1024, le=50 * 1024 * 1024
     )

@@ -12,7 +12,7 @@ import pytest
 from facewire.config import load_settings
 from facewire.errors import ConfigError
 from facewire.schema.gallery import GalleryEvent
-from facewire_console.web.auth import LoginLimiter, UserStore, csrf_matches, session_secret
+from facewire_console.web.auth import LoginLimiter, UserStore, csrf_matches, login_keys, session_secret
 from facewire_console.web.library import SEND_BYTES, Library, UploadRefused, person_name, prepare_photo, valid_result
 from facewire_console.web.pages import local_target
 from harness.processes import SAMPLE, run_module
@@ -41,18 +41,25 @@ def test_a_corrupt_accounts_file_is_an_error_not_an_open_door(tmp_path: Path) ->
         UserStore(tmp_path / "users.json").verify("alice", "whatever password")
 
 
-def test_login_limiter_counts_failures_per_key_in_a_sliding_window() -> None:
+def test_login_limiter_locks_a_user_from_one_address_with_back_off() -> None:
     limiter = LoginLimiter(attempts=3, window=60)
-    keys = ["client:1.2.3.4", "user:alice"]
+    keys = login_keys("alice", "1.2.3.4")
     for second in range(3):
         assert limiter.retry_after(keys, now=100 + second) == 0
         limiter.failed(keys, now=100 + second)
-    assert limiter.retry_after(keys, now=110) == pytest.approx(50)
-    assert limiter.retry_after(["user:alice"], now=110) == pytest.approx(50)  # another client, same user
-    assert limiter.retry_after(["client:5.6.7.8", "user:bob"], now=110) == 0
-    assert limiter.retry_after(keys, now=160.5) == 0  # the first failure left the window
+    assert limiter.retry_after(keys, now=110) == pytest.approx(52)  # locked for one window from the third
+    assert limiter.retry_after(login_keys("alice", "5.6.7.8"), now=110) == 0, "alice from elsewhere is not locked"
+    assert limiter.retry_after(login_keys("bob", "5.6.7.8"), now=110) == 0
+    assert limiter.retry_after(keys, now=162.5) == 0
+    for second in range(3):
+        limiter.failed(keys, now=200 + second)
+    assert limiter.retry_after(keys, now=202) == pytest.approx(120), "the second lockout lasts twice as long"
+    limiter.failed(login_keys("alice", "9.9.9.9"), now=202)
+    assert limiter.unlock("alice") == 4  # alice from 1.2.3.4 and from 9.9.9.9, and both addresses
+    assert limiter.retry_after(keys, now=203) == 0
+    limiter.failed(keys, now=300)
     limiter.succeeded(keys)
-    assert limiter.retry_after(keys, now=110) == 0
+    assert limiter.retry_after(keys, now=300) == 0
 
 
 def test_login_limiter_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,7 +67,7 @@ def test_login_limiter_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     limiter = LoginLimiter(attempts=3, window=60)
     for index in range(1000):
         limiter.failed([f"user:guess-{index}"], now=float(index))
-    assert len(limiter._failures) <= 100
+    assert len(limiter._keys) <= 100
     assert limiter.retry_after(["user:guess-999"], now=1000.0) == 0  # one failure: still allowed
 
 

@@ -23,8 +23,8 @@ from alert_service.views_log import clock
 from facewire.config import Settings
 from facewire.presentation import result_style
 from facewire_console.api.app import PREFIX, api_lifespan, create_api
-from facewire_console.web.auth import LoginLimiter, UserStore, session_secret
-from facewire_console.web.http import HERE, Dashboard, SecurityHeaders
+from facewire_console.web.auth import LoginLimiter, SessionRegistry, UnlockRequests, UserStore, session_secret
+from facewire_console.web.http import HERE, Dashboard, SecurityHeaders, trusted_networks
 from facewire_console.web.library import Library
 from facewire_console.web.live import LiveHub
 from facewire_console.web.pages import routes
@@ -48,6 +48,9 @@ def create_app(settings: Settings) -> Starlette:
         hub=hub,
         library=library,
         templates=templates,
+        sessions=SessionRegistry(settings.web.session_hours * 3600),
+        unlocks=UnlockRequests(settings.web.data_dir / "unlock"),
+        proxies=trusted_networks(settings.web.trusted_proxies),
     )
 
     api = create_api(settings)  # the REST API (API keys, no session) under /api/v1

@@ -1,4 +1,4 @@
-"""Dashboard accounts (argon2id hashes in a 0600 JSON file), the login rate limit and CSRF tokens."""
+"""Dashboard accounts (argon2id hashes in a 0600 JSON file), the login rate limit, sessions and CSRF tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import re
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -78,43 +79,126 @@ class UserStore:
             return False
 
 
+MAX_LOCK = 24 * 3600.0  # the longest back-off of one key
+
+
+@dataclass
+class _Failures:
+    times: deque[float] = field(default_factory=deque)
+    strikes: int = 0  # lockouts so far: each one lasts twice the one before
+    locked_until: float = 0.0
+    last: float = 0.0
+
+
 class LoginLimiter:
-    """Failed logins per key (client address, user name) in a sliding window."""
+    """Failed logins per key in a sliding window; ``attempts`` of them lock the key, with exponential back-off.
+
+    The dashboard keys a login on its client address and on user name plus address, never on the user
+    name alone, so nobody elsewhere can lock an account out; :meth:`unlock` lifts a user's lockouts.
+    """
 
     def __init__(self, attempts: int, window: float) -> None:
         self.attempts = attempts
         self.window = window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._keys: dict[str, _Failures] = {}
         self._lock = threading.Lock()
 
     def retry_after(self, keys: list[str], now: float | None = None) -> float:
-        """Seconds until any of ``keys`` may try again (0: allowed now)."""
+        """Seconds until all of ``keys`` may try again (0: allowed now)."""
         now = time.monotonic() if now is None else now
-        wait = 0.0
         with self._lock:
-            for key in keys:
-                failures = self._failures.get(key)
-                if failures is None:
-                    continue
-                while failures and failures[0] <= now - self.window:
-                    failures.popleft()
-                if len(failures) >= self.attempts:
-                    wait = max(wait, failures[0] + self.window - now)
-        return wait
+            return max([0.0, *(self._keys[k].locked_until - now for k in keys if k in self._keys)])
 
     def failed(self, keys: list[str], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
             for key in keys:
-                self._failures[key].append(now)
-            if len(self._failures) > MAX_KEYS:  # many user names tried: forget the stalest keys first
-                for stale in sorted(self._failures, key=lambda k: self._failures[k][-1])[: MAX_KEYS // 10]:
-                    del self._failures[stale]
+                record = self._keys.setdefault(key, _Failures())
+                record.last = now
+                record.times.append(now)
+                while record.times and record.times[0] <= now - self.window:
+                    record.times.popleft()
+                if len(record.times) >= self.attempts:
+                    record.strikes += 1
+                    record.locked_until = now + min(self.window * 2 ** (record.strikes - 1), MAX_LOCK)
+                    record.times.clear()
+            if len(self._keys) > MAX_KEYS:  # many keys tried: forget the stalest first
+                for stale in sorted(self._keys, key=lambda k: self._keys[k].last)[: MAX_KEYS // 10]:
+                    del self._keys[stale]
 
     def succeeded(self, keys: list[str]) -> None:
         with self._lock:
             for key in keys:
-                self._failures.pop(key, None)
+                self._keys.pop(key, None)
+
+    def unlock(self, user: str) -> int:
+        """Lift every lockout of ``user`` (from any address, and of those addresses); how many keys were freed."""
+        with self._lock:
+            addresses = [k.split("@", 1)[1] for k in self._keys if k.startswith(f"user:{user}@")]
+            freed = [f"user:{user}@{a}" for a in addresses] + [f"client:{a}" for a in addresses]
+            return sum(self._keys.pop(key, None) is not None for key in freed)
+
+
+def login_keys(user: str, address: str) -> list[str]:
+    """The limiter keys of one login: the client address, and the user name from that address."""
+    return [f"client:{address}", f"user:{user}@{address}"]
+
+
+class UnlockRequests:
+    """``facewire web unlock USER`` leaves a file here; the dashboard lifts USER's lockouts on the next login."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def request(self, user: str) -> None:
+        if not USER_PATTERN.fullmatch(user):
+            raise ConfigError(f"user name {user!r}: letters, digits and _.@- only (at most 64)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / user).touch()
+
+    def apply(self, limiter: LoginLimiter) -> list[str]:
+        """Unlock every requested user; the names."""
+        if not self.folder.is_dir():
+            return []
+        done = []
+        for marker in self.folder.iterdir():
+            if USER_PATTERN.fullmatch(marker.name):
+                limiter.unlock(marker.name)
+                done.append(marker.name)
+            marker.unlink(missing_ok=True)
+        return done
+
+
+class SessionRegistry:
+    """The sessions the dashboard issued and has not revoked: a signed cookie alone is not a login.
+
+    Held in memory: logging out revokes the session for good, and a restart of the dashboard ends all.
+    """
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._sessions: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def open(self, user: str, now: float | None = None) -> str:
+        """A new session id for ``user``."""
+        now = time.time() if now is None else now
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            self._sessions = {k: v for k, v in self._sessions.items() if v[1] > now}
+            self._sessions[sid] = (user, now + self.max_age)
+        return sid
+
+    def active(self, sid: object, user: object, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        with self._lock:
+            entry = self._sessions.get(sid) if isinstance(sid, str) else None
+        return entry is not None and entry[0] == user and entry[1] > now
+
+    def revoke(self, sid: object) -> None:
+        with self._lock:
+            if isinstance(sid, str):
+                self._sessions.pop(sid, None)
 
 
 def session_secret(path: Path) -> str:

@@ -98,3 +98,15 @@ def add_user(settings: Settings, name: str, password_stdin: bool) -> None:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     new = UserStore(settings.web.users_file).add(name, password)
     click.echo(f"{'created' if new else 'updated'} {name} in {settings.web.users_file}")
+
+
+@web_command.command("unlock")
+@click.argument("name")
+@click.pass_obj
+@fail_cleanly
+def unlock(settings: Settings, name: str) -> None:
+    """Lift the login lockouts of NAME (and of the addresses it was locked from) at its next login attempt."""
+    from facewire_console.web.auth import UnlockRequests  # the `web` extra: imported by the commands that use it
+
+    UnlockRequests(settings.web.data_dir / "unlock").request(name)
+    click.echo(f"{name}: lockouts lifted at the next login to the dashboard")

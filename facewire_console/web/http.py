@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,7 +16,15 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facewire.config import Settings
-from facewire_console.web.auth import LoginLimiter, UserStore, csrf_matches, new_csrf_token
+from facewire.errors import ConfigError
+from facewire_console.web.auth import (
+    LoginLimiter,
+    SessionRegistry,
+    UnlockRequests,
+    UserStore,
+    csrf_matches,
+    new_csrf_token,
+)
 from facewire_console.web.library import Library
 from facewire_console.web.live import LiveHub
 
@@ -33,6 +42,7 @@ SECURITY_HEADERS = [
 ]
 
 Handler = Callable[[Request], Awaitable[Response]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass
@@ -45,6 +55,9 @@ class Dashboard:
     hub: LiveHub
     library: Library
     templates: Jinja2Templates
+    sessions: SessionRegistry
+    unlocks: UnlockRequests
+    proxies: list[Network]
 
 
 def log_database(settings: Settings) -> Path | str | None:
@@ -57,6 +70,34 @@ def alert_database(settings: Settings) -> Path | str | None:
     """The alert store the alert service writes (a postgresql:// URL, or a SQLite file once it exists)."""
     target = settings.alerts.database_url or settings.alerts.database
     return target if isinstance(target, str) or target.exists() else None
+
+
+def trusted_networks(entries: list[str]) -> list[Network]:
+    """web.trusted_proxies as networks; a ConfigError names an entry that is not an address or CIDR."""
+    try:
+        return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries]
+    except ValueError as exc:
+        raise ConfigError(f"web.trusted_proxies: {exc}") from exc
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the peer's, or behind a trusted reverse proxy the last X-Forwarded-For hop that
+    is not itself a trusted proxy (anything a client writes to the left of that is ignored)."""
+    proxies = dashboard(request).proxies
+    hops = [request.client.host if request.client else "?"]
+    forwarded = request.headers.get("x-forwarded-for", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()] + hops
+    while len(hops) > 1 and _trusted(hops[-1], proxies):
+        hops.pop()
+    return hops[-1]
+
+
+def _trusted(address: str, proxies: list[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
 
 
 def dashboard(request: Request) -> Dashboard:
@@ -120,7 +161,9 @@ def login_required(func: Handler) -> Handler:
 
     @functools.wraps(func)
     async def guarded(request: Request) -> Response:
-        if not isinstance(request.session.get("user"), str):
+        session = request.session
+        if not dashboard(request).sessions.active(session.get("sid"), session.get("user")):
+            session.clear()  # signed but revoked (logged out) or from before a restart: not a login
             if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
                 target = urllib.parse.quote(request.url.path)
                 return RedirectResponse(f"/login?next={target}", status_code=303)

@@ -20,11 +20,12 @@ from alert_service.store import LogQuery, LogRow
 from alert_service.store_factory import open_alert_store, open_result_log
 from alert_service.views_log import export, parse_when
 from facewire.errors import ConfigError
-from facewire_console.web.auth import new_csrf_token
+from facewire_console.web.auth import login_keys, new_csrf_token
 from facewire_console.web.http import (
     FORM_BYTES,
     alert_database,
     checked_form,
+    client_address,
     dashboard,
     log_database,
     login_required,
@@ -56,8 +57,8 @@ async def login(request: Request) -> Response:
         return form
     name, password = str(form.get("username", ""))[:64], str(form.get("password", ""))[:1024]
     target = local_target(form.get("next"))
-    client = request.client.host if request.client else "?"
-    keys = [f"client:{client}", f"user:{name}"]
+    board.unlocks.apply(board.limiter)
+    keys = login_keys(name, client_address(request))
     wait = board.limiter.retry_after(keys)
     if wait > 0:
         message = f"too many failed logins: try again in {wait:.0f} s"
@@ -66,8 +67,10 @@ async def login(request: Request) -> Response:
         board.limiter.failed(keys)
         return render(request, "login.html", status_code=401, error="wrong user name or password", next=target)
     board.limiter.succeeded(keys)
+    board.sessions.revoke(request.session.get("sid"))
     request.session.clear()
-    request.session.update({"user": name, "csrf": new_csrf_token(), "since": time.time()})
+    sid = board.sessions.open(name)
+    request.session.update({"user": name, "sid": sid, "csrf": new_csrf_token(), "since": time.time()})
     return RedirectResponse(target, status_code=303)
 
 
@@ -76,6 +79,7 @@ async def logout(request: Request) -> Response:
     form = await checked_form(request, FORM_BYTES)
     if isinstance(form, Response):
         return form
+    dashboard(request).sessions.revoke(request.session.get("sid"))  # the old cookie no longer logs in
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
