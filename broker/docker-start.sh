@@ -73,14 +73,21 @@ if [ "${1:-}" = reload ]; then
 fi
 
 build_passwd
+# The LAN listener needs the certificates: without them it is left out (the
+# compose listener stays, published on the host's loopback only).
+tls=yes
 mkdir -p "$RUN_DIR/certs"
 for file in ca.crt server.crt server.key; do
-    if [ ! -s "$CERTS_DIR/$file" ]; then
-        echo "docker-start: $CERTS_DIR/$file is missing: make the certificates with scripts/make-certs.sh secrets/certs" >&2
-        exit 1
+    if [ -s "$CERTS_DIR/$file" ]; then
+        cp "$CERTS_DIR/$file" "$RUN_DIR/certs/$file"
+    else
+        tls=no
     fi
-    cp "$CERTS_DIR/$file" "$RUN_DIR/certs/$file"
 done
+if [ "$tls" = no ]; then
+    echo "docker-start: no $CERTS_DIR/{ca.crt,server.crt,server.key}: no TLS listener for the LAN;" \
+        "make them with scripts/make-certs.sh secrets/certs (docs/deployment.md)" >&2
+fi
 
 {
     echo "# Rendered by broker/docker-start.sh from mosquitto.conf + docker.conf: do not edit."
@@ -91,8 +98,10 @@ done
         "$CONF_DIR/mosquitto.conf"
     # the health listener is mosquitto.conf's last section: this line applies to it
     echo "acl_file $RUN_DIR/acl"
+    lan='/^# --- LAN listener/,$d'
+    [ "$tls" = yes ] && lan='s|^listener 8883$|listener '"$MQTTS_PORT"'|'
     sed -e "s|^listener 1883\$|listener $MQTT_PORT|" \
-        -e "s|^listener 8883\$|listener $MQTTS_PORT|" \
+        -e "$lan" \
         -e "s|@RUN_DIR@|$RUN_DIR|g" \
         "$CONF_DIR/docker.conf"
 } > "$RUN_DIR/mosquitto.conf"

@@ -76,6 +76,13 @@ def add_node(passwd_file: Path, node: str, secrets_dir: Path) -> tuple[str, Path
     return add_account(passwd_file, node, secrets_dir)
 
 
+def add_role(passwd_file: Path, role: str, secrets_dir: Path) -> tuple[str, Path]:
+    """``add_account`` for one of the role accounts of broker/acl (admin, facewire, classifier, ...)."""
+    if role not in ROLE_ACCOUNTS:
+        raise ConfigError(f"{role!r} is not a role account of broker/acl ({', '.join(ROLE_ACCOUNTS)}); nodes: add-node")
+    return add_account(passwd_file, role, secrets_dir)
+
+
 def reload_broker(pid_file: Path) -> int:
     """SIGHUP the mosquitto whose pid is in ``pid_file``: it re-reads its password and ACL files."""
     try:

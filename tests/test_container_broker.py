@@ -305,3 +305,28 @@ def test_add_node_and_reload_while_a_client_stays_connected(container_broker: Co
         assert container_broker.process.poll() is None
     finally:
         service.close()
+
+
+def test_without_certificates_the_broker_starts_with_no_lan_listener(
+    container_broker: ContainerBroker, tmp_path: Path
+) -> None:
+    port, health_port, tls_port = free_port(), free_port(), free_port()
+    (tmp_path / "no-certs").mkdir()
+    env = {**container_broker.env, "CERTS_DIR": str(tmp_path / "no-certs"), "RUN_DIR": str(tmp_path / "run2")}
+    env |= {"DATA_DIR": str(tmp_path / "data2"), "MQTT_PORT": str(port), "MQTTS_PORT": str(tls_port)}
+    env["HEALTH_PORT"] = str(health_port)
+    log = tmp_path / "broker2.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(["sh", str(START_SCRIPT)], env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(port, process, log)
+        plain = container_broker.settings("facewire", container_broker.secrets / "mqtt_password")
+        service = MqttConnection(plain.model_copy(update={"url": f"mqtt://127.0.0.1:{port}"}), "compose-service")
+        service.connect()  # the compose listener works
+        service.close()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", tls_port), timeout=1).close()
+        assert "no TLS listener for the LAN" in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(10)

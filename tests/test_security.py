@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError
 from facewire.mqtt import MqttConnection
-from harness.processes import Collector, RunningClassifier, run_module
+from harness.processes import ROOT, Collector, RunningClassifier, run_module
 from tests.broker_support import SecureBroker, start_secure_broker
 from tests.test_schema import embedding
 from tests.test_spine_integration import split_sample
@@ -195,3 +196,32 @@ def test_add_node_cli_writes_a_hashed_account_and_a_private_password_file(tmp_pa
         "facewire_console", ["broker", "add-node", "../x", "--passwd", str(tmp_path / "p2")], {}, timeout=60
     )
     assert bad.returncode == 2 and "account name" in bad.stderr
+
+
+def test_add_node_reloads_the_running_broker_and_keeps_its_clients(secure_broker: SecureBroker, tmp_path: Path) -> None:
+    """`facewire broker add-node NODE --reload PIDFILE`: hashed account, SIGHUP, no restart (issue 19.7)."""
+    conf = secure_broker.conf_dir
+    subprocess.run([str(ROOT / "scripts/make-certs.sh"), str(conf / "certs"), "cam-3"], check=True, capture_output=True)
+    assert secure_broker.broker.process is not None
+    pid_file = tmp_path / "mosquitto.pid"
+    pid_file.write_text(f"{secure_broker.broker.process.pid}\n")
+    stays = RawClient(secure_broker.settings("cam-1"), "cam-1-stays")
+    drops: list[bool] = []
+    stays.connection.on_connection_change = lambda up: None if up else drops.append(up)
+    try:
+        args = ["broker", "add-node", "cam-3", "--passwd", str(conf / "passwd"), "--secrets-dir", str(conf / "secrets")]
+        run = run_module("facewire_console", [*args, "--reload", str(pid_file)], {}, timeout=60)
+        assert run.returncode == 0 and "broker reloaded" in run.stdout, run.stderr
+        secure_broker.passwords["cam-3"] = conf / "secrets" / "cam-3.password"
+        node = RawClient(secure_broker.settings("cam-3"), "cam-3")
+        try:
+            assert node.publish("facewire/embeddings/cam-3") < 0x80, "the new node logs in and publishes"
+        finally:
+            node.close()
+        assert stays.publish("facewire/embeddings/cam-1") < 0x80
+        assert drops == [], "the reload dropped a connected client"
+    finally:
+        stays.close()
+    for role in ("classifier", "admin"):
+        refused = run_module("facewire_console", ["broker", "add-node", role, *args[3:]], {}, timeout=60)
+        assert refused.returncode == 2 and "role account" in refused.stderr, refused.stderr
