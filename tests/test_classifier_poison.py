@@ -14,7 +14,7 @@ from harness.processes import Collector, RunningClassifier, status_online
 from tests.gallery_support import KNOWN, make_gallery, photos
 from tests.test_schema import embedding, unit
 
-GALLERY_CMD = "facewire/gallery/cmd"
+GALLERY_CMD = "facewire/gallery/cmd/operator"  # the sender's account (broker/acl)
 DEADLETTERS = "facewire/deadletter/classifier"
 DEPTH = 50_000  # far beyond Python's recursion limit, well below the broker's 256 KB packets
 
