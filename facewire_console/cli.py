@@ -19,7 +19,7 @@ from facewire.cli_common import fail_cleanly, stop_event_on_signals
 from facewire.config import reference_rows
 from facewire.logs import setup_logging
 from facewire_console.bench_cli import bench as bench_group
-from facewire_console.broker_auth import add_node, reload_broker, render_secure_config
+from facewire_console.broker_auth import ROLE_ACCOUNTS, add_node, add_role, reload_broker, render_secure_config
 from facewire_console.demo import SAMPLE_DIR, run_demo
 from facewire_console.models_cli import models as models_group
 from facewire_console.monitor.cli import COMMANDS as MONITOR_COMMANDS
@@ -106,6 +106,20 @@ def broker_add_node(node: str, passwd_file: Path, secrets_dir: Path, pid_file: P
         click.echo(f"broker reloaded (SIGHUP to pid {reload_broker(pid_file)})")
     else:
         click.echo(f"reload the broker: {COMPOSE_RELOAD} (compose), or --reload PIDFILE")
+
+
+@broker.command("add-account")
+@click.argument("role", type=click.Choice(ROLE_ACCOUNTS))
+@click.option("--passwd", "passwd_file", type=click.Path(path_type=Path, dir_okay=False), default=Path("passwd"))
+@click.option("--secrets-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("secrets"))
+@click.option("--reload", "pid_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@fail_cleanly
+def broker_add_account(role: str, passwd_file: Path, secrets_dir: Path, pid_file: Path | None) -> None:
+    """Create (or renew) a role account of broker/acl: admin, facewire (services), classifier, viewer, homeassistant."""
+    password, stored = add_role(passwd_file, role, secrets_dir)
+    click.echo(f"account {role} in {passwd_file}; password {password} stored in {stored}")
+    if pid_file is not None:
+        click.echo(f"broker reloaded (SIGHUP to pid {reload_broker(pid_file)})")
 
 
 @broker.command("secure-config")
