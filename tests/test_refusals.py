@@ -1,0 +1,182 @@
+"""A refused publish is never a delivery, and a refused subscription is a start-up error (issue 18, item 1).
+
+Every refusal here comes from a real mosquitto: the shipped ACL on the TLS listener (PUBACK 0x87), a
+misconfigured copy of it, or the dynamic-security plugin (mosquitto's file ACL grants every SUBACK).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.forwarder import Forwarder
+from edge_agent.spool import Spool
+from facewire.broker import LocalBroker, free_port
+from facewire.config import MqttSettings
+from facewire.errors import BrokerError
+from facewire.mqtt import MqttConnection
+from harness.processes import Collector, RunningClassifier, run_module
+from tests.broker_support import RoleClient, SecureBroker, start_secure_broker
+from tests.test_schema import embedding
+from tests.test_spine_integration import split_sample
+
+NOT_AUTHORIZED = 0x87
+
+REMEDY = "user cam-1 may not publish on facewire/embeddings/cam-2: node id must equal the MQTT username"
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
+    """The shipped secure config: one TLS listener, passwords, broker/acl."""
+    secure = start_secure_broker(tmp_path, ["cam-1", "cam-2", "classifier", "admin"])
+    yield secure
+    secure.stop()
+
+
+def refused_rows(spool_file: Path) -> list[tuple[str, int, str]]:
+    with sqlite3.connect(spool_file) as db:
+        return [(str(t), int(c), str(r)) for t, c, r in db.execute("SELECT topic, code, reason FROM refused")]
+
+
+def test_forwarder_keeps_what_the_broker_refuses(secure_broker: SecureBroker, tmp_path: Path) -> None:
+    """A custom topic_prefix the ACL was not written for: 20 put, 0 delivered, 20 kept as refused (not 0 left)."""
+    connection = MqttConnection(secure_broker.settings("cam-1"), "cam-1")
+    spool = Spool(tmp_path / "spool.sqlite", max_messages=100)
+    forwarder = Forwarder(spool, connection)
+    connection.on_connection_change = forwarder.connection_changed
+    connection.connect()
+    forwarder.start()
+    try:
+        for seq in range(20):
+            forwarder.put("site/embeddings/cam-1", embedding(seq=seq).to_msgpack())
+        deadline = time.monotonic() + 20
+        while spool.refused < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        forwarder.close()
+        connection.close()
+    assert (spool.depth, spool.refused, forwarder.refused) == (0, 20, 20)
+    spool.close()
+    rows = refused_rows(tmp_path / "spool.sqlite")
+    assert {(t, c) for t, c, _r in rows} == {("site/embeddings/cam-1", NOT_AUTHORIZED)}
+    assert "authori" in rows[0][2].lower()
+    assert Spool(tmp_path / "spool.sqlite", max_messages=100).refused == 20, "the count survives a restart"
+
+
+def test_edge_agent_logged_in_as_another_node_fails_and_keeps_its_faces(
+    secure_broker: SecureBroker, sample_dir: Path
+) -> None:
+    """`--node-id cam-2 --once` logged in as cam-1: non-zero exit, one log line with the remedy, faces kept."""
+    settings = secure_broker.settings("cam-1")
+    state = secure_broker.conf_dir / "state"
+    tls = ["--tls-ca", str(settings.tls_ca), "--tls-cert", str(settings.tls_cert), "--tls-key", str(settings.tls_key)]
+    args = ["run", "--node-id", "cam-2", "--source", str(sample_dir / "lfw/unknown"), "--once", "-v"]
+    watch = Collector(settings.url, ["facewire/embeddings/+"], secure_broker.settings("admin")).start()
+    try:
+        run = run_module(
+            "edge_agent",
+            [*args, "--broker", settings.url, *tls],
+            {
+                "FACEWIRE_MQTT__USERNAME": "cam-1",
+                "FACEWIRE_MQTT__PASSWORD_FILE": str(settings.password_file),
+                "FACEWIRE_EDGE__STATE_DIR": str(state),
+                "FACEWIRE_EDGE__HEARTBEAT_SECONDS": "0.1",
+                "COLUMNS": "1000",  # one log record per line
+            },
+        )
+        time.sleep(0.5)
+    finally:
+        watch.stop()
+    published = int(re.findall(r"(\d+) published", run.stderr)[-1])
+    rows = refused_rows(state / "cam-2.spool.sqlite")
+    assert published > 0 and watch.messages == []
+    assert run.returncode == 2 and "refused" in run.stderr.splitlines()[-1], run.stderr[-2000:]
+    assert run.stderr.count(REMEDY) == 1, run.stderr[-3000:]
+    assert len(rows) == published and {c for _t, c, _r in rows} == {NOT_AUTHORIZED}
+    assert Spool(state / "cam-2.spool.sqlite", 10).depth == 0
+    counted = [int(n) for n in re.findall(r"spool_refused=(\d+)", run.stderr)]
+    assert counted and max(counted) > 0, "the heartbeat counts the refused embeddings"
+
+
+def reload_acl(secure: SecureBroker, text: str) -> None:
+    """Rewrite the broker's ACL and make the running mosquitto read it again (SIGHUP)."""
+    (secure.conf_dir / "acl").write_text(text)
+    assert secure.broker.process is not None
+    secure.broker.process.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+
+
+def test_classifier_never_acks_an_embedding_whose_result_was_refused(
+    secure_broker: SecureBroker, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ACL without the classifier's results line refuses its answer; once fixed, the broker redelivers the
+    embedding to the restarted classifier, which answers it. Had the classifier acked it, it would be lost."""
+    gallery, _probes = split_sample(sample_dir, tmp_path)
+    own = secure_broker.settings("classifier")
+    monkeypatch.setenv("FACEWIRE_MQTT__USERNAME", "classifier")
+    monkeypatch.setenv("FACEWIRE_MQTT__PASSWORD_FILE", str(own.password_file))
+    tls = ["--broker", own.url, "--tls-ca", str(own.tls_ca), "--tls-cert", str(own.tls_cert)]
+    tls += ["--tls-key", str(own.tls_key)]
+    shipped = (secure_broker.conf_dir / "acl").read_text()
+    assert "topic write facewire/results/+\n" in shipped
+    admin = secure_broker.settings("admin")
+    watch = Collector(own.url, ["facewire/results/+"], admin).start()
+    classifier = RunningClassifier(own.url, gallery, tmp_path, instance="acl", extra=tls, watch=admin).start()
+    node = RoleClient(secure_broker.settings("cam-1"), "cam-1")
+    try:
+        reload_acl(secure_broker, shipped.replace("topic write facewire/results/+\n", ""))
+        assert node.publish("facewire/embeddings/cam-1", embedding().to_msgpack()) < 0x80
+        time.sleep(3.0)
+        refused_answers = len(watch.messages)
+        assert classifier.stop() == 0
+        reload_acl(secure_broker, shipped)
+        classifier.start()
+        answered = watch.wait_for(lambda t: t == "facewire/results/cam-1", 1, timeout=30)
+    finally:
+        node.close()
+        classifier.stop()
+        watch.stop()
+    assert refused_answers == 0, "the broker refused the first answer"
+    assert len(answered) == 1, "the embedding was not acked: the broker redelivered it and it was answered"
+    assert "publish-refused" in classifier.log.read_text()
+
+
+@pytest.fixture
+def dynsec_broker(tmp_path: Path) -> LocalBroker:
+    """mosquitto with the dynamic-security plugin; its admin may not subscribe outside $CONTROL and $SYS."""
+    plugin = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+    if not plugin.exists():
+        pytest.skip("mosquitto's dynamic-security plugin is not installed")
+    config_file = tmp_path / "dynsec.json"
+    subprocess.run(["mosquitto_ctrl", "dynsec", "init", str(config_file), "admin", "pw-admin"], check=True)
+    config = json.loads(config_file.read_text())
+    for role in config["roles"]:
+        role["acls"] = [acl for acl in role["acls"] if acl["topic"] != "#"]
+    config_file.write_text(json.dumps(config))
+    conf = tmp_path / "dynsec.conf"
+    port = free_port()
+    conf.write_text(
+        f"persistence false\nlistener {port} 127.0.0.1\nplugin {plugin}\nplugin_opt_config_file {config_file}\n"
+    )
+    return LocalBroker(tmp_path / "broker", port=port, config=conf)
+
+
+def test_a_refused_subscription_is_a_start_up_error(dynsec_broker: LocalBroker) -> None:
+    with dynsec_broker:
+        settings = MqttSettings(url=dynsec_broker.url, username="admin", password="pw-admin")
+        allowed = MqttConnection(settings, "allowed")
+        allowed.subscribe("$SYS/broker/uptime", lambda _m: None)
+        allowed.connect()
+        allowed.close()
+        refused = MqttConnection(settings, "refused")
+        refused.subscribe("facewire/results/+", lambda _m: None)
+        with pytest.raises(BrokerError, match=r"refused subscription facewire/results/\+: Not authorized"):
+            refused.connect()
