@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+import pytest
 
 from classifier_service.gallery.client import GalleryClient
 from classifier_service.gallery.index_file import INDEX_FILE
@@ -272,3 +275,63 @@ def test_a_new_replica_fetches_the_gallery_from_its_peers(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_forget_whose_photo_deletion_fails_never_re_enrols_and_finishes_at_restart(
+    broker: LocalBroker, tmp_path: Path, analyzer: FaceAnalyzer
+) -> None:
+    """The store is erased before the photos; a photo that cannot be deleted leaves a tombstone, not a person."""
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("needs chattr (an immutable file is what even root cannot delete)")
+    gallery = make_gallery(tmp_path / "gallery", {p: photos(KNOWN / p)[:3] for p in ("Colin_Powell", "Tony_Blair")})
+    locked = sorted((gallery / "Tony_Blair").iterdir())[-1]  # the first one deleted: nothing goes
+    tony = largest_embedding(analyzer, photos(KNOWN / "Tony_Blair")[5])
+    classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="t").start()
+    store = classifier.store_dir / "t" / "gallery.sqlite"
+    edge = Probes(broker.url)
+    client = GalleryClient(MqttSettings(url=broker.url), actor="test").__enter__()
+    immutable = False
+    try:
+        assert edge.ask(tony).name == "Tony_Blair"
+        immutable = subprocess.run([chattr, "+i", str(locked)], capture_output=True).returncode == 0
+        if not immutable:
+            pytest.skip("this file system has no immutable attribute")
+        forgotten = client.request({"op": "forget", "person": "Tony_Blair"})[0]
+        assert forgotten["event"] == "forgotten" and forgotten.get("pending") == ["photos"], forgotten
+        assert locked.exists(), "the injected failure is real: the photo is still there"
+        assert edge.ask(tony).name == "unknown"
+
+        restart(classifier)
+        assert rows_of(store, "Tony_Blair") == 0, "start-up did not enrol the forgotten person from the photo left"
+        assert edge.ask(tony).name == "unknown"
+        assert tombstones(store) == 1 and locked.exists()
+
+        subprocess.run([chattr, "-i", str(locked)], check=True)
+        immutable = False
+        restart(classifier)
+        assert not (gallery / "Tony_Blair").exists(), "start-up finished the erasure"
+        assert tombstones(store) == 0 and rows_of(store, "Tony_Blair") == 0
+        assert edge.ask(tony).name == "unknown"
+    finally:
+        if immutable:
+            subprocess.run([chattr, "-i", str(locked)], check=True)
+        client.__exit__()
+        edge.stop()
+        assert classifier.stop() == 0
+
+
+def rows_of(store: Path, person: str) -> int:
+    db = sqlite3.connect(store)
+    try:
+        return int(db.execute("SELECT count(*) FROM embeddings WHERE person = ?", (person,)).fetchone()[0])
+    finally:
+        db.close()
+
+
+def tombstones(store: Path) -> int:
+    db = sqlite3.connect(store)
+    try:
+        return int(db.execute("SELECT count(*) FROM tombstones").fetchone()[0])
+    finally:
+        db.close()

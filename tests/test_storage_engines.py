@@ -304,12 +304,16 @@ def test_gallery_store_rows_version_and_forget(database_url: str, tmp_path: Path
         assert store.people("m") == {"adam": 1} and store.last_seen("Zoe") is None
         assert store.rejection("m", "folder:Zoe/x.jpg", "shaX") is None and store.negatives("m").ids == []
         assert [e["subject"] for e in store.audit_events()] == [erasure_marker("Zoe")]
+        assert store.tombstoned(["Zoe", "adam"]) == {"Zoe"} and other.tombstoned(["Zoe"]) == set()
     finally:
         store.close()
         other.close()
     reopened = gallery(database_url, tmp_path)
     try:
         assert not reopened.created and reopened.people("m") == {"adam": 1}
+        assert reopened.tombstoned(["Zoe"]) == {"Zoe"}, "a tombstone outlives a restart"
+        reopened.drop_tombstone("Zoe")
+        assert reopened.tombstoned(["Zoe"]) == set()
     finally:
         reopened.close()
 

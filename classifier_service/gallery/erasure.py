@@ -6,6 +6,8 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from classifier_service.gallery.store import GalleryStore
+from facewire.erasure import erasure_marker
 from facewire.logs import kv
 from facewire.models.registry import sha256_file
 
@@ -28,6 +30,24 @@ def delete_enrolment_photos(root: Path, person: str) -> list[str]:
             leftover.rmdir()
     person_dir.rmdir()
     return hashes
+
+
+def erase_photos(store: GalleryStore, root: Path, person: str) -> list[str] | None:
+    """Delete the person's enrolment photos, then their tombstone; returns the photos' hashes, or None when
+    one could not be deleted (the tombstone stays: start-up tries again and never enrols them)."""
+    try:
+        hashes = delete_enrolment_photos(root, person)
+    except OSError as exc:
+        log.warning(kv("erasure-pending", subject=erasure_marker(person), error=exc))
+        return None
+    store.drop_tombstone(person)
+    return hashes
+
+
+def finish_erasures(store: GalleryStore, root: Path) -> set[str]:
+    """Delete the photos of people forgotten while a deletion failed; returns those still pending."""
+    folders = [d.name for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    return {person for person in store.tombstoned(folders) if erase_photos(store, root, person) is None}
 
 
 def purge_embedding_cache(cache_file: Path, sources: list[str]) -> int:

@@ -74,10 +74,12 @@ def sync_folder(
     policy: GallerySettings,
     enrolled: np.ndarray | None,
     on_progress: Callable[[int, int], None] | None = None,
+    forgotten: set[str] | None = None,
 ) -> SyncReport:
-    """Add new folder photos (checked), drop vanished ones; ``enrolled`` feeds the near-duplicate check."""
+    """Add new folder photos (checked), drop vanished ones; ``enrolled`` feeds the near-duplicate check.
+    The folders of ``forgotten`` people (erasure pending) are never enrolled."""
     report = SyncReport()
-    pairs = scan_folder(root) if root.is_dir() else []
+    pairs = [(p, path) for p, path in (scan_folder(root) if root.is_dir() else []) if p not in (forgotten or set())]
     stored = store.origins(model, FOLDER)
     seen: set[str] = set()
     known = enrolled if enrolled is not None else np.zeros((0, 0), dtype=np.float32)

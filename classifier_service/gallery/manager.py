@@ -22,6 +22,7 @@ import numpy as np
 
 from classifier_service.gallery.clusters import LeaderClusters
 from classifier_service.gallery.commands import Command
+from classifier_service.gallery.erasure import finish_erasures
 from classifier_service.gallery.folder_sync import SyncReport, sync_folder
 from classifier_service.gallery.index_file import load_index, save_index
 from classifier_service.gallery.store import GalleryStore
@@ -105,8 +106,10 @@ class GalleryManager:
         self._install(rows.ids, rows.people, rows.vectors, self.store.version(self.model_id))
 
     def sync(self, on_progress: Callable[[int, int], None] | None = None) -> SyncReport:
+        """Finish pending erasures, then enrol new folder photos and drop vanished ones (forgotten people never)."""
+        pending = finish_erasures(self.store, self.folder)
         report = sync_folder(
-            self.folder, self.store, self.model_id, self.analyzer, self.policy, self._vectors, on_progress
+            self.folder, self.store, self.model_id, self.analyzer, self.policy, self._vectors, on_progress, pending
         )
         if report.added or report.removed:
             self.rebuild()

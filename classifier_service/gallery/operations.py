@@ -19,7 +19,7 @@ import numpy as np
 from classifier_service.gallery.clusters import summarise
 from classifier_service.gallery.commands import Command
 from classifier_service.gallery.enrolment import PhotoCheck, check_image_bytes, near_duplicate
-from classifier_service.gallery.erasure import delete_enrolment_photos, purge_embedding_cache
+from classifier_service.gallery.erasure import erase_photos, purge_embedding_cache
 from classifier_service.gallery.folder_sync import folder_clash, rename_person_folder
 from classifier_service.gallery.manager import Event, GalleryManager, b64_vectors
 from classifier_service.gallery.store import NewEmbedding, vector_source
@@ -134,21 +134,22 @@ def _negative(manager: GalleryManager, command: Command) -> Outcome:
 def _forget(manager: GalleryManager, command: Command, cache_file: Path | None) -> Outcome:
     person = command.person
     sightings = _unknowns_like(manager, person)
-    counts = manager.store.forget(person)
-    photos = delete_enrolment_photos(manager.folder, person)
-    cached = purge_embedding_cache(cache_file, counts.sources + photos) if cache_file else 0
+    counts = manager.store.forget(person)  # keeps a tombstone until the photos are gone too
+    photos = erase_photos(manager.store, manager.folder, person)
+    cached = purge_embedding_cache(cache_file, counts.sources + (photos or [])) if cache_file else 0
     probes = manager.forget_probes(person) + (manager.on_forget(person) if manager.on_forget else 0)
     manager.rebuild()
     removed = {
         "embeddings": counts.embeddings,
         "negatives": counts.negatives,
-        "photos": len(photos),
+        "photos": len(photos or []),
         "cache_rows": cached,
         "probes": probes,
         "unknowns": sightings,
     }
     manager.store.audit("forget", command.actor, erasure_marker(person), removed, time.time())
-    return Outcome([manager.event(command, "forgotten", person=person, removed=removed)])
+    pending = {} if photos is not None else {"pending": ["photos"]}  # retried at every start-up
+    return Outcome([manager.event(command, "forgotten", person=person, removed=removed, **pending)])
 
 
 def _rename(manager: GalleryManager, command: Command) -> Outcome:

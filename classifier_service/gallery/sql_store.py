@@ -9,7 +9,10 @@ rewrites them to the engine's mark (the :func:`rename_rows` pattern).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import secrets
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -93,8 +96,25 @@ def rename_rows(sql: Sql, old: str, new: str) -> dict[str, int] | None:
     return counts
 
 
-def forget_rows(sql: Sql, person: str) -> ForgetCounts:
-    """The statements of :meth:`GalleryStore.forget`, inside the caller's transaction."""
+def tombstone_key(secret: str, person: str) -> str:
+    """The keyed hash a tombstone stores instead of the name (HMAC-SHA256 with the store's secret)."""
+    return hmac.new(secret.encode(), person.encode(), hashlib.sha256).hexdigest()
+
+
+def tombstone_secret(sql: Sql) -> str:
+    """The store's random tombstone key, made on first use."""
+    sql.run("INSERT INTO secrets VALUES ('tombstone', ?) ON CONFLICT (name) DO NOTHING", secrets.token_hex(32))
+    return str(sql.run("SELECT value FROM secrets WHERE name = 'tombstone'").fetchone()[0])
+
+
+def forget_rows(sql: Sql, person: str, now: float) -> ForgetCounts:
+    """The statements of :meth:`GalleryStore.forget` (tombstone included), inside the caller's transaction."""
+    sql.run(
+        "INSERT INTO tombstones VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET created = excluded.created",
+        tombstone_key(tombstone_secret(sql), person),
+        erasure_marker(person),
+        now,
+    )
     found = sql.run("SELECT source, origin FROM embeddings WHERE person = ?", person).fetchall()
     removed = sql.run("DELETE FROM embeddings WHERE person = ?", person).rowcount
     negatives = sql.run("DELETE FROM negatives WHERE person = ?", person).rowcount
@@ -225,9 +245,19 @@ class SqlGalleryStore(GalleryStore):
 
     def forget(self, person: str) -> ForgetCounts:
         with self._write() as sql:
-            counts = forget_rows(sql, person)
+            counts = forget_rows(sql, person, time.time())
         self._purge_erased()
         return counts
+
+    def tombstoned(self, people: Iterable[str]) -> set[str]:
+        with self._write() as sql:
+            secret = tombstone_secret(sql)
+            keys = {str(r[0]) for r in sql.run("SELECT key FROM tombstones").fetchall()}
+        return {person for person in people if tombstone_key(secret, person) in keys}
+
+    def drop_tombstone(self, person: str) -> None:
+        with self._write() as sql:
+            sql.run("DELETE FROM tombstones WHERE key = ?", tombstone_key(tombstone_secret(sql), person))
 
     def rename(self, old: str, new: str) -> dict[str, int] | None:
         with self._write() as sql:

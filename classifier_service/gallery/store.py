@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,7 +112,17 @@ class GalleryStore(ABC):
 
     @abstractmethod
     def forget(self, person: str) -> ForgetCounts:
-        """Remove every trace of ``person``: embeddings, negatives, rows naming them; audit rows get a marker."""
+        """Remove every trace of ``person``: embeddings, negatives, rows naming them; audit rows get a marker.
+        In the same transaction a tombstone (keyed hash of the name, and the marker) is kept until
+        :meth:`drop_tombstone`: the copies outside the store (photos) are deleted after it."""
+
+    @abstractmethod
+    def tombstoned(self, people: Iterable[str]) -> set[str]:
+        """Those of ``people`` forgotten while a copy outside the store remains (never enrol them again)."""
+
+    @abstractmethod
+    def drop_tombstone(self, person: str) -> None:
+        """Every copy of ``person`` is gone: forget the tombstone too."""
 
     @abstractmethod
     def rename(self, old: str, new: str) -> dict[str, int] | None:
