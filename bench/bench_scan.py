@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from bench.common import write_json
-from classifier_service.scan import ScanSetup, photos, run_scan
+from classifier_service.scan import ScannedFile, ScanSetup, photos, run_scan
 from facewire.config import load_settings
 from facewire.gallery_folder import load_gallery
 from facewire.images import load_image
@@ -24,9 +24,9 @@ def timed_scan(files: list[Path], setup: ScanSetup, workers: int) -> tuple[float
     """(seconds, faces found) of one scan; model loading in the workers is included."""
     faces = 0
 
-    def count(line: dict[str, object]) -> None:
+    def count(scanned: ScannedFile) -> None:
         nonlocal faces
-        faces += len(line.get("faces", []))  # type: ignore[arg-type]
+        faces += len(scanned.line.get("faces", []))
 
     start = time.perf_counter()
     run_scan(files, setup, workers, count)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -21,9 +21,11 @@ class Identification:
     score: float
     known: bool
     candidates: tuple[Candidate, ...]
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)  # not in the report
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
+        del data["embedding"]
         data["bbox"] = [round(v, 1) for v in self.bbox]
         data["score"] = round(self.score, 4)
         data["candidates"] = [{"name": c.name, "score": round(c.score, 4)} for c in self.candidates]
@@ -38,6 +40,6 @@ def identify_image(analyzer: FaceAnalyzer, matcher: Matcher, image: np.ndarray) 
     analyzer.embed(faces)
     matches = matcher.match(np.stack([f.embedding for f in faces if f.embedding is not None]))
     return [
-        Identification(f.detection.bbox, f.detection.score, m.name, m.score, m.known, m.candidates)
+        Identification(f.detection.bbox, f.detection.score, m.name, m.score, m.known, m.candidates, f.embedding)
         for f, m in zip(faces, matches, strict=True)
     ]

@@ -45,22 +45,33 @@ def _init(setup: ScanSetup) -> None:
     _worker = (analyzer, Matcher(setup.embeddings, setup.labels, setup.threshold, setup.top_k))
 
 
-def scan_file(path: Path) -> dict[str, object]:
-    """The report line of one file (faces with names and scores, or the error). Videos are sampled at
-    one frame per second; each of their faces carries its ``frame``."""
+@dataclass(frozen=True)
+class ScannedFile:
+    """The report line of one file and the embedding of each of its faces (in the line's order)."""
+
+    line: dict[str, Any]
+    vectors: np.ndarray
+
+
+def scan_file(path: Path) -> ScannedFile:
+    """The report line of one file (faces with names and scores, or the error) and the faces' embeddings.
+    Videos are sampled at one frame per second; each of their faces carries its ``frame``."""
     assert _worker is not None, "worker not initialised"
     analyzer, matcher = _worker
     try:
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            faces = [
-                {**face.to_dict(), "frame": frame.index}
+            found = [
+                (face, {"frame": frame.index})
                 for frame in sampled(video_frames(str(path), live=False), source_fps(str(path)), 1.0)
                 for face in identify_image(analyzer, matcher, frame.image)
             ]
-            return {"file": str(path), "faces": faces}
-        return {"file": str(path), "faces": [f.to_dict() for f in identify_image(analyzer, matcher, load_image(path))]}
+        else:
+            found = [(face, {}) for face in identify_image(analyzer, matcher, load_image(path))]
     except (ImageError, SourceError) as exc:
-        return {"file": str(path), "error": str(exc), "faces": []}
+        return ScannedFile({"file": str(path), "error": str(exc), "faces": []}, np.zeros((0, 0), dtype=np.float32))
+    vectors = [face.embedding for face, _ in found if face.embedding is not None]
+    line = {"file": str(path), "faces": [{**face.to_dict(), **extra} for face, extra in found]}
+    return ScannedFile(line, np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32))
 
 
 def photos(root: Path) -> list[Path]:
@@ -83,7 +94,7 @@ def already_done(report: Path) -> set[str]:
     return done
 
 
-def run_scan(files: list[Path], setup: ScanSetup, workers: int, on_result: Callable[[dict[str, object]], None]) -> None:
+def run_scan(files: list[Path], setup: ScanSetup, workers: int, on_result: Callable[[ScannedFile], None]) -> None:
     """Scan ``files`` on ``workers`` processes, calling ``on_result`` in the parent for each file."""
     if workers <= 1:
         _init(setup)

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from classifier_service.gallery.setup import open_manager
-from classifier_service.identify import identify_image
-from classifier_service.identify_service import request_identify
-from classifier_service.matcher import Matcher
-from classifier_service.scan import ScanSetup, already_done, photos, run_scan, summarise
 from edge_agent.extract import ExtractOptions, collect_tracks, merge_same_person, write_tracks
 from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.config import Settings
@@ -26,10 +20,19 @@ from facewire.gallery_folder import load_gallery
 from facewire.images import load_image
 from facewire.progress import progress_bar
 
+if TYPE_CHECKING:
+    from classifier_service.matcher import Matcher
+
+# The classifier's modules (FAISS, the `server` extra) are imported inside identify and scan:
+# `facewire extract` runs on an edge install.
+
 
 def gallery_matcher(settings: Settings, folder: Path | None, instance: str) -> Matcher:
     """The matcher of an enrolment folder (``--gallery``), else of the classifier replica's gallery store
     (what was enrolled from the folder, the CLI and over MQTT), read without changing it."""
+    from classifier_service.gallery.setup import open_manager
+    from classifier_service.matcher import Matcher
+
     conf = settings.classifier
     if folder is not None:
         gallery = load_gallery(settings)
@@ -59,7 +62,9 @@ GALLERY_OPTION = click.option(
     help="Enrolment folder GALLERY/<person>/*.jpg (default: the classifier replica's gallery store).",
 )
 INSTANCE_OPTION = click.option(
-    "--instance", default="default", show_default=True, help="Classifier replica whose gallery store is read."
+    "--instance",
+    default="",
+    help="Classifier replica whose gallery store is read (default: this host's name, a replica run without one).",
 )
 
 
@@ -86,6 +91,9 @@ def identify(
     as_json: bool,
 ) -> None:
     """Every face in each PHOTO: its box, the nearest enrolled people and the decision."""
+    from classifier_service.identify import identify_image
+    from classifier_service.identify_service import request_identify
+
     settings = settings_from(config_file, broker_url, verbose, classifier={"gallery": gallery})
     report: list[dict[str, Any]] = []
     if remote:
@@ -150,86 +158,4 @@ def extract(
     click.echo(f"{len(index)} faces, {sum(len(e['crops']) for e in index)} crops in {out_dir}", err=True)
 
 
-@click.command()
-@common_options
-@click.argument("root", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@GALLERY_OPTION
-@INSTANCE_OPTION
-@click.option(
-    "--report",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="JSON-lines report (default ROOT/.facewire-scan.jsonl); an existing one is resumed.",
-)
-@click.option(
-    "--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Also write CSV."
-)
-@click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True, help="Processes.")
-@click.option("--dry-run", is_flag=True, help="List what would be scanned and stop.")
-@click.option("--min-face", type=int, default=20, show_default=True)
-@fail_cleanly
-def scan(
-    config_file: Path | None,
-    broker_url: str | None,
-    verbose: int,
-    root: Path,
-    gallery: Path | None,
-    instance: str,
-    report: Path | None,
-    csv_path: Path | None,
-    workers: int,
-    dry_run: bool,
-    min_face: int,
-) -> None:
-    """Recognise the faces in every photo under ROOT: a line per file, a summary per person."""
-    settings = settings_from(config_file, broker_url, verbose, classifier={"gallery": gallery})
-    report = report or root / ".facewire-scan.jsonl"
-    done = already_done(report)
-    todo = [p for p in photos(root) if str(p) not in done]
-    click.echo(f"{len(todo)} photos to scan ({len(done)} already in {report})", err=True)
-    if dry_run:
-        for path in todo:
-            click.echo(str(path))
-        return
-    if workers < 1:
-        raise ConfigError("--workers must be at least 1")
-    matcher = gallery_matcher(settings, gallery, instance)
-    vectors, labels = matcher_rows(matcher)
-    setup = ScanSetup(settings.model, vectors, labels, matcher.threshold, matcher.top_k, min_face)
-    with report.open("a") as out, progress_bar("scanning") as update:
-        count = 0
-
-        def record(line: dict[str, Any]) -> None:
-            nonlocal count
-            out.write(json.dumps(line) + "\n")
-            out.flush()
-            count += 1
-            update(count, len(todo))
-
-        run_scan(todo, setup, min(workers, max(1, len(todo))), record)
-    lines = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
-    if csv_path:
-        write_csv(lines, csv_path)
-    people = summarise(lines)
-    table = Table("person", "photos", "faces")
-    for name, entry in sorted(people.items(), key=lambda item: -item[1]["photos"]):
-        table.add_row(
-            f"[{'red' if name == 'unknown' else 'green'}]{name}[/]", str(entry["photos"]), str(entry["faces"])
-        )
-    Console().print(table)
-
-
-def write_csv(lines: list[dict[str, Any]], path: Path) -> None:
-    import csv
-
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["file", "face", "x", "y", "w", "h", "name", "score", "known", "error"])
-        for line in lines:
-            if line.get("error"):
-                writer.writerow([line["file"], "", "", "", "", "", "", "", "", line["error"]])
-            for number, face in enumerate(line["faces"]):
-                writer.writerow([line["file"], number, *face["bbox"], face["name"], face["score"], face["known"], ""])
-
-
-COMMANDS = [identify, extract, scan]
+COMMANDS = [identify, extract]
