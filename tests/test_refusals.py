@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from classifier_service.gallery.client import GalleryClient
 from edge_agent.forwarder import Forwarder
 from edge_agent.spool import Spool
 from facewire.broker import LocalBroker, free_port
@@ -180,3 +181,10 @@ def test_a_refused_subscription_is_a_start_up_error(dynsec_broker: LocalBroker) 
         refused.subscribe("facewire/results/+", lambda _m: None)
         with pytest.raises(BrokerError, match=r"refused subscription facewire/results/\+: Not authorized"):
             refused.connect()
+
+
+def test_a_gallery_command_the_broker_refuses_is_an_error_not_sent(secure_broker: SecureBroker) -> None:
+    """A node account may not send gallery commands: the client says so instead of waiting for an answer."""
+    refused = "refused the command: cam-1 may not publish on facewire/gallery/cmd/cam-1"
+    with GalleryClient(secure_broker.settings("cam-1")) as client, pytest.raises(BrokerError, match=refused):
+        client.send({"op": "status"})

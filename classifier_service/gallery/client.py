@@ -11,8 +11,8 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from facewire.config import MqttSettings
-from facewire.errors import FacewireError
-from facewire.mqtt import MqttConnection
+from facewire.errors import BrokerError, FacewireError
+from facewire.mqtt import MqttConnection, Refusal
 from facewire.topics import Topics
 
 # The event that ends a command, per op ("not-held"/"forwarded" are intermediate).
@@ -66,8 +66,12 @@ class GalleryClient:
     def send(self, command: dict[str, Any]) -> str:
         """Publish ``command`` (an id is added) and return its id once the broker has it."""
         request = {"id": uuid.uuid4().hex[:12], **command}
-        info = self.connection.publish(self.topics.gallery_cmd(self.account), json.dumps(request).encode())
+        refused: list[Refusal] = []
+        topic = self.topics.gallery_cmd(self.account)
+        info = self.connection.publish(topic, json.dumps(request).encode(), on_refused=refused.append)
         info.wait_for_publish(10)
+        if refused:  # a refused publish is not a command sent (issue 18, item 1)
+            raise BrokerError(f"the broker refused the command: {self.account} may not publish on {topic}")
         return str(request["id"])
 
     def events(self, request_id: str) -> list[dict[str, Any]]:
