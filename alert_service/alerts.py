@@ -17,7 +17,7 @@ from typing import Any
 from alert_service.rules import RuleBook, decide
 from alert_service.store import AlertStore
 from alert_service.subscriber import ResultSubscriber, take_batch
-from alert_service.webhook import WebhookSender
+from alert_service.webhook import AlertSender
 from facewire.config import AlertSettings
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection
@@ -72,7 +72,7 @@ class AlertService(ResultSubscriber):
         topics: Topics,
         settings: AlertSettings,
         instance: str,
-        webhook: WebhookSender | None = None,
+        webhook: AlertSender | None = None,
     ) -> None:
         super().__init__(connection, topics, instance, settings.share_group)
         self.engine = engine

@@ -18,7 +18,7 @@ from alert_service.stats_service import StatsService
 from alert_service.store_factory import open_alert_store, open_result_log
 from alert_service.subscriber import SESSION_EXPIRY_SECONDS
 from alert_service.supervisor import ROLES, supervise
-from alert_service.webhook import WebhookSender
+from alert_service.webhook import AlertSender, Channel, WebhookChannel
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
 from facewire.mqtt import MqttConnection
@@ -124,10 +124,15 @@ def run_alerts(settings: Settings, name: str, persistent: bool, stop: threading.
     rules = RuleBook(conf)
     target = configured(conf.database_url, conf.database)
     store = open_alert_store(target.url or str(target.path))
+    channels: list[Channel] = [WebhookChannel(conf.webhook_url)] if conf.webhook_url else []
+    if conf.apprise_urls:
+        from alert_service.apprise_channel import AppriseChannel  # the `notify` extra
+
+        channels.append(AppriseChannel(conf.apprise_urls))
     hook = None
-    if conf.webhook_url:
-        hook = WebhookSender(
-            conf.webhook_url, conf.webhook_timeout, conf.webhook_retries, conf.webhook_queue, store.set_webhook_status
+    if channels:
+        hook = AlertSender(
+            channels, conf.webhook_timeout, conf.webhook_retries, conf.webhook_queue, store.set_webhook_status
         )
     connection = _connection(settings, "alerts", name, persistent, manual_ack=True)
     service = AlertService(AlertEngine(rules, store), connection, Topics(settings.mqtt.topic_prefix), conf, name, hook)

@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 
 import click
-import faiss
 
 from classifier_service.core import Classifier
 from classifier_service.gallery.service import GalleryService
@@ -61,6 +60,8 @@ def run(
         model={"embedder": model, "detector": detector, "mask": mask},
     )
     conf = settings.classifier
+    import faiss  # the `server` extra; `classifier-service --help` runs without it
+
     faiss.omp_set_num_threads(conf.faiss_threads)
     if not conf.gallery.is_dir():
         raise ConfigError(f"gallery folder not found: {conf.gallery} (expected GALLERY/<person>/*.jpg)")

@@ -9,11 +9,14 @@ known people at the same false-accept rate. The default threshold is calibrated 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from facewire.schema import Candidate
+
+if TYPE_CHECKING:
+    import faiss  # the `server` extra: imported where an index is built, so edge installs import this module
 
 UNKNOWN = "unknown"
 
@@ -49,6 +52,8 @@ class Matcher:
             if len(labels) != len(embeddings):
                 raise ValueError("one label per embedding")
             dim = int(embeddings.shape[1]) if embeddings.ndim == 2 and embeddings.shape[1] else 0
+            import faiss
+
             index = faiss.IndexFlatIP(max(dim, 1))
             if len(labels):
                 index.add(np.ascontiguousarray(embeddings, dtype=np.float32))

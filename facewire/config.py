@@ -196,6 +196,10 @@ class AlertSettings(Section):
     webhook_timeout: float = Field(5.0, description="Seconds per webhook attempt", gt=0, le=120)
     webhook_retries: int = Field(3, description="Webhook attempts after the first one fails", ge=0, le=20)
     webhook_queue: int = Field(1000, description="Alerts waiting for the webhook before new ones are dropped", ge=1)
+    apprise_urls: list[str] = Field(
+        default_factory=list,
+        description="Also notify these Apprise URLs (ntfy://, tgram://, gotify://, mailtos://, ...; `notify` extra)",
+    )
     share_group: str = Field("alerts", description="Shared-subscription group of the replicas ('': none)")
     instance: str = Field("", description="Replica id; a stable id keeps a persistent session")
 

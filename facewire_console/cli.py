@@ -8,44 +8,108 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from alert_service.views import alerts_command, nodes_command, stats_command
-from alert_service.views_log import log_command
-from classifier_service.cli import main as classifier_main
-from classifier_service.gallery.cli import COMMANDS as GALLERY_COMMANDS
-from edge_agent.cli import main as edge_main
 from facewire import __version__
 from facewire.broker import LocalBroker, free_port
 from facewire.cli_common import fail_cleanly, stop_event_on_signals
 from facewire.config import reference_rows
 from facewire.logs import setup_logging
-from facewire_console.bench_cli import bench as bench_group
 from facewire_console.broker_auth import ROLE_ACCOUNTS, add_node, add_role, reload_broker, render_secure_config
 from facewire_console.demo import SAMPLE_DIR, run_demo
-from facewire_console.models_cli import models as models_group
-from facewire_console.monitor.cli import COMMANDS as MONITOR_COMMANDS
-from facewire_console.operator_cli import COMMANDS as OPERATOR_COMMANDS
-from facewire_console.web.cli import web_command
+from facewire_console.lazy_group import LazyGroup
+
+# Every command but demo, broker and config: its module is imported when the command is used, so an
+# edge install (no FAISS, no dashboard) runs `facewire tail` (tests/test_installs.py). The short help
+# is what `facewire --help` lists; a test compares it with the command's own.
+LAZY_COMMANDS = {
+    "alerts": (
+        "alert_service.views:alerts_command",
+        "Alerts raised by the alert service, newest first (unacknowledged only unless --all).",
+    ),
+    "api": ("facewire_console.api.cli:api_command", "The REST API (/api/v1) and its keys (docs/api.md)."),
+    "bench": (
+        "facewire_console.bench_cli:bench",
+        "Benchmarks: JSON into bench/results/, tables into BENCHMARKS.md (each speed beside a same-run baseline).",
+    ),
+    "classifier": ("classifier_service.cli:main", "facewire classifier: embeddings in, names out."),
+    "deploy": ("facewire_console.deploy_cli:deploy", "The docker compose stack (docs/deployment.md)."),
+    "edge": ("edge_agent.cli:main", "facewire edge agent: faces in, embeddings out."),
+    "enroll": (
+        "classifier_service.gallery.cli:enroll",
+        "Check, embed and enrol photos of PERSON (photos are checked here; only embeddings are sent).",
+    ),
+    "extract": (
+        "facewire_console.operator_cli:extract",
+        "Aligned crops of every distinct face in VIDEO_OR_DIR, one folder per face, ready to rename and enrol.",
+    ),
+    "forget": (
+        "classifier_service.gallery.cli:forget",
+        "Erase PERSON from every replica: embeddings, negatives, enrolment photos, cached vectors.",
+    ),
+    "frigate": (
+        "facewire_console.frigate_cli:frigate",
+        "Name the people in Frigate's person events and set each event's sub label (as Double Take did).",
+    ),
+    "homeassistant": (
+        "facewire_console.monitor.cli:homeassistant",
+        "Publish Home Assistant MQTT discovery and sensor states until Ctrl-C.",
+    ),
+    "identify": (
+        "facewire_console.operator_cli:identify",
+        "Every face in each PHOTO: its box, the nearest enrolled people and the decision.",
+    ),
+    "log": ("alert_service.views_log:log_command", "The detection log: who was seen where and when (newest first)."),
+    "models": ("facewire_console.models_cli:models", "Model registry and export tools."),
+    "monitor": (
+        "facewire_console.monitor.cli:monitor",
+        "Live full-screen view of results, nodes, alerts, thresholds, latency and dead letters.",
+    ),
+    "nodes": (
+        "alert_service.views:nodes_command",
+        "Edge nodes with their state (online / stale / offline), rates and queue depth.",
+    ),
+    "reload": (
+        "classifier_service.gallery.cli:reload",
+        "Re-read the dataset folder (new photos enrolled, removed ones dropped) on every replica.",
+    ),
+    "rename": (
+        "classifier_service.gallery.cli:rename",
+        "Rename OLD to NEW on every replica: embeddings, negatives, last seen, dataset folder (refused if NEW exists).",
+    ),
+    "scan": (
+        "facewire_console.library_cli:scan",
+        "Recognise the faces in every photo under ROOT: a line per file, a summary per person.",
+    ),
+    "search": (
+        "facewire_console.library_cli:search",
+        "The LIBRARY photos with the faces most like the largest face in PHOTO, enrolled or not.",
+    ),
+    "stats": (
+        "alert_service.views:stats_command",
+        "The threshold statistics the stats subscriber publishes (retained): FAR, FRR, recommendations.",
+    ),
+    "tail": (
+        "facewire_console.monitor.cli:tail",
+        "Decode the msgpack embedding stream (facewire/embeddings/+) one line per message.",
+    ),
+    "unknowns": (
+        "classifier_service.gallery.cli:unknowns",
+        "List clusters of unknown faces (size, first/last seen, nodes); ``unknowns name`` enrols one.",
+    ),
+    "web": (
+        "facewire_console.web.cli:web_command",
+        "The web dashboard: live results, detection log, face library, unknown visitors, alerts, thresholds.",
+    ),
+    "whereis": (
+        "classifier_service.gallery.cli:whereis",
+        "Last known location (node and time) of PERSON, from the classifiers' results.",
+    ),
+}
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS)
 @click.version_option(__version__)
 def main() -> None:
     """facewire: distributed face recognition on MQTT."""
-
-
-main.add_command(edge_main, "edge")
-main.add_command(classifier_main, "classifier")
-for _view in (log_command, alerts_command, stats_command, nodes_command):
-    main.add_command(_view)
-for _command in MONITOR_COMMANDS:
-    main.add_command(_command)
-main.add_command(models_group, "models")
-main.add_command(bench_group, "bench")
-for _command in OPERATOR_COMMANDS:
-    main.add_command(_command)
-for _command in GALLERY_COMMANDS:
-    main.add_command(_command)
-main.add_command(web_command)
 
 
 @main.command()

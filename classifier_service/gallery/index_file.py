@@ -14,11 +14,14 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from facewire.logs import kv
+
+if TYPE_CHECKING:
+    import faiss  # the `server` extra: imported by the functions that need it
 
 log = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
@@ -40,6 +43,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def save_index(folder: Path, index: faiss.Index, ids: list[int], version: str) -> None:
     """Write the index and its metadata (atomically, each)."""
+    import faiss
+
     data = faiss.serialize_index(index).tobytes()
     _write_atomic(folder / INDEX_FILE, data)
     meta = {
@@ -65,6 +70,8 @@ def load_index(folder: Path, ids: list[int], version: str) -> faiss.Index | None
     else:
         reason = _mismatch(meta, data, ids, version)
         if not reason:
+            import faiss
+
             try:
                 index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
             except RuntimeError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from classifier_service.gallery.factory import open_gallery_store
@@ -10,9 +11,15 @@ from facewire.config import Settings
 from facewire.faces import FaceAnalyzer, create_analyzer
 
 
+def replica_id(instance: str) -> str:
+    """``instance``, else this host's name: replicas scaled by compose share a store volume but each has its
+    own host name (the container id), so no SQLite store is ever opened by two replicas."""
+    return instance or socket.gethostname()
+
+
 def store_dir(settings: Settings, instance: str) -> Path:
-    """``<gallery.store_dir>/<instance or 'default'>``: each replica keeps its own store."""
-    return settings.gallery.store_dir / (instance or "default")
+    """``<gallery.store_dir>/<replica id>``: each replica keeps its own store."""
+    return settings.gallery.store_dir / replica_id(instance)
 
 
 def legacy_cache_file(settings: Settings) -> Path:
@@ -23,7 +30,7 @@ def legacy_cache_file(settings: Settings) -> Path:
 def open_manager(settings: Settings, instance: str, analyzer: FaceAnalyzer | None = None) -> GalleryManager:
     """A GalleryManager on this replica's store; call ``open()`` on it to restore and sync."""
     folder = store_dir(settings, instance)
-    store = open_gallery_store(folder, settings.gallery.database_url, instance or "default")
+    store = open_gallery_store(folder, settings.gallery.database_url, replica_id(instance))
     face_analyzer = analyzer or create_analyzer(settings.model, det_threshold=0.6, min_face=20)
     conf = settings.classifier
     manager = GalleryManager(
@@ -35,7 +42,7 @@ def open_manager(settings: Settings, instance: str, analyzer: FaceAnalyzer | Non
         lambda: face_analyzer,
         settings.classifier_threshold(),
         conf.top_k,
-        instance or "default",
+        replica_id(instance),
     )
     manager.fresh_store = store.created
     return manager

@@ -12,7 +12,6 @@ import click
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
 from facewire.errors import ConfigError
-from facewire_console.web.auth import UserStore
 
 
 def is_loopback(host: str) -> bool:
@@ -51,6 +50,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from facewire_console.web.app import create_app
+    from facewire_console.web.auth import UserStore
 
     web = settings.web
     if not UserStore(web.users_file).names():
@@ -92,6 +92,8 @@ def serve(settings: Settings) -> None:
 @fail_cleanly
 def add_user(settings: Settings, name: str, password_stdin: bool) -> None:
     """Create the dashboard account NAME, or set a new password (argon2id hash in web.users_file)."""
+    from facewire_console.web.auth import UserStore  # the `web` extra: imported by the commands that use it
+
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
