@@ -302,7 +302,7 @@ def run(quick: bool, frames: int | None = None) -> dict[str, Any]:
             if "fps" in row and other is not None:
                 row[f"ratio_to_{key}"] = row["fps"] / other["fps"]
                 row[f"cpu_ratio_to_{key}"] = row["frames_per_cpu_s"] / other["frames_per_cpu_s"]
-    return {"clip": str(CLIP.relative_to(ROOT)), "runs": rows, "cores": machine()["cores"]}
+    return {"clip": str(CLIP.relative_to(ROOT)), "min_face": MIN_FACE, "runs": rows, "cores": machine()["cores"]}
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ def edge(data: dict[str, Any], command: str) -> None:
     body = (
         f"Clip `{data['clip']}`, {frames} frames per run, each run in its own process, embeddings published "
         "to a local mosquitto. Baseline in the same run: `naive` (OpenCV's FaceDetectorYN + FaceRecognizerSF "
-        "on every face of every frame, same model files); `every-face` is facewire's pipeline before issue 20. "
+        f"on every face of at least {data['min_face']} px in every frame, same model files); `every-face` is "
+        "facewire's pipeline before issue 20. "
         "Ratios are frames/s over the baseline's; in brackets, the same in frames per CPU second (what the "
         "work costs when the shared machine makes a run wait). Names: tracks / frames each name is drawn on "
         "with the sample gallery (bench/edge_names.py).\n\n"
