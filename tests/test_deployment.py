@@ -104,9 +104,12 @@ def parses(command: click.Command, argv: list[str]) -> None:
 
 
 def test_compose_has_the_broker_the_services_and_an_optional_monitor() -> None:
-    assert set(SERVICES) == {"mosquitto", "classifier", "alert-service", "monitor", "web", "homeassistant"}
+    apps = {"monitor", "web", "api", "frigate", "homeassistant"}
+    assert set(SERVICES) == {"mosquitto", "classifier", "alert-service", *apps}
     assert SERVICES["monitor"]["profiles"] == ["monitor"]
     assert SERVICES["web"]["profiles"] == ["web"]
+    assert SERVICES["api"]["profiles"] == ["api"]
+    assert SERVICES["frigate"]["profiles"] == ["frigate"]
     assert SERVICES["mosquitto"]["image"] == "eclipse-mosquitto:2"
 
 
@@ -162,6 +165,10 @@ def test_service_health_checks_read_status_topics_that_exist() -> None:
     for name in APP_SERVICES:
         test = SERVICES[name].get("healthcheck", {}).get("test")
         if not test:
+            continue
+        if test[1:3] == ["python", "-c"] and name == "api":  # the REST API's document, on the port it serves
+            command = SERVICES[name]["command"]
+            assert f"http://127.0.0.1:{command[command.index('--port') + 1]}/api/v1/openapi.json" in test[3]
             continue
         if test[1:3] == ["python", "-c"]:  # the dashboard: an HTTP request to a route the app has
             path = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", test[3])
