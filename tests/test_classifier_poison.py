@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
+from classifier_service.core import Classifier
 from classifier_service.gallery.client import GalleryClient
+from classifier_service.matcher import Matcher
+from classifier_service.service import ClassifierService
 from facewire.broker import LocalBroker
-from facewire.config import MqttSettings
+from facewire.config import ClassifierSettings, MqttSettings
 from facewire.mqtt import MqttConnection
+from facewire.topics import Topics
 from harness.processes import Collector, RunningClassifier, status_online
 from tests.gallery_support import KNOWN, make_gallery, photos
 from tests.test_schema import embedding, unit
@@ -84,3 +91,35 @@ def test_an_empty_gallery_dead_letters_a_wrong_dimension_and_keeps_classifying(
         code = classifier.stop()
         watch.stop()
     assert code == 0
+
+
+def test_a_worker_that_dies_anyway_is_reported_and_never_heartbeats_online(broker: LocalBroker) -> None:
+    """An error outside the per-message handling (here a BaseException from the observer) ends the worker:
+    the service reports it (the command then exits non-zero) and its status says offline, never online."""
+    died = threading.Event()
+
+    def fatal(_observed: object) -> None:
+        raise SystemExit("the observer ended the worker")
+
+    empty = Matcher(np.zeros((0, 0), dtype=np.float32), [], 0.5)
+    classifier = Classifier(empty, "sface-2021dec", "v0", dim=128, observer=fatal)
+    connection = MqttConnection(MqttSettings(url=broker.url), "classifier-dies", manual_ack=True)
+    service = ClassifierService(classifier, connection, Topics(), ClassifierSettings(), "dies", lambda _w: died.set())
+    watch = Collector(broker.url, [service.status_topic]).start()
+    sender = MqttConnection(MqttSettings(url=broker.url), "edge-cam-1")
+    try:
+        connection.set_will(service.will())
+        service.start()
+        connection.connect()
+        service.announce()
+        assert status_online(watch.wait_for(lambda t: True, 1, timeout=10)[-1][1])
+        sender.connect()
+        sender.publish("facewire/embeddings/cam-1", embedding(seq=1, ts=time.time()).to_msgpack())
+        assert died.wait(20), "the worker's death is reported"
+        service.heartbeat()
+        last = watch.wait_for(lambda t: True, 2, timeout=10)[-1][1]
+        assert json.loads(last)["state"] == "offline"
+    finally:
+        sender.close()
+        service.stop(timeout=2)
+        watch.stop()
