@@ -9,10 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 from alert_service.store import LogRow, ResultLog
-from alert_service.subscriber import ResultSubscriber, take_batch
+from alert_service.subscriber import Received, ResultSubscriber, take_batch
 from facewire.config import RecorderSettings
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection
+from facewire.schema import DeadLetter
 from facewire.storage.url import configured
 from facewire.topics import Topics
 
@@ -60,14 +61,43 @@ class Recorder(ResultSubscriber):
             return
         try:
             added = self.store.insert([LogRow.from_result(self.scrub(item.result)) for item in batch])
-        except Exception as exc:  # a locked or full disk: retried, never acked unwritten
-            self.retry_later(batch, exc)
-            return
+        except Exception as exc:  # a locked or full disk: retried, never acked unwritten; or one poison row
+            batch, added = self._one_by_one(batch, exc)
+            if not batch:
+                return
         self.received += len(batch)
         self.inserted += added
         log.debug(kv("batch-recorded", size=len(batch), added=added))
         for item in batch:
             self.ack(item)
+
+    def _one_by_one(self, batch: list[Received], error: Exception) -> tuple[list[Received], int]:
+        """After a failed batch, write its results one at a time. If none goes in, the store is at fault: all
+        are retried later. If some do, each one that fails alone twice (a lock may lift meanwhile) is poison:
+        dead-lettered and acked, so it can neither stall the recorder nor come back on every reconnect."""
+        written, refused, added = self._each(batch)
+        if not written:
+            self.retry_later(batch, error)
+            return [], 0
+        again, refused, more = self._each([item for item, _cause in refused])
+        for item, cause in refused:
+            detail = f"{type(cause).__name__}: {cause}"[:200]
+            letter = DeadLetter("write-failed", detail, item.message.topic, item.message.payload)
+            self._dead_letter(item.message, letter)
+        return written + again, added + more
+
+    def _each(self, items: list[Received]) -> tuple[list[Received], list[tuple[Received, Exception]], int]:
+        """Insert ``items`` one by one: (written, refused with the error, rows added)."""
+        written: list[Received] = []
+        refused: list[tuple[Received, Exception]] = []
+        added = 0
+        for item in items:
+            try:
+                added += self.store.insert([LogRow.from_result(self.scrub(item.result))])
+                written.append(item)
+            except Exception as failure:
+                refused.append((item, failure))
+        return written, refused, added
 
 
 class RetentionThread:
