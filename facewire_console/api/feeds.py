@@ -20,8 +20,8 @@ from paho.mqtt.properties import Properties
 from alert_service.nodes import NodeRegistry, parse_status
 from facewire.config import Settings
 from facewire.errors import SchemaError
-from facewire.mqtt import MqttConnection
-from facewire.schema import FaceResult
+from facewire.mqtt import MqttConnection, Refusal
+from facewire.schema import FaceEmbedding, FaceResult
 from facewire.topics import Topics
 
 API_NODE = "api"  # embeddings sent to /recognize are published as this node
@@ -120,8 +120,17 @@ class Feeds:
         with self._cond:
             return [s for s in self.classifiers.values() if s.get("state") == "online"]
 
-    def wait_result(self, seq: int, timeout: float) -> FaceResult | None:
-        """The classifier's result for the embedding the API published as ``seq``, or None after ``timeout``."""
+    def classify(self, face: FaceEmbedding, timeout: float) -> FaceResult | Refusal | None:
+        """Publish ``face`` as node ``api``; the classifier's result, the broker's refusal (its ACL), or None
+        after ``timeout``."""
+        refusals: list[Refusal] = []
+
+        def refused(refusal: Refusal) -> None:
+            with self._cond:
+                refusals.append(refusal)
+                self._cond.notify_all()
+
+        self.connection.publish(self.topics.embeddings(API_NODE), face.to_msgpack(), on_refused=refused)
         with self._cond:
-            self._cond.wait_for(lambda: seq in self._results, timeout)
-            return self._results.pop(seq, None)
+            self._cond.wait_for(lambda: face.seq in self._results or bool(refusals), timeout)
+            return refusals[0] if refusals else self._results.pop(face.seq, None)

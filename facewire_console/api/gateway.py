@@ -18,6 +18,7 @@ from alert_service.store_factory import open_alert_store, open_result_log
 from classifier_service.gallery.client import GalleryClient
 from facewire.config import Settings
 from facewire.errors import FacewireError
+from facewire.mqtt import Refusal
 from facewire.schema import FaceEmbedding
 from facewire_console.api.errors import ApiError
 from facewire_console.api.feeds import API_NODE, Feeds
@@ -82,8 +83,9 @@ class Gateway:
         seq = self._seq
         box = (0.0, 0.0, 0.0, 0.0)
         face = FaceEmbedding(API_NODE, seq, time.time(), seq, seq, box, 1.0, {}, model, emb / norm)
-        self.feeds.connection.publish(self.feeds.topics.embeddings(API_NODE), face.to_msgpack())
-        result = self.feeds.wait_result(seq, self.timeout)
+        result = self.feeds.classify(face, self.timeout)
+        if isinstance(result, Refusal):
+            raise ApiError("no-classifier", f"the broker refused {result.topic} ({result.reason}): see docs/api.md")
         if result is None:
             raise ApiError("no-classifier", f"no classifier answered within {self.timeout:g}s (embedding size?)")
         candidates = [{"name": c.name, "score": float(c.score)} for c in result.candidates]
