@@ -15,7 +15,8 @@ from contextlib import contextmanager
 
 import psycopg
 
-from classifier_service.gallery.sql_store import Sql, SqlGalleryStore
+from classifier_service.gallery.sql_store import SqlGalleryStore
+from classifier_service.gallery.statements import Sql
 from facewire.storage.postgres import PostgresDatabase
 
 ERASED_TABLES = ("embeddings", "negatives", "rejections", "people", "last_seen", "audit")

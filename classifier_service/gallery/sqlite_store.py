@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from classifier_service.gallery.sql_store import Sql, SqlGalleryStore
+from classifier_service.gallery.sql_store import SqlGalleryStore
+from classifier_service.gallery.statements import Sql
 from facewire.storage.migrate import migrate_sqlite
 
 
