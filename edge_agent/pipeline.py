@@ -3,7 +3,7 @@
 Track first, embed later: every detected face joins its IoU track before anything else; faces the
 classifier could not name are gated out (edge_agent.quality); a track's face is embedded when the
 track is new, when a clearly better face of it appears, and otherwise every ``refresh_seconds``.
-The embedder, the dearest stage, so runs a few times per track instead of once per face per frame.
+So the embedder, the dearest stage, runs a few times per track instead of once per face and frame.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge_agent.detection import AdaptiveDetection
-from edge_agent.quality import Gates, quality_score
+from edge_agent.quality import REASONS, Gates, quality_score
 from edge_agent.tracking import FaceTracker
 from facewire.config import EdgeSettings
 from facewire.faces import Face, FaceAnalyzer
@@ -43,8 +43,8 @@ class PipelineCounters:
     gated: Counter[str] = field(default_factory=Counter)  # faces not embedded, per reason (quality.REASONS)
 
     def gated_text(self) -> str:
-        """``small 3, blurred 2`` (reasons in a fixed order), or ``none``."""
-        return ", ".join(f"{reason} {n}" for reason, n in sorted(self.gated.items())) or "none"
+        """``small 3, blurred 2`` (in the order of quality.REASONS), or ``none``."""
+        return ", ".join(f"{reason} {self.gated[reason]}" for reason in REASONS if self.gated[reason]) or "none"
 
 
 class EdgePipeline:
