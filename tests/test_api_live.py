@@ -196,6 +196,9 @@ def test_log_paging_nodes_alerts_and_thresholds(stack: Stack) -> None:
     assert {r["seq"] for r in door["items"]} == {r.seq for r in expected} and door["next_cursor"] is None
     bad = api.call("GET", "/log", key, params={"since": "yesterday-ish"})
     assert bad.status_code == 422 and error_code(bad) == "invalid"
+    for params in ({"persn": "Tony_Blair"}, {"person": ""}, {"cursor": "not-a-cursor"}):
+        typo = api.call("GET", "/log", key, params=params)  # a filter that would silently match everything
+        assert typo.status_code == 422 and error_code(typo) == "invalid", params
 
     alerts = open_alert_store(api.workdir / "alerts.sqlite")
     evidence = (Evidence("door", 3, 3, "Tony_Blair", 0.8, now),)

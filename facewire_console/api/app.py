@@ -67,4 +67,4 @@ def standalone(settings: Settings) -> Starlette:
         async with api_lifespan(api):
             yield
 
-    return Starlette(routes=[Mount(PREFIX, app=api)], lifespan=lifespan)
+    return Starlette(routes=[Mount(PREFIX, app=api)], lifespan=lifespan, exception_handlers={404: not_found})

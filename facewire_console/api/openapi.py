@@ -8,6 +8,7 @@ from facewire_console.api.errors import CODES
 
 NUMBER = {"type": "number"}
 TEXT = {"type": "string"}
+FILTER = {"type": "string", "minLength": 1}
 OBJECT = {"type": "object"}
 TIME = {"type": "number", "description": "Epoch seconds"}
 
@@ -152,6 +153,7 @@ def guarded(scope: str, summary: str, responses: dict[str, Any], **operation: An
         "description": f"Needs a key with scope `{scope}` or wider.",
         "security": [{"apiKey": []}],
         "responses": {
+            "422": error("An unknown or empty query parameter (`invalid`)"),
             **responses,
             "401": error("No key, or an unknown or revoked one (`missing-key`, `bad-key`)"),
             "403": error("The key's scope does not allow this (`wrong-scope`)"),
@@ -165,6 +167,7 @@ def guarded(scope: str, summary: str, responses: dict[str, Any], **operation: An
 
 
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+NO_ROUTE = error("A name no route matches, e.g. with a line break (`not-found`)")
 UNAVAILABLE = error("No classifier replica answered (`no-classifier`)")
 INVALID = error("Input refused, with the reason (`invalid`, `unreadable-image`)")
 
@@ -210,6 +213,7 @@ PATHS: dict[str, Any] = {
                 "200": ok("Enrolment", "The classifiers' verdict per photo, in order"),
                 "400": error("A body that cannot be parsed (`bad-request`)"),
                 "413": error("A photo or the body is larger than the limit: nothing is enrolled (`too-large`)"),
+                "404": NO_ROUTE,
                 "415": error("Not multipart (`unsupported-media-type`)"),
                 "422": error("A bad name, no photo, or an unreadable photo: nothing is enrolled"),
                 "503": UNAVAILABLE,
@@ -222,7 +226,12 @@ PATHS: dict[str, Any] = {
         "delete": guarded(
             "admin",
             "Erase a person everywhere, as `facewire forget` does",
-            {"200": ok("Forgotten", "Erased on every online replica"), "422": INVALID, "503": UNAVAILABLE},
+            {
+                "200": ok("Forgotten", "Erased on every online replica"),
+                "404": NO_ROUTE,
+                "422": INVALID,
+                "503": UNAVAILABLE,
+            },
             parameters=[NAME],
         ),
         "patch": guarded(
@@ -248,12 +257,12 @@ PATHS: dict[str, Any] = {
             "The detection log, newest first, with cursor paging",
             {"200": ok("LogPage", "One page"), "422": INVALID},
             parameters=[
-                _query("person", TEXT, "Only this person"),
-                _query("node", TEXT, "Only this node"),
-                _query("since", TEXT, "Epoch seconds, ISO time, or 15m / 2h / 7d ago"),
-                _query("until", TEXT, "As since (exclusive)"),
+                _query("person", FILTER, "Only this person"),
+                _query("node", FILTER, "Only this node"),
+                _query("since", FILTER, "Epoch seconds, ISO time, or 15m / 2h / 7d ago"),
+                _query("until", FILTER, "As since (exclusive)"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Rows per page (default 50)"),
-                _query("cursor", TEXT, "The next_cursor of the previous page"),
+                _query("cursor", FILTER, "The next_cursor of the previous page"),
             ],
         )
     },
@@ -265,7 +274,7 @@ PATHS: dict[str, Any] = {
             {"200": ok("AlertList", "Unacknowledged only unless all=true"), "422": INVALID},
             parameters=[
                 _query("all", {"type": "string", "enum": ["true", "false"]}, "Include acknowledged alerts"),
-                _query("node", TEXT, "Only this node"),
+                _query("node", FILTER, "Only this node"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "At most this many (default 100)"),
             ],
         )

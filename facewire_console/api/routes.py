@@ -71,14 +71,26 @@ def authorize(request: Request, scope: str) -> ApiKey:
     return key
 
 
-def needs(scope: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Guard a handler: the key must allow ``scope``; ApiErrors become JSON errors."""
+def check_query(request: Request, known: tuple[str, ...]) -> None:
+    """Refuse query parameters the endpoint does not take, and empty values (a typo must not pass unseen)."""
+    unknown = sorted(set(request.query_params) - set(known))
+    if unknown:
+        raise ApiError("invalid", f"unknown query parameter(s): {', '.join(repr(n[:40]) for n in unknown[:5])}")
+    empty = [name for name, value in request.query_params.multi_items() if not value]
+    if empty:
+        raise ApiError("invalid", f"empty query parameter {empty[0]!r}")
+
+
+def needs(scope: str, query: tuple[str, ...] = ()) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Guard a handler: the key must allow ``scope``, the query holds only ``query``; ApiErrors become JSON."""
 
     def wrap(func: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(func)
         async def guarded(request: Request) -> Response:
             try:
-                return await func(request, authorize(request, scope))
+                key = authorize(request, scope)
+                check_query(request, query)
+                return await func(request, key)
             except ApiError as exc:
                 return exc.response()
 
@@ -251,13 +263,13 @@ def _next_cursor(rows: list[dict[str, Any]]) -> str:
     return base64.urlsafe_b64encode(json.dumps({"ts": last, "seen": seen}).encode()).decode().rstrip("=")
 
 
-@needs("read")
+@needs("read", ("person", "node", "since", "until", "limit", "cursor"))
 async def log(request: Request, _key: ApiKey) -> Response:
     params, now = request.query_params, time.time()
     limit = _limit(params.get("limit"), 50)
     since, until = _when(params.get("since"), now), _when(params.get("until"), now)
     seen: set[tuple[str, int]] = set()
-    if params.get("cursor"):
+    if "cursor" in params:
         cursor_ts, seen = _cursor(params["cursor"])
         until = (
             min(until, math.nextafter(cursor_ts, math.inf))
@@ -283,7 +295,7 @@ async def nodes(request: Request, _key: ApiKey) -> Response:
     return JSONResponse({"nodes": api(request).gateway.feeds.node_views()})
 
 
-@needs("read")
+@needs("read", ("all", "node", "limit"))
 async def alerts(request: Request, _key: ApiKey) -> Response:
     params = request.query_params
     show_all = params.get("all", "false")
