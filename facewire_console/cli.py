@@ -49,10 +49,6 @@ LAZY_COMMANDS = {
         "facewire_console.frigate_cli:frigate",
         "Name the people in Frigate's person events and set each event's sub label (as Double Take did).",
     ),
-    "frigate": (
-        "facewire_console.frigate_cli:frigate",
-        "Name the people in Frigate's person events and set each event's sub label (as Double Take did).",
-    ),
     "homeassistant": (
         "facewire_console.monitor.cli:homeassistant",
         "Publish Home Assistant MQTT discovery and sensor states until Ctrl-C.",
