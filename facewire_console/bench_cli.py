@@ -33,7 +33,7 @@ def bench_module(name: str) -> ModuleType:
         raise
 
 
-SUBCOMMANDS = ("accuracy", "edge", "wire", "classifier", "e2e", "all")
+SUBCOMMANDS = ("accuracy", "edge", "wire", "classifier", "e2e", "chaos", "all")
 
 
 def command_line() -> str:
@@ -144,6 +144,16 @@ def e2e(quick: bool, seconds: float | None = None, max_rate: float | None = None
     """Capture-to-result latency p50/p95/p99 with 1, 4, 16 simulated edge nodes, and the saturation point."""
     data = bench_module("e2e").run(quick, seconds, max_rate=max_rate)
     bench_module("report").e2e(data, command_line())
+
+
+@bench.command()
+@click.option("--minutes", type=float, default=2.0, show_default=True, help="Minutes of faults (then the drain).")
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Faces per second the edge publishes.")
+@fail_cleanly
+def chaos(minutes: float, rate: float) -> None:
+    """Broker kill -9, replica kill -9, edge cut off, malformed floods, slow subscribers: lost and duplicated."""
+    module = bench_module("chaos")
+    module.publish(module.run(minutes, rate), command_line())
 
 
 # Smaller runs for the other engineers' benchmarks while they have no --quick of their own.

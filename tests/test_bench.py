@@ -134,3 +134,20 @@ def test_e2e_tiny(tmp_path: Path) -> None:
     assert [level["nodes"] for level in data["levels"]] == [1, 4, 16]
     assert all(level["received"] == level["sent"] for level in data["levels"])
     assert data["levels"][0]["classified_ms"]["p50"] > 0
+
+
+@pytest.mark.slow
+def test_chaos_tiny_loses_nothing(tmp_path: Path) -> None:
+    """18 s of faults against real processes: every captured face recorded once, the figures in RELIABILITY.md."""
+    done = run_module(
+        "facewire_console.bench_cli", ["chaos", "--minutes", "0.3"], {"FACEWIRE_BENCH_DIR": str(tmp_path)}, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((tmp_path / "results" / "chaos.json").read_text())
+    assert data["command"] == "facewire bench chaos --minutes 0.3"
+    assert data["faces_captured"] > 50 and data["drained_in_time"]
+    assert data["faults"]["malformed-flood"] == 1 and data["faults"]["broker-kill9"] == 1
+    assert (data["lost"], data["results_missing"], data["rows_duplicated"]) == (0, 0, 0)
+    assert data["rows_recorded"] == data["faces_captured"] and data["rows_other_keys"] == 0
+    assert data["unexpected_exits"] == {}
+    assert "<!-- bench:chaos -->" in (tmp_path / "RELIABILITY.md").read_text()

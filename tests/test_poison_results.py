@@ -10,8 +10,8 @@ from alert_service.store_factory import open_result_log
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
+from harness.faults import recorded, start_recorder
 from harness.processes import Collector, start_module
-from tests.reliability_support import recorded, start_recorder
 from tests.test_schema import result
 
 # Deep enough to overflow a recursive decoder (RecursionError, not a SchemaError, before issue 18).

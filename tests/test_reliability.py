@@ -17,16 +17,9 @@ import pytest
 from edge_agent.spool import Spool
 from facewire.broker import LocalBroker
 from facewire.schema import FaceEmbedding
+from harness.faults import SpooledPublisher, recorded, start_recorder
 from harness.processes import Collector, RunningClassifier, start_module
-from tests.reliability_support import (
-    DurableCollector,
-    ResultCounter,
-    SpooledPublisher,
-    recorded,
-    spool_depth_logged,
-    start_recorder,
-    synthetic_stream,
-)
+from tests.reliability_support import DurableCollector, ResultCounter, spool_depth_logged, synthetic_stream
 from tests.test_spine_integration import split_sample
 
 STREAM = 10_000

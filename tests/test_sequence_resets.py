@@ -11,8 +11,8 @@ import pytest
 
 from edge_agent.sequence import SequenceCounter
 from facewire.broker import LocalBroker
+from harness.faults import recorded, start_recorder
 from harness.processes import RunningClassifier, run_module
-from tests.reliability_support import recorded, start_recorder
 from tests.test_spine_integration import split_sample
 
 DAMAGES: dict[str, Callable[[bytes], bytes]] = {
