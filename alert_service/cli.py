@@ -19,6 +19,7 @@ from alert_service.store_factory import open_alert_store, open_result_log
 from alert_service.subscriber import SESSION_EXPIRY_SECONDS
 from alert_service.supervisor import ROLES, supervise
 from alert_service.webhook import AlertSender, Channel, WebhookChannel
+from facewire import __version__
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
 from facewire.mqtt import MqttConnection
@@ -29,6 +30,7 @@ HEARTBEAT_SECONDS = 10.0
 
 
 @click.group()
+@click.version_option(__version__, package_name="facewire")
 def main() -> None:
     """facewire result subscribers: detection log, alerts, threshold statistics, active nodes."""
 

@@ -15,6 +15,7 @@ from classifier_service.gallery.setup import legacy_cache_file, open_manager
 from classifier_service.identify_service import IdentifyService
 from classifier_service.service import ClassifierService
 from classifier_service.tracks import TrackMemory
+from facewire import __version__
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.errors import ConfigError
 from facewire.faces import create_analyzer
@@ -27,6 +28,7 @@ SESSION_EXPIRY_SECONDS = 3600
 
 
 @click.group()
+@click.version_option(__version__, package_name="facewire")
 def main() -> None:
     """facewire classifier: embeddings in, names out."""
 

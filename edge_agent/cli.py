@@ -16,6 +16,7 @@ from edge_agent.sequence import SequenceCounter
 from edge_agent.spool import Spool
 from edge_agent.thumbnails import ThumbnailKeeper
 from edge_agent.watch import WatchState, watched_frames
+from facewire import __version__
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.errors import BrokerError, ConfigError, SchemaError
 from facewire.faces import create_analyzer
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 
 @click.group()
+@click.version_option(__version__, package_name="facewire")
 def main() -> None:
     """facewire edge agent: faces in, embeddings out."""
 

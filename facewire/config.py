@@ -8,7 +8,10 @@ rejected. ``facewire config reference`` prints every option with its default.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from facewire.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # The TOML file ``load_settings`` was given, seen by the settings sources below; the environment is left alone.
 _config_file: ContextVar[str | None] = ContextVar("facewire_config_file", default=None)
@@ -296,11 +301,48 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+# FACEWIRE_* variables that are not settings: the config file, compose interpolation, test and bench knobs.
+OTHER_VARIABLES = frozenset(
+    {
+        "FACEWIRE_CONFIG",
+        "FACEWIRE_IMAGE",
+        "FACEWIRE_MQTT_PORT",
+        "FACEWIRE_MQTTS_PORT",
+        "FACEWIRE_WEB_PORT",
+        "FACEWIRE_API_PORT",
+        "FACEWIRE_KEY",
+        "FACEWIRE_SHARED_DATA",
+        "FACEWIRE_BENCH_DIR",
+        "FACEWIRE_WITH_EXPORT",
+        "FACEWIRE_WEB_SCREENSHOTS",
+    }
+)
+_warned: set[str] = set()
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``FACEWIRE_*`` variables of ``environ`` that match no setting, each with the nearest setting's name."""
+    known = {env for _key, env, _default, _text in reference_rows()}
+    sections = {f"FACEWIRE_{name.upper()}" for name in Settings.model_fields}  # a whole section as JSON
+    unknown = sorted(n for n in environ if n.startswith("FACEWIRE_") and n not in known | sections | OTHER_VARIABLES)
+    return [(name, next(iter(difflib.get_close_matches(name, known, n=1)), None)) for name in unknown]
+
+
+def _warn_unknown_variables() -> None:
+    for name, near in unknown_variables(os.environ):
+        if name not in _warned:
+            _warned.add(name)
+            hint = f" (did you mean {near}?)" if near else ""
+            log.warning("environment variable %s matches no setting and is ignored%s", name, hint)
+
+
 def load_settings(config_file: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
     """Load settings from ``config_file`` (or FACEWIRE_CONFIG), the environment and flag ``overrides``.
 
-    ``overrides`` maps section -> field -> value; ``None`` values (flags not given) are ignored.
+    ``overrides`` maps section -> field -> value; ``None`` values (flags not given) are ignored. A
+    ``FACEWIRE_*`` variable that matches no setting is logged as a warning (once per process).
     """
+    _warn_unknown_variables()
     cleaned = {
         section: {key: value for key, value in fields.items() if value is not None}
         for section, fields in (overrides or {}).items()

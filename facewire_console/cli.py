@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from facewire.cli_common import fail_cleanly, stop_event_on_signals
 from facewire.config import reference_rows
 from facewire.logs import setup_logging
 from facewire_console.broker_auth import ROLE_ACCOUNTS, add_node, add_role, reload_broker, render_secure_config
+from facewire_console.config_show import merged_rows
 from facewire_console.demo import SAMPLE_DIR, run_demo
 from facewire_console.lazy_group import LazyGroup
 
@@ -207,8 +209,27 @@ do not edit by hand (a test compares this file with the command's output).
 Precedence, lowest to highest: built-in defaults < TOML file (`--config` or `FACEWIRE_CONFIG`) <
 environment variables < command-line flags. In a TOML file an option `section.field` is `field = ...`
 under `[section]`. `~/.cache` and `~/.local/state` stand for `$XDG_CACHE_HOME` and `$XDG_STATE_HOME`
-when those are set.
+when those are set. `facewire config show` prints the merged configuration and where each value came
+from (default, file or environment variable; `--json` for scripts). A `FACEWIRE_*` environment variable
+that matches no setting is reported as a warning, with the nearest setting's name.
 """
+
+
+@config.command("show")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per setting.")
+@fail_cleanly
+def config_show(config_file: Path | None, as_json: bool) -> None:
+    """The merged configuration: every setting's value and where it came from (default, file, environment)."""
+    rows = merged_rows(config_file)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    table = Table("key", "value", "from")
+    for row in rows:
+        table.add_row(row["key"], str(row["value"]), row["source"])
+    Console().print(table)
 
 
 @config.command("reference")
