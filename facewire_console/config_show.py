@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from facewire.config import Section, Settings, load_settings
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10: the backport pydantic-settings depends on
+    import tomli as tomllib
 
 SECRET_FIELDS = {"password"}
 
