@@ -33,26 +33,38 @@ class Detector(Protocol):
 
 
 class YuNetDetector:
-    """OpenCV's FaceDetectorYN on the YuNet model, run at most ``max_side`` pixels on the long side."""
+    """OpenCV's FaceDetectorYN on the YuNet model, run at most ``max_side`` pixels on the long side.
+
+    Two networks, each kept at the input size it last ran at: changing a network's input size costs
+    about as much as a detection, and the edge alternates between full- and half-size frames
+    (edge_agent.detection). A third size takes over the network used least recently.
+    """
 
     def __init__(self, model_path: str, score_threshold: float, max_side: int = 640, nms: float = 0.3) -> None:
         self.id = "yunet"
         self.max_side = max_side
+        self._create = lambda size: cv2.FaceDetectorYN.create(model_path, "", size, score_threshold, nms, 5000)
         try:
-            self._net = cv2.FaceDetectorYN.create(model_path, "", (320, 320), score_threshold, nms, 5000)
+            self._nets = {(320, 320): self._create((320, 320))}
         except cv2.error as exc:
             raise ModelError(f"OpenCV cannot load detector {model_path}: {exc}") from exc
-        self._size = (320, 320)
+
+    def _net_for(self, size: tuple[int, int]) -> cv2.FaceDetectorYN:
+        net = self._nets.pop(size, None)
+        if net is None and len(self._nets) < 2:
+            net = self._create(size)
+        elif net is None:
+            net = self._nets.pop(next(iter(self._nets)))  # the least recently used
+            net.setInputSize(size)
+        self._nets[size] = net  # the most recently used last
+        return net
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         height, width = frame.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
         image = frame if scale == 1.0 else cv2.resize(frame, (round(width * scale), round(height * scale)))
         size = (image.shape[1], image.shape[0])
-        if size != self._size:
-            self._net.setInputSize(size)
-            self._size = size
-        _, faces = self._net.detect(image)
+        _, faces = self._net_for(size).detect(image)
         if faces is None:
             return []
         detections = []
