@@ -151,3 +151,25 @@ def test_chaos_tiny_loses_nothing(tmp_path: Path) -> None:
     assert data["rows_recorded"] == data["faces_captured"] and data["rows_other_keys"] == 0
     assert data["unexpected_exits"] == {}
     assert "<!-- bench:chaos -->" in (tmp_path / "RELIABILITY.md").read_text()
+
+
+def test_fuzz_decoders_tiny(tmp_path: Path) -> None:
+    """The atheris benchmark runs a decoder under libFuzzer and reports executions, coverage and no crash."""
+    pytest.importorskip("atheris")
+    args = ["--seconds", "2", "--only", "FaceResult", "--workdir", str(tmp_path / "work")]
+    done = run_module("bench.fuzz_decoders", args, {"FACEWIRE_BENCH_DIR": str(tmp_path)}, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [row] = json.loads((tmp_path / "results" / "fuzz_decoders.json").read_text())["decoders"]
+    assert row["decoder"] == "FaceResult" and row["executions"] > 1000 and row["coverage"] > 10
+    assert row["crash"] == "" and row["crash_inputs"] == []
+    assert "<!-- bench:fuzz-decoders -->" in (tmp_path / "RELIABILITY.md").read_text()
+
+
+def test_fuzz_decoders_reports_a_crashing_decoder(tmp_path: Path) -> None:
+    """json.loads raises ValueError on garbage: the fuzzer must find it, keep the input, and exit 1."""
+    pytest.importorskip("atheris")
+    args = ["--seconds", "5", "--only", "json:loads", "--workdir", str(tmp_path / "work")]
+    done = run_module("bench.fuzz_decoders", args, {"FACEWIRE_BENCH_DIR": str(tmp_path)}, timeout=120)
+    assert done.returncode == 1, done.stderr[-3000:]
+    [row] = json.loads((tmp_path / "results" / "fuzz_decoders.json").read_text())["decoders"]
+    assert "Error" in str(row["crash"]) and len(row["crash_inputs"]) == 1
