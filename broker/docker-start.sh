@@ -45,7 +45,7 @@ build_passwd() {
         exit 1
     fi
     printf '%s:%s\n' "$MQTT_USERNAME" "$password" > "$RUN_DIR/passwd.new"
-    for role in classifier admin viewer homeassistant; do
+    for role in classifier admin viewer homeassistant api frigate frigate_nvr; do
         password=$(first_line "$SECRETS_DIR/mqtt_${role}_password")
         [ -z "$password" ] || printf '%s:%s\n' "$role" "$password" >> "$RUN_DIR/passwd.new"
     done

@@ -5,8 +5,8 @@ file (hashed as ``mosquitto_passwd`` does), stores the generated password in a 0
 file next to it for the node's ``mqtt.password_file``, and can make a running
 mosquitto reload its password and ACL files (SIGHUP; connected clients stay).
 The ACL (broker/acl) gives each role account (admin, service, classifier,
-viewer, homeassistant) its topics and every other account the node role: its
-own embeddings and status only. ``facewire broker secure-config`` renders
+viewer, homeassistant, api, frigate, frigate_nvr) its topics and every other
+account the node role: its own embeddings and status only. ``facewire broker secure-config`` renders
 broker/mosquitto.conf plus broker/secure.conf into one file with no anonymous
 listener: only the TLS listener with passwords and the ACL.
 """
@@ -29,7 +29,7 @@ BROKER_DIR = BROKER_CONF.parent
 SECURE_CONF = BROKER_DIR / "secure.conf"
 ACL_FILE = BROKER_DIR / "acl"
 # Accounts with a role section in broker/acl: never a node's name.
-ROLE_ACCOUNTS = ("admin", "facewire", "classifier", "viewer", "homeassistant")
+ROLE_ACCOUNTS = ("admin", "facewire", "classifier", "viewer", "homeassistant", "api", "frigate", "frigate_nvr")
 PBKDF2_ROUNDS = 101  # mosquitto_passwd's default for $7$
 SALT_BYTES = 12
 DEV_LISTENER = re.compile(r"(?ms)^# --- Development listener -+\n.*\Z")

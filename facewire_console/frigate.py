@@ -2,10 +2,12 @@
 
 For each ``person`` event on ``<frigate prefix>/events`` (Frigate's MQTT, on the same broker), the
 bridge fetches the event's snapshot (cropped to the person) through Frigate's HTTP API, runs the edge
-pipeline on it (detect, align, embed), publishes the embeddings as node ``frigate-<camera>`` and,
-when the classifiers name a known person, sets the event's sub label through Frigate's HTTP API, as
-Double Take did. Each event id is handled once; a token bucket bounds the events handled a minute
-(the others are dropped and counted); the work runs on one worker thread behind a bounded queue.
+pipeline on it (detect, align, embed), publishes the embeddings of every camera as the one node
+named after its broker account (``frigate``: broker/acl lets it publish as no other node; the camera
+is on the Frigate event and in the bridge's log line) and, when the classifiers name a known person,
+sets the event's sub label through Frigate's HTTP API, as Double Take did. Each event id is handled
+once; a token bucket bounds the events handled a minute (the others are dropped and counted); the
+work runs on one worker thread behind a bounded queue.
 Follows the Frigate 0.13 / 0.14 HTTP and MQTT documentation (docs/integrations.md).
 """
 
@@ -22,14 +24,12 @@ import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import paho.mqtt.client as paho
-
 from facewire.config import Settings
 from facewire.errors import FacewireError, ImageError, SchemaError
 from facewire.faces import FaceAnalyzer
 from facewire.images import decode_image
 from facewire.logs import kv
-from facewire.mqtt import MqttConnection
+from facewire.mqtt import Message, MqttConnection
 from facewire.schema import FaceEmbedding, FaceResult
 from facewire.topics import Topics, valid_node_id
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SEEN_IDS = 10_000  # event ids remembered for de-duplication
 QUEUE_SIZE = 32
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
+NODE = "frigate"  # the node of a bridge without a broker login
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def person_event(payload: bytes) -> PersonEvent | None:
         event_id, camera = str(after["id"]), str(after["camera"])
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         return None
-    if after.get("label") != "person" or after.get("false_positive") or not valid_node_id(f"frigate-{camera}"):
+    if after.get("label") != "person" or after.get("false_positive") or not valid_node_id(camera):
         return None
     return PersonEvent(event_id, camera, bool(after.get("has_snapshot")))
 
@@ -110,6 +111,7 @@ class FrigateBridge:
     ) -> None:
         self.analyzer, self.frigate, self.prefix = analyzer, frigate, prefix
         self.topics = Topics(settings.mqtt.topic_prefix)
+        self.node = settings.mqtt.username or NODE  # the broker lets an account publish as its own node only
         self.timeout = settings.gallery.command_timeout
         self.bucket = Bucket(per_minute)
         self.counts = {"handled": 0, "duplicate": 0, "rate-limited": 0, "queue-full": 0, "labelled": 0, "failed": 0}
@@ -122,7 +124,7 @@ class FrigateBridge:
         self._worker = threading.Thread(target=self._work, name="frigate-worker", daemon=True)
         self.connection = MqttConnection(settings.mqtt, f"facewire-frigate-{self._seq % 10**8}")
         self.connection.subscribe(f"{prefix}/events", self._on_event)
-        self.connection.subscribe(self.topics.results("+"), self._on_result)
+        self.connection.subscribe(self.topics.results(self.node), self._on_result)
 
     def start(self) -> None:
         self._worker.start()
@@ -133,7 +135,7 @@ class FrigateBridge:
         self._worker.join(10)
         self.connection.close()
 
-    def _on_event(self, message: paho.MQTTMessage) -> None:
+    def _on_event(self, message: Message) -> None:
         event = person_event(bytes(message.payload))
         if event is None:
             return
@@ -152,9 +154,7 @@ class FrigateBridge:
         except queue.Full:
             self.counts["queue-full"] += 1
 
-    def _on_result(self, message: paho.MQTTMessage) -> None:
-        if not message.topic.split("/")[-1].startswith("frigate-"):
-            return
+    def _on_result(self, message: Message) -> None:
         try:
             result = FaceResult.from_json(bytes(message.payload))
         except SchemaError:
@@ -183,7 +183,7 @@ class FrigateBridge:
         faces = [
             f for f in self.analyzer.analyze(decode_image(data, f"snapshot {event.id}")) if f.embedding is not None
         ]
-        node, model = f"frigate-{event.camera}", self.analyzer.embedder.model_id
+        node, model = self.node, self.analyzer.embedder.model_id
         sent = []
         for face in faces:
             if face.embedding is None:
@@ -200,13 +200,21 @@ class FrigateBridge:
         self.counts["handled"] += 1
         known = [r for r in results if r.known]
         if not known:
-            log.info(kv("frigate-event", frigate_event=event.id, faces=len(faces), known=0))
+            log.info(kv("frigate-event", frigate_event=event.id, camera=event.camera, faces=len(faces), known=0))
             return None
         best = max(known, key=lambda r: r.score)
         self.frigate.set_sub_label(event.id, best.name, best.score)
         self.counts["labelled"] += 1
+        score = round(best.score, 3)
         log.info(
-            kv("frigate-event", frigate_event=event.id, faces=len(faces), name=best.name, score=round(best.score, 3))
+            kv(
+                "frigate-event",
+                frigate_event=event.id,
+                camera=event.camera,
+                faces=len(faces),
+                name=best.name,
+                score=score,
+            )
         )
         return best
 

@@ -20,7 +20,7 @@ from facewire.config import MqttSettings
 from facewire_console.broker_auth import ACL_FILE, add_account, render_secure_config
 from harness.processes import ROOT
 
-ROLES = ("admin", "facewire", "classifier", "viewer", "homeassistant")
+ROLES = ("admin", "facewire", "classifier", "viewer", "homeassistant", "api", "frigate", "frigate_nvr")
 
 
 @dataclass
@@ -46,6 +46,18 @@ class SecureBroker:
 
     def stop(self) -> None:
         self.broker.stop()
+
+
+def account_env(settings: MqttSettings) -> dict[str, str]:
+    """The environment that logs a facewire process in with ``settings`` (URL, account, TLS)."""
+    return {
+        "FACEWIRE_MQTT__URL": settings.url,
+        "FACEWIRE_MQTT__USERNAME": str(settings.username),
+        "FACEWIRE_MQTT__PASSWORD_FILE": str(settings.password_file),
+        "FACEWIRE_MQTT__TLS_CA": str(settings.tls_ca),
+        "FACEWIRE_MQTT__TLS_CERT": str(settings.tls_cert),
+        "FACEWIRE_MQTT__TLS_KEY": str(settings.tls_key),
+    }
 
 
 def start_secure_broker(workdir: Path, accounts: list[str]) -> SecureBroker:

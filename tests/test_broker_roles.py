@@ -11,10 +11,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from facewire.errors import ConfigError
 from facewire.topics import Topics
+from facewire_console.broker_auth import ACL_FILE, ROLE_ACCOUNTS, add_node
 from tests.broker_support import ROLES, RoleClient, SecureBroker, start_secure_broker
 
 NODES = ("cam-1", "cam-2")
@@ -26,6 +29,8 @@ HA_PERSON = T.ha_person_state("alex")
 HA_ATTRIBUTES = T.ha_attributes(HA_STATE)
 HA_CONFIG = "homeassistant/sensor/facewire/facewire_node_cam_1_last_person/config"
 HA_BIRTH = "homeassistant/status"
+FRIGATE_EVENTS = "frigate/events"  # Frigate's MQTT (docs.frigate.video/integrations/mqtt), the bridge's input
+FRIGATE_STATE = "frigate/front_door/person"
 
 
 def own(account: str) -> dict[str, str]:
@@ -56,6 +61,8 @@ SHARED = [
     HA_ATTRIBUTES,
     HA_CONFIG,
     HA_BIRTH,
+    FRIGATE_EVENTS,
+    FRIGATE_STATE,
 ]
 TOPICS = [topic for account in ACCOUNTS for topic in own(account).values()] + SHARED
 STATUSES = {
@@ -89,6 +96,9 @@ WRITES: dict[str, set[str]] = {
     },
     "viewer": set(),
     "homeassistant": {HA_BIRTH},
+    "api": {T.embeddings("api"), T.gallery_cmd("api"), T.identify_request()},
+    "frigate": {T.embeddings("frigate")},
+    "frigate_nvr": {FRIGATE_EVENTS, FRIGATE_STATE},
     **{node: {T.embeddings(node), T.node_status(node), T.thumbnails(node)} for node in NODES},
 }
 PUBLISHED = set().union(*WRITES.values())
@@ -96,8 +106,9 @@ FACEWIRE = {t for t in PUBLISHED if t.startswith("facewire/")}
 READS: dict[str, set[str]] = {
     "admin": FACEWIRE,
     "facewire": FACEWIRE | {HA_CONFIG, HA_BIRTH},
-    "classifier": {T.embeddings(n) for n in NODES}
-    | {T.gallery_cmd("admin"), T.gallery_cmd("classifier"), T.gallery_events(), T.identify_request()}
+    "classifier": {T.embeddings(n) for n in (*NODES, "api", "frigate")}
+    | {T.gallery_cmd(a) for a in ("admin", "api", "classifier")}
+    | {T.gallery_events(), T.identify_request()}
     | {T.service_status("classifier", "a"), T.results("classifier")},
     "viewer": {T.results(a) for a in ACCOUNTS}
     | {T.alerts("cam-1"), T.stats_thresholds(), T.stats_nodes(), HA_STATE, HA_PERSON, HA_ATTRIBUTES}
@@ -107,6 +118,11 @@ READS: dict[str, set[str]] = {
     | {T.service_status("homeassistant", "facewire")}
     | {T.node_status(n) for n in NODES}
     | {T.results("homeassistant")},
+    "api": {T.results("api"), T.gallery_events(), T.identify_response("x"), T.stats_thresholds()}
+    | {T.node_status(n) for n in NODES}
+    | {T.service_status("classifier", "a")},
+    "frigate": {T.results("frigate"), FRIGATE_EVENTS},
+    "frigate_nvr": {FRIGATE_EVENTS, FRIGATE_STATE},
     **{node: {T.results(node), T.node_status(node)} for node in NODES},
 }
 
@@ -137,15 +153,26 @@ def test_every_role_publishes_and_reads_exactly_its_topics(secure: SecureBroker)
         assert read[account] == READS[account], (account, read[account] ^ READS[account])
 
 
-def test_no_service_account_publishes_as_a_node_and_only_admin_commands(secure: SecureBroker) -> None:
+def test_no_account_publishes_as_another_node_and_only_admin_and_api_command(secure: SecureBroker) -> None:
     """The two claims of issue 18.6 read off the matrix: forged embeddings and commands of other accounts."""
     for account in ACCOUNTS:
         forged = {t for t in WRITES[account] if T.node_of(t, "embeddings") not in (None, account)}
         assert not forged, account
-        assert not WRITES[account] & {T.embeddings(a) for a in ROLES}
+    # the REST API and the Frigate bridge publish embeddings as the one node of their own name; no other role does
+    embedders = {a for a in ROLES if WRITES[a] & {T.embeddings(r) for r in ROLES}}
+    assert embedders == {"api", "frigate"}
     commanders = {a for a in ACCOUNTS if any(T.command_account(t) for t in WRITES[a])}
-    assert commanders == {"admin", "classifier"}  # the classifier forwards replica-to-replica ops only
+    assert commanders == {"admin", "api", "classifier"}  # the classifier forwards replica-to-replica ops only
     assert all(T.command_account(t) == a for a in ACCOUNTS for t in WRITES[a] if T.command_account(t))
+
+
+def test_the_role_accounts_are_the_acl_sections() -> None:
+    """``facewire broker add-account`` offers (add-node refuses) exactly the accounts broker/acl has a section for."""
+    sections = re.findall(r"(?m)^user (\S+)$", ACL_FILE.read_text())
+    assert tuple(sections) == ROLES == ROLE_ACCOUNTS
+    for role in ROLES:
+        with pytest.raises(ConfigError, match="role account"):
+            add_node(Path("/nonexistent/passwd"), role, Path("/nonexistent"))
 
 
 def test_the_secure_config_has_no_anonymous_listener(secure: SecureBroker) -> None:

@@ -1,5 +1,7 @@
-"""The Frigate bridge against a live mosquitto, a real classifier, a real ``facewire frigate`` process and a
-local HTTP server that implements exactly the Frigate endpoints the bridge uses.
+"""The Frigate bridge against a live mosquitto running the shipped secure config (TLS, passwords, broker/acl),
+a real classifier, a real ``facewire frigate`` process logged in as ``frigate``, Frigate's own MQTT client
+logged in as ``frigate_nvr``, and a local HTTP server that implements exactly the Frigate endpoints the
+bridge uses. Every camera's faces are published as the one node ``frigate``: the account's own.
 
 Payload shapes from Frigate's documentation (0.13 / 0.14):
 - ``frigate/events``: https://docs.frigate.video/integrations/mqtt/#frigateevents
@@ -23,10 +25,9 @@ from typing import Any
 
 import pytest
 
-from facewire.broker import LocalBroker
-from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
 from harness.processes import SAMPLE, Collector, RunningClassifier, start_module
+from tests.broker_support import account_env, start_secure_broker
 from tests.gallery_support import KNOWN, make_gallery, photos
 
 
@@ -138,16 +139,16 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_person_events_are_named_once_and_labelled_in_frigate(
-    broker: LocalBroker, tmp_path: Path, frigate: FakeFrigate
-) -> None:
+def test_person_events_are_named_once_and_labelled_in_frigate(tmp_path: Path, frigate: FakeFrigate) -> None:
+    secure = start_secure_broker(tmp_path, ["admin", "classifier", "frigate", "frigate_nvr"])
+    admin, service = secure.settings("admin"), secure.settings("classifier")
     gallery = make_gallery(tmp_path / "gallery", {p: photos(KNOWN / p)[:4] for p in ("Colin_Powell", "Tony_Blair")})
-    classifier = RunningClassifier(broker.url, gallery, tmp_path).start()
-    results = Collector(broker.url, ["facewire/results/+"]).start()
+    classifier = RunningClassifier(service.url, gallery, tmp_path, env=account_env(service), watch=admin).start()
+    results = Collector(admin.url, ["facewire/results/+"], settings=admin).start()
     log = tmp_path / "frigate.log"
     args = ["frigate", "--frigate-url", frigate.url, "--per-minute", "3", "-v"]
-    bridge = start_module("facewire_console", args, {"FACEWIRE_MQTT__URL": broker.url}, log)
-    frigate_mqtt = MqttConnection(MqttSettings(url=broker.url), "test-frigate")  # Frigate's own MQTT client
+    bridge = start_module("facewire_console", args, account_env(secure.settings("frigate")), log)
+    frigate_mqtt = MqttConnection(secure.settings("frigate_nvr"), "test-frigate")  # Frigate's own MQTT client
     frigate_mqtt.connect()
     try:
         wait_until(lambda: "frigate bridge:" in log.read_text(), 60, "bridge not up")
@@ -165,7 +166,7 @@ def test_person_events_are_named_once_and_labelled_in_frigate(
         send(frigate_event("new", "1700000004.4-late", "front_door"))  # the 4th person event this minute: dropped
         wait_until(lambda: "1700000003.3-colin" in frigate.labels, 60, f"no sub_label:\n{log.read_text()}")
         assert frigate.labels["1700000003.3-colin"]["subLabel"] == "Colin_Powell"
-        wait_until(lambda: len(results.matching(lambda t: t.endswith("/frigate-garden"))) >= 1, 30, "no garden result")
+        wait_until(lambda: "camera=garden" in log.read_text(), 30, f"no garden event:\n{log.read_text()}")
         time.sleep(1.0)
         fetched = [path.split("?")[0] for method, path in frigate.requests if method == "GET"]
         assert sorted(fetched) == [
@@ -175,12 +176,15 @@ def test_person_events_are_named_once_and_labelled_in_frigate(
         ]
         assert ("GET", "/api/events/1700000001.1-tony/snapshot.jpg?crop=1&quality=95") in frigate.requests
         assert set(frigate.labels) == {"1700000001.1-tony", "1700000003.3-colin"}  # the stranger is not labelled
-        nodes = {topic.rsplit("/", 1)[1] for topic, _ in results.matching(lambda t: "/frigate-" in t)}
-        assert nodes == {"frigate-front_door", "frigate-garden"}  # published as nodes frigate-<camera>
+        # every camera's faces as the bridge account's own node: one result per face of the three events
+        assert {topic for topic, _ in results.messages} == {"facewire/results/frigate"}
+        assert len(results.messages) >= 3
+        assert "camera=front_door" in log.read_text()  # the camera of each event is in the bridge's log
     finally:
         frigate_mqtt.close()
         bridge.terminate()
         assert bridge.wait(30) == 0
         results.stop()
         classifier.stop()
+        secure.stop()
     assert "'rate-limited': 1" in log.read_text() and "'duplicate': 2" in log.read_text()
