@@ -31,6 +31,11 @@ STACK_SECRETS = (
     SecretFile("mqtt_classifier_password", "the classifiers' broker password (user classifier)", True),
     SecretFile("mqtt_admin_password", "the dashboard's broker password (user admin: gallery commands)", True),
     SecretFile("mqtt_homeassistant_password", "Home Assistant's broker password (user homeassistant)", True),
+    SecretFile("mqtt_api_password", "the REST API's broker password (user api)", True),
+    SecretFile("mqtt_frigate_password", "the Frigate bridge's broker password (user frigate)", True),
+    SecretFile(
+        "mqtt_frigate_nvr_password", "Frigate's own broker password (user frigate_nvr: its mqtt.password)", True
+    ),
     SecretFile("mqtt_edge_users", "edge accounts, hashed lines from `facewire broker add-node`", False),
     SecretFile("postgres_password", "the PostgreSQL password (docker-compose.postgres.yml only)", True),
 )
