@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from facewire.config import Settings, load_settings
-from facewire.errors import FacewireError
+from facewire.errors import ConfigError, FacewireError
 from facewire.logs import setup_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,8 +61,13 @@ def settings_from(
     return load_settings(config_file, {"mqtt": {"url": broker_url, **tls}, **sections})
 
 
+USAGE_ERROR = 2  # click's code for bad arguments; also a configuration that cannot work (ConfigError)
+RUNTIME_ERROR = 1  # the broker, a model, a file or a peer failed
+
+
 def fail_cleanly(func: F) -> F:
-    """Turn FacewireError into a one-line message and exit code 2, not a traceback."""
+    """Turn FacewireError into a one-line message, not a traceback: exit 2 for a ConfigError (like click's
+    usage errors), 1 for every other failure."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -70,7 +75,7 @@ def fail_cleanly(func: F) -> F:
             return func(*args, **kwargs)
         except FacewireError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(2)
+            sys.exit(USAGE_ERROR if isinstance(exc, ConfigError) else RUNTIME_ERROR)
 
     return wrapper  # type: ignore[return-value]
 

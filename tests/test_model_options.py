@@ -139,7 +139,7 @@ def test_exporter_reads_a_local_folder_of_weights(tmp_path: Path) -> None:
 def test_exporter_without_weights_fails_with_a_message(tmp_path: Path) -> None:
     need_torch()
     done = run_exporter([str(tmp_path / "no-such-folder"), "--output", str(tmp_path / "out")])
-    assert done.returncode == 2 and "cannot load CLIP vision weights" in done.stderr
+    assert done.returncode == 1 and "cannot load CLIP vision weights" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -190,7 +190,7 @@ def test_missing_mediapipe_is_an_install_hint_not_a_traceback(tmp_path: Path) ->
     )
     for flags in (["--detector", "mediapipe"], ["--mask", "facemesh"]):
         done = run_module_code(code.replace("'--detector', 'mediapipe'", repr(flags)[1:-1]), ROOT / "data/sample")
-        assert done.returncode == 2, done.stderr
+        assert done.returncode == 1, done.stderr
         assert "pip install" in done.stderr and "mediapipe==0.10.21" in done.stderr and "Traceback" not in done.stderr
 
 
