@@ -111,6 +111,7 @@ def export(rows: Iterable[LogRow], kind: str, out: IO[str]) -> int:
 @click.option("--unknown", "unknown_only", is_flag=True, help="Only unknown faces.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Newest rows shown (0: all).")
 @click.option("--format", "kind", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json (the --json of every command).")
 @click.option("--output", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write export here.")
 @click.option("--last-seen", "last_seen", default=None, metavar="PERSON", help="Where and when PERSON was last seen.")
 @fail_cleanly
@@ -126,10 +127,12 @@ def log_command(
     unknown_only: bool,
     limit: int,
     kind: str,
+    as_json: bool,
     output: Path | None,
     last_seen: str | None,
 ) -> None:
     """The detection log: who was seen where and when (newest first)."""
+    kind = "json" if as_json else kind
     settings = settings_from(config_file, broker_url, verbose, recorder={"database": database})
     store = open_existing_log(settings.recorder.database_url or settings.recorder.database)
     try:

@@ -96,6 +96,8 @@ def test_log_views_query_export_and_last_seen(broker: LocalBroker, tmp_path: Pat
     assert exported.returncode == 0, exported.stderr
     rows = json.loads(exported.stdout)
     assert sorted(r["seq"] for r in rows) == [s for s in range(60) if s % 5 == 1]
+    same = run_module("facewire_console", ["log", *db, "--person", "Tony_Blair", "--json", "--limit", "0"], {})
+    assert same.returncode == 0 and json.loads(same.stdout) == rows, same.stderr
     csv_out = tmp_path / "unknown.csv"
     unknown_args = ["--unknown", "--node", "cam0", "--output", str(csv_out), "--format", "csv", "--limit", "0"]
     exported = run_module("facewire_console", ["log", *db, *unknown_args], {})
