@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as paho
 
 from bench.common import machine_line, output_dir, table, update_section, write_json
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.errors import SchemaError
-from facewire.mqtt import MqttConnection
+from facewire.mqtt import Message, MqttConnection
 from facewire.schema import DeadLetter, FaceResult
 from harness.faults import SpooledPublisher, recorded, start_recorder
 from harness.probes import probe
@@ -61,7 +60,7 @@ class ResultTally:
         self.connection.subscribe("facewire/results/+", self._on)
         self.connection.connect()
 
-    def _on(self, message: paho.MQTTMessage) -> None:
+    def _on(self, message: Message) -> None:
         if self.delay:
             time.sleep(self.delay)
         try:
@@ -90,7 +89,7 @@ class DeadLetters:
         self.connection.subscribe("facewire/deadletter/+", self._on)
         self.connection.connect()
 
-    def _on(self, message: paho.MQTTMessage) -> None:
+    def _on(self, message: Message) -> None:
         try:
             letter = DeadLetter.from_json(bytes(message.payload))
             self.reasons[f"{letter.service}:{letter.reason}"] += 1

@@ -11,10 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from facewire.config import MqttSettings
-from facewire.mqtt import MqttConnection
+from facewire.mqtt import Message, MqttConnection
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -64,7 +62,7 @@ class Counter:
         self.connection = MqttConnection(MqttSettings(url=url), f"bench-counter-{id(self)}")
         self.connection.subscribe(topic, self._on)
 
-    def _on(self, _message: paho.MQTTMessage) -> None:
+    def _on(self, _message: Message) -> None:
         now = time.perf_counter()
         self.first = self.first or now
         self.count += 1

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as paho
 
 from bench import metrics
 from bench.classifier import index_costs, probes, server, synthetic_gallery
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.errors import SchemaError
-from facewire.mqtt import MqttConnection
+from facewire.mqtt import Message, MqttConnection
 from facewire.schema import FaceEmbedding, FaceResult
 
 GALLERY = 10_000
@@ -47,7 +46,7 @@ class Latencies:
         self.connection.connect()
         time.sleep(0.3)
 
-    def _on(self, message: paho.MQTTMessage) -> None:
+    def _on(self, message: Message) -> None:
         now = time.time()
         try:
             if self.raw:

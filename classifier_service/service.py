@@ -8,7 +8,6 @@ are answered from the core's memory of recent keys.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -16,16 +15,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import paho.mqtt.client as paho
-
 from classifier_service.core import Arrival, Classifier, Decision, Rejection
 from classifier_service.fair_queue import FairQueue
 from classifier_service.workers import guarded_thread
 from facewire.config import ClassifierSettings
 from facewire.errors import SchemaError
 from facewire.logs import kv
-from facewire.mqtt import MqttConnection, Will
+from facewire.mqtt import Message, MqttConnection, Will
 from facewire.schema import DeadLetter, FaceEmbedding, FaceResult
+from facewire.schema.status import Detail, ServiceStatus
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -119,7 +117,7 @@ class ClassifierService:
         self.topics = topics
         self.settings = settings
         self.instance = instance
-        self.queue: FairQueue[tuple[Incoming, paho.MQTTMessage, int]] = FairQueue(settings.queue_max)
+        self.queue: FairQueue[tuple[Incoming, Message, int]] = FairQueue(settings.queue_max)
         self.counters = ServiceCounters()
         self._epoch = 0
         self._stop = threading.Event()
@@ -129,29 +127,25 @@ class ClassifierService:
         connection.on_connection_change = self._on_connection_change
 
     def will(self) -> Will:
-        return Will(self.status_topic, json.dumps({"instance": self.instance, "state": "offline"}).encode())
+        return Will(self.status_topic, ServiceStatus(self.instance, "offline").to_json())
 
     @property
     def status_topic(self) -> str:
         return self.topics.service_status(SERVICE, self.instance)
 
     def status(self, state: str) -> bytes:
-        return json.dumps(
-            {
-                "instance": self.instance,
-                "state": state,
-                "ts": time.time(),
-                "model": self.classifier.model_id,
-                "gallery_version": self.classifier.gallery_version,
-                "gallery_size": len(self.classifier.matcher.labels),
-                "people": len(set(self.classifier.matcher.labels)),
-                "threshold": self.classifier.matcher.threshold,
-                "results": self.counters.results,
-                "deadletters": self.counters.deadletters,
-                "deadletter_reasons": dict(self.counters.reasons),
-                "queue": self.queue.depths(),
-            }
-        ).encode()
+        details: dict[str, Detail] = {
+            "model": self.classifier.model_id,
+            "gallery_version": self.classifier.gallery_version,
+            "gallery_size": len(self.classifier.matcher.labels),
+            "people": len(set(self.classifier.matcher.labels)),
+            "threshold": self.classifier.matcher.threshold,
+            "results": self.counters.results,
+            "deadletters": self.counters.deadletters,
+            "deadletter_reasons": dict(self.counters.reasons),
+            "queue": self.queue.depths(),
+        }
+        return ServiceStatus(self.instance, state, time.time(), details).to_json()
 
     def start(self) -> None:
         """Start the worker and register the shared subscription. Call before connecting: a resumed
@@ -177,9 +171,9 @@ class ClassifierService:
         state = "online" if self._worker.is_alive() else "offline"
         self.connection.publish(self.status_topic, self.status(state), retain=True)
 
-    def _on_message(self, message: paho.MQTTMessage) -> None:
+    def _on_message(self, message: Message) -> None:
         node = self.topics.node_of(message.topic, "embeddings") or "?"
-        self.queue.put(node, (Incoming(message.topic, bytes(message.payload), time.time()), message, self._epoch))
+        self.queue.put(node, (Incoming(message.topic, message.payload, time.time()), message, self._epoch))
 
     def _work(self) -> None:
         while not self._stop.is_set() or len(self.queue):
@@ -190,7 +184,7 @@ class ClassifierService:
             if items:
                 self._handle(items)
 
-    def _handle(self, items: list[tuple[Incoming, paho.MQTTMessage, int]]) -> None:
+    def _handle(self, items: list[tuple[Incoming, Message, int]]) -> None:
         outcomes = decide(self.classifier, self.topics, [incoming for incoming, _, _ in items])
         self.counters.batches += 1
         for (incoming, message, epoch), outcome in zip(items, outcomes, strict=True):
@@ -217,7 +211,7 @@ class ClassifierService:
         if recent:
             log.info(kv("results-republished", count=len(recent), seconds=self.settings.resend_seconds))
 
-    def _acker(self, message: paho.MQTTMessage, epoch: int) -> Callable[[], None]:
+    def _acker(self, message: Message, epoch: int) -> Callable[[], None]:
         """Acknowledge ``message`` once its outcome is at the broker, if still on the same connection."""
 
         def ack() -> None:

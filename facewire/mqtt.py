@@ -28,8 +28,6 @@ from facewire.logs import kv
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[paho.MQTTMessage], None]
-
 
 @dataclass(frozen=True)
 class BrokerAddress:
@@ -88,6 +86,23 @@ class Message:
     response_topic: str | None = None
     correlation_data: bytes | None = None
     mid: int = 0
+
+
+Handler = Callable[[Message], None]
+
+
+def _message_of(message: paho.MQTTMessage) -> Message:
+    """The :class:`Message` of a paho message (its MQTT 5 request/response properties included)."""
+    properties = getattr(message, "properties", None)
+    return Message(
+        topic=message.topic,
+        payload=bytes(message.payload),
+        qos=message.qos,
+        retain=bool(message.retain),
+        response_topic=getattr(properties, "ResponseTopic", None),
+        correlation_data=getattr(properties, "CorrelationData", None),
+        mid=message.mid,
+    )
 
 
 @dataclass(frozen=True)
@@ -285,7 +300,8 @@ class MqttConnection:
         qos: int = 1,
         retain: bool = False,
         on_acked: Callable[[], None] | None = None,
-        properties: Properties | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
         on_refused: OnRefused | None = None,
     ) -> paho.MQTTMessageInfo:
         """Queue a publish (paho keeps it across a reconnect at QoS >= 1).
@@ -294,6 +310,13 @@ class MqttConnection:
         >= 0x80); without ``on_refused`` a refusal is logged once per topic and reason. A refused publish
         never runs ``on_acked``, so nothing acknowledges a message whose outcome the broker refused.
         """
+        properties = None
+        if response_topic is not None or correlation_data is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            if response_topic is not None:
+                properties.ResponseTopic = response_topic
+            if correlation_data is not None:
+                properties.CorrelationData = correlation_data
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         self.tracker.track(info.mid, topic, on_acked, on_refused or self._log_refusal)
         return info
@@ -306,7 +329,7 @@ class MqttConnection:
         user = self.settings.username or "(anonymous)"
         log.error(kv("publish-refused", user=user, topic=refusal.topic, reason=refusal.reason, client=self.client_id))
 
-    def ack(self, message: paho.MQTTMessage) -> None:
+    def ack(self, message: Message) -> None:
         """Acknowledge a message received with ``manual_ack`` once its effect is durable."""
         self.client.ack(message.mid, message.qos)
 
@@ -327,7 +350,7 @@ class MqttConnection:
     def _dispatch(self, handler: Handler) -> Callable[[paho.Client, object, paho.MQTTMessage], None]:
         def call(_client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
             try:
-                handler(message)
+                handler(_message_of(message))
             except Exception:  # a bug in one handler must not kill the network thread
                 log.exception(kv("handler-failed", topic=message.topic))
 
@@ -363,7 +386,7 @@ class MqttConnection:
         # connecting, or a resumed session's queued messages land here (a lost embedding, found in issue 8).
         log.warning(kv("unrouted-message-dropped", topic=message.topic, client=self.client_id))
         if self._manual_ack and message.qos > 0:
-            self.ack(message)
+            self.client.ack(message.mid, message.qos)
 
     def _on_publish(self, _c: paho.Client, _u: object, mid: int, reason: paho.ReasonCode, _p: object) -> None:
         self.tracker.acknowledged(mid, reason)

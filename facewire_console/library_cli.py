@@ -121,8 +121,7 @@ def print_clusters(found: dict[str, Any]) -> None:
 def name_cluster(settings: Settings, index: FaceIndex, cluster: int, person: str) -> int:
     """Enrol every face of library cluster ``cluster`` as ``person`` on the classifiers; returns faces enrolled."""
     from classifier_service.gallery.cli import CHUNK, run_command
-    from classifier_service.gallery.enrolment import valid_person
-    from classifier_service.gallery.manager import b64_vectors
+    from facewire.schema.gallery import b64_vectors, valid_person
 
     subject = valid_person(person)
     chosen = [i for i, face in enumerate(index.faces()) if face.cluster == cluster]

@@ -98,9 +98,12 @@ def identify(
     report: list[dict[str, Any]] = []
     if remote:
         answer = request_identify(settings.mqtt, [load_image(p) for p in photos_], top_k, timeout)
-        if not answer.get("ok"):
-            raise FacewireError(f"the classifier refused the request: {answer.get('error')}")
-        report = [{"file": str(p), "faces": r["faces"]} for p, r in zip(photos_, answer["results"], strict=True)]
+        if not answer.ok:
+            raise FacewireError(f"the classifier refused the request: {answer.error}")
+        report = [
+            {"file": str(p), "faces": [face.to_dict() for face in faces]}
+            for p, faces in zip(photos_, answer.results, strict=True)
+        ]
     else:
         matcher = gallery_matcher(settings, gallery, instance)
         analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)

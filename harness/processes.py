@@ -11,10 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paho.mqtt.client as paho
-
 from facewire.config import MqttSettings
-from facewire.mqtt import MqttConnection
+from facewire.mqtt import Message, MqttConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -46,7 +44,7 @@ class Collector:
         time.sleep(0.2)  # let the SUBACK land before the test publishes
         return self
 
-    def _record(self, message: paho.MQTTMessage) -> None:
+    def _record(self, message: Message) -> None:
         with self._lock:
             self.messages.append((message.topic, bytes(message.payload)))
 

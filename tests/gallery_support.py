@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from classifier_service.gallery.commands import parse_command
 from classifier_service.gallery.manager import GalleryManager
 from classifier_service.gallery.operations import Outcome, apply_command
 from classifier_service.gallery.setup import open_manager
@@ -19,6 +18,7 @@ from facewire.config import Settings, load_settings
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
 from facewire.schema import FaceEmbedding, FaceResult
+from facewire.schema.gallery import GalleryCommand
 from harness.processes import SAMPLE
 
 KNOWN = SAMPLE / "lfw" / "known"
@@ -81,9 +81,13 @@ def result_for(embedding: FaceEmbedding, name: str = "unknown") -> FaceResult:
 
 def command(manager: GalleryManager, body: dict[str, Any]) -> Outcome:
     """Apply a command (and whatever it forwards) as the MQTT adapter would."""
-    outcome = apply_command(manager, parse_command(json.dumps({"id": "t", **body}).encode()))
-    for forwarded in outcome.forward:
-        outcome.events += command(manager, forwarded).events
+    return applied(manager, GalleryCommand.from_json(json.dumps({"id": "t", **body}).encode()))
+
+
+def applied(manager: GalleryManager, parsed: GalleryCommand) -> Outcome:
+    outcome = apply_command(manager, parsed)
+    for forwarded in outcome.forward:  # through the wire format, as every replica receives it
+        outcome.events += applied(manager, GalleryCommand.from_json(forwarded.to_json())).events
     return outcome
 
 

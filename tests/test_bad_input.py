@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from classifier_service.gallery.commands import COMMON, FIELDS, OPS, parse_command
 from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.errors import ImageError, SchemaError
 from facewire.images import decode_image
 from facewire.mqtt import MqttConnection
 from facewire.schema import Alert, FaceResult
+from facewire.schema.gallery import COMMON, FIELDS, OPS, GalleryCommand
 from harness.processes import Collector, RunningClassifier
 from tests.reliability_support import ResultCounter
 from tests.test_schema import embedding, unit
@@ -72,7 +72,7 @@ def test_alert_decoder_never_fails_other_than_schema_error(payload: bytes) -> No
     )
 )
 def test_gallery_command_decoder_never_fails_other_than_schema_error(payload: bytes) -> None:
-    decodes_or_schema_error(parse_command, payload)
+    decodes_or_schema_error(GalleryCommand.from_json, payload)
 
 
 def png(width: int, height: int, pixels: bytes = b"") -> bytes:

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from classifier_service.gallery.clusters import summarise
-from classifier_service.gallery.commands import parse_command
 from classifier_service.gallery.factory import open_gallery_store
 from classifier_service.gallery.index_file import INDEX_FILE, META_FILE
 from classifier_service.gallery.store import NewEmbedding
 from facewire.errors import SchemaError
 from facewire.faces import FaceAnalyzer
+from facewire.schema.gallery import GalleryCommand
 from harness.probes import probe
 from tests.gallery_support import (
     KNOWN,
@@ -103,7 +103,7 @@ def test_corrupt_index_file_is_detected_and_rebuilt(tmp_path: Path, analyzer: Fa
 )
 def test_malformed_commands_are_refused(body: dict[str, object], reason: str) -> None:
     with pytest.raises(SchemaError) as caught:
-        parse_command(json.dumps(body).encode())
+        GalleryCommand.from_json(json.dumps(body).encode())
     assert caught.value.reason == reason
 
 
@@ -121,8 +121,8 @@ def test_enrolment_checks_reject_with_reasons(tmp_path: Path, analyzer: FaceAnal
         base64.b64encode(b"not an image").decode(),
     ]
     event = command(manager, {"op": "enroll", "person": "Tony_Blair", "images": encoded}).events[0]
-    reasons = [r["reason"] for r in event["results"]]
-    assert event["event"] == "enrolled" and event["accepted"] == 1
+    reasons = [r["reason"] for r in event.get("results")]
+    assert event.event == "enrolled" and event.get("accepted") == 1
     assert reasons[0] == "" and reasons[1].startswith("near-duplicate")
     assert reasons[2].startswith("too blurred") and reasons[3].startswith("face too small")
     assert "not a readable image" in reasons[4]
@@ -134,7 +134,7 @@ def test_forget_removes_every_trace_from_the_store(tmp_path: Path, analyzer: Fac
     serena = largest_embedding(analyzer, photos(KNOWN / "Serena_Williams")[5])
     assert manager.matcher.match(serena[None, :])[0].name == "Serena_Williams"
     event = command(manager, {"op": "forget", "person": "Serena_Williams"}).events[0]
-    assert event["event"] == "forgotten" and event["removed"]["embeddings"] >= 3
+    assert event.event == "forgotten" and event.get("removed")["embeddings"] >= 3
     assert manager.matcher.match(serena[None, :])[0].name == "unknown"
     assert not (gallery / "Serena_Williams").exists()
     manager.store.close()
@@ -165,7 +165,7 @@ def test_rejected_result_becomes_a_negative_and_the_mistake_is_not_repeated(
     seen = probe(vectors[0], "cam", 1)
     manager.observe([(seen, result_for(seen, wrong))])
     events = command(manager, {"op": "reject", "result": "cam/1"}).events
-    assert [e["event"] for e in events] == ["forwarded", "negative-added"]
+    assert [e.event for e in events] == ["forwarded", "negative-added"]
     after = [m.name for m in manager.matcher.match(np.stack(vectors[1:]))]
     assert wrong not in after, (names, after)
 
@@ -176,9 +176,9 @@ def test_relabel_enrols_the_probe_under_the_right_name(tmp_path: Path, analyzer:
     seen = probe(tony[0], "door", 7)
     manager.observe([(seen, result_for(seen, "unknown"))])
     events = command(manager, {"op": "relabel", "result": "door/7", "person": "Tony_Blair"}).events
-    assert [e["event"] for e in events] == ["forwarded", "enrolled"]
+    assert [e.event for e in events] == ["forwarded", "enrolled"]
     assert "Tony_Blair" in manager.store.people(manager.model_id)
-    assert command(manager, {"op": "reject", "result": "door/8"}).events[0]["event"] == "not-held"
+    assert command(manager, {"op": "reject", "result": "door/8"}).events[0].event == "not-held"
 
 
 def test_unknown_clusters_are_mostly_one_person_each_and_can_be_named(
@@ -207,7 +207,7 @@ def test_unknown_clusters_are_mostly_one_person_each_and_can_be_named(
     target = big[0]
     person = max(set(members[target.cluster]), key=members[target.cluster].count)
     events = command(manager, {"op": "name-cluster", "cluster": f"t:{target.cluster}", "person": person}).events
-    assert events[-1]["event"] == "enrolled" and events[-1]["accepted"] >= 1
+    assert events[-1].event == "enrolled" and events[-1].get("accepted") >= 1
     fresh = largest_embedding(analyzer, photos(shared_data / "lfw-dev" / "known" / person)[8])
     assert manager.matcher.match(fresh[None, :])[0].name == person
     assert not manager.store.unknowns(manager.model_id, target.cluster)
@@ -220,10 +220,10 @@ def test_reload_adds_new_folder_photos_and_drops_removed_ones(tmp_path: Path, an
     make_gallery(gallery, {"Tony_Blair": photos(KNOWN / "Tony_Blair")[2:4]})
     sorted((gallery / "Colin_Powell").iterdir())[0].unlink()
     event = command(manager, {"op": "reload"}).events[0]
-    assert event["event"] == "reloaded" and event["added"] == 2 and event["removed"] == 1, event
-    assert event["gallery_version"] != before and "Tony_Blair" in manager.matcher.labels
+    assert event.event == "reloaded" and event.get("added") == 2 and event.get("removed") == 1, event
+    assert event.gallery_version != before and "Tony_Blair" in manager.matcher.labels
     again = command(manager, {"op": "reload"}).events[0]
-    assert (again["added"], again["removed"], again["gallery_version"]) == (0, 0, event["gallery_version"])
+    assert (again.get("added"), again.get("removed"), again.gallery_version) == (0, 0, event.gallery_version)
 
 
 def test_unknown_faces_are_kept_within_count_and_age(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from classifier_service.gallery.client import GalleryClient
-from classifier_service.gallery.commands import parse_command
 from classifier_service.gallery.factory import open_gallery_store
 from classifier_service.gallery.store import GalleryStore, NewEmbedding
 from classifier_service.identify_service import request_identify
@@ -25,6 +24,7 @@ from facewire.erasure import erasure_marker
 from facewire.errors import SchemaError
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
+from facewire.schema.gallery import GalleryCommand
 from harness.probes import Probes
 from harness.processes import RunningClassifier, run_module
 from tests.gallery_support import KNOWN, b64_file, largest_embedding, make_gallery, photos
@@ -34,7 +34,7 @@ T0 = 1_790_000_000.0
 
 
 def test_rename_commands_are_parsed_strictly() -> None:
-    command = parse_command(b'{"op": "rename", "person": "Ann", "to": "Ann_Smith", "actor": "cli"}')
+    command = GalleryCommand.from_json(b'{"op": "rename", "person": "Ann", "to": "Ann_Smith", "actor": "cli"}')
     assert (command.op, command.person, command.to, command.actor) == ("rename", "Ann", "Ann_Smith", "cli")
     for body, reason in (
         ({"person": "Ann"}, "bad-person"),
@@ -46,7 +46,7 @@ def test_rename_commands_are_parsed_strictly() -> None:
         ({"person": "Ann", "to": "Bob", "merge": True}, "unknown-field"),
     ):
         with pytest.raises(SchemaError) as caught:
-            parse_command(json.dumps({"op": "rename", **body}).encode())
+            GalleryCommand.from_json(json.dumps({"op": "rename", **body}).encode())
         assert caught.value.reason == reason, body
 
 
@@ -105,7 +105,7 @@ def test_rename_over_mqtt_results_identify_folder_and_audit(
         result = edge.ask(largest_embedding(analyzer, serena[5]))
         assert (result.name, result.gallery_version) == ("Serena_W", renamed["gallery_version"])
         answer = request_identify(settings, [load_image(serena[4])], 3, 30)
-        assert [f["name"] for f in answer["results"][0]["faces"]][:1] == ["Serena_W"], answer
+        assert [face.name for face in answer.results[0]][:1] == ["Serena_W"], answer
         refused = client.request({"op": "rename", "person": "Serena_W", "to": "Colin_Powell"})[0]
         assert (refused["event"], refused["reason"]) == ("error", "exists")
         missing = client.request({"op": "rename", "person": "Nobody", "to": "Somebody"})[0]

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from classifier_service.gallery.enrolment import valid_person
 from facewire.errors import SchemaError
+from facewire.schema.gallery import valid_person
 from facewire.topics import valid_node_id
 from facewire_console.web.auth import USER_PATTERN
 from facewire_console.web.unknown_faces import UnknownFaces

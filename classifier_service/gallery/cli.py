@@ -8,6 +8,7 @@ is only safe while no classifier runs on that store (see docs/gallery.md).
 from __future__ import annotations
 
 import getpass
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -22,9 +23,8 @@ from rich.table import Table
 
 from classifier_service.gallery.camera_enrol import CameraEnrolment, FrameVerdict, run_camera_enrolment
 from classifier_service.gallery.client import GalleryClient
-from classifier_service.gallery.commands import parse_command
-from classifier_service.gallery.enrolment import check_photo, valid_person
-from classifier_service.gallery.manager import GalleryManager, b64_vectors
+from classifier_service.gallery.enrolment import check_photo
+from classifier_service.gallery.manager import GalleryManager
 from classifier_service.gallery.operations import apply_command
 from classifier_service.gallery.setup import legacy_cache_file, open_manager
 from facewire.cli_common import common_options, fail_cleanly, settings_from
@@ -33,6 +33,7 @@ from facewire.errors import FacewireError, ImageError, SchemaError
 from facewire.faces import create_analyzer
 from facewire.images import is_image_file, load_image
 from facewire.progress import progress_bar
+from facewire.schema.gallery import GalleryCommand, b64_vectors, valid_person
 from facewire.sources import open_frames
 
 CHUNK = 256  # ~90 KB of base64 float16 per command: well under the broker's max_packet_size (256 KB)
@@ -81,13 +82,17 @@ def _offline_manager(settings: Settings, instance: str) -> GalleryManager:
 
 
 def _apply_offline(manager: GalleryManager, settings: Settings, command: dict[str, Any]) -> list[dict[str, Any]]:
-    import json
+    """Apply ``command`` here; the events as the wire carries them (what ``GalleryClient.request`` returns)."""
+    offline = {"id": "offline", "actor": actor() + " (offline)", **command}
+    return _apply_here(manager, settings, GalleryCommand.from_json(json.dumps(offline).encode()))
 
-    parsed = parse_command(json.dumps({"id": "offline", "actor": actor() + " (offline)", **command}).encode())
-    outcome = apply_command(manager, parsed, legacy_cache_file(settings))
-    for forwarded in outcome.forward:
-        outcome.events += _apply_offline(manager, settings, forwarded)
-    return outcome.events
+
+def _apply_here(manager: GalleryManager, settings: Settings, command: GalleryCommand) -> list[dict[str, Any]]:
+    outcome = apply_command(manager, command, legacy_cache_file(settings))
+    events = [json.loads(event.to_json()) for event in outcome.events]
+    for forwarded in outcome.forward:  # through the wire format, as a replica would receive it
+        events += _apply_here(manager, settings, GalleryCommand.from_json(forwarded.to_json()))
+    return events
 
 
 def collect_photos(paths: tuple[Path, ...], person: str | None) -> list[tuple[str, Path]]:

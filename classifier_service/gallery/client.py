@@ -8,11 +8,9 @@ import time
 import uuid
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError, FacewireError
-from facewire.mqtt import MqttConnection, Refusal
+from facewire.mqtt import Message, MqttConnection, Refusal
 from facewire.topics import Topics
 
 # The event that ends a command, per op ("not-held"/"forwarded" are intermediate).
@@ -53,7 +51,7 @@ class GalleryClient:
     def __exit__(self, *_exc: object) -> None:
         self.connection.close()
 
-    def _record(self, message: paho.MQTTMessage) -> None:
+    def _record(self, message: Message) -> None:
         try:
             event = json.loads(message.payload)
         except (UnicodeDecodeError, json.JSONDecodeError):

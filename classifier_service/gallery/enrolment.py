@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from facewire.config import GallerySettings
-from facewire.errors import ImageError, SchemaError
+from facewire.errors import ImageError
 from facewire.faces import FaceAnalyzer
 from facewire.images import decode_image
-
-PERSON_PATTERN = re.compile(r"[^\W_][\w .'-]{0,63}")
-RESERVED_NAMES = {"unknown"}
-
-
-def valid_person(name: object) -> str:
-    """``name`` if it is a usable person name (one folder level, no path tricks); SchemaError otherwise."""
-    if not isinstance(name, str) or not PERSON_PATTERN.fullmatch(name) or name.endswith((" ", ".")):
-        raise SchemaError("bad-person", repr(name)[:80])
-    if name.lower() in RESERVED_NAMES:
-        raise SchemaError("bad-person", f"{name!r} is reserved")
-    return name
 
 
 @dataclass(frozen=True)

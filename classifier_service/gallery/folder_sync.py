@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier_service.gallery.enrolment import PhotoCheck, check_photo, near_duplicate, valid_person
+from classifier_service.gallery.enrolment import PhotoCheck, check_photo, near_duplicate
 from classifier_service.gallery.store import GalleryStore, NewEmbedding
 from facewire.config import GallerySettings
 from facewire.errors import FacewireError, ImageError
@@ -25,6 +25,7 @@ from facewire.gallery_folder import scan_folder
 from facewire.images import load_image
 from facewire.logs import kv
 from facewire.models.registry import sha256_file
+from facewire.schema.gallery import valid_person
 
 log = logging.getLogger(__name__)
 FOLDER = "folder:"

@@ -8,7 +8,6 @@ commands converge on the same version.
 
 from __future__ import annotations
 
-import base64
 import logging
 import queue
 import threading
@@ -21,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from classifier_service.gallery.clusters import LeaderClusters
-from classifier_service.gallery.commands import Command
 from classifier_service.gallery.erasure import finish_erasures
 from classifier_service.gallery.folder_sync import SyncReport, sync_folder
 from classifier_service.gallery.index_file import load_index, save_index
@@ -31,9 +29,9 @@ from facewire.config import GallerySettings
 from facewire.faces import FaceAnalyzer
 from facewire.logs import kv
 from facewire.schema import FaceEmbedding, FaceResult
+from facewire.schema.gallery import GalleryCommand, GalleryEvent
 
 log = logging.getLogger(__name__)
-Event = dict[str, Any]
 
 
 class GalleryManager:
@@ -243,26 +241,13 @@ class GalleryManager:
                 self._probes[key] = (self._probes[key][0], new)
         return len(keys)
 
-    def event(self, command: Command, event: str, **fields: Any) -> Event:
+    def event(self, command: GalleryCommand, event: str, **details: Any) -> GalleryEvent:
         """An event on gallery/events about ``command``."""
-        return {
-            "v": 1,
-            "event": event,
-            "id": command.id,
-            "op": command.op,
-            "instance": self.instance,
-            "gallery_version": self.version,
-            "people": len(set(self.matcher.labels)),
-            "embeddings": len(self._ids),
-            "ts": time.time(),
-            **fields,
-        }
+        people, embeddings = len(set(self.matcher.labels)), len(self._ids)
+        return GalleryEvent(
+            event, command.id, self.instance, command.op, self.version, people, embeddings, time.time(), details
+        )
 
 
-def b64_vectors(vectors: np.ndarray) -> list[str]:
-    """Embeddings as base64 little-endian float16 (the gallery command format)."""
-    return [base64.b64encode(np.asarray(v, dtype="<f2").tobytes()).decode() for v in vectors]
-
-
-def log_event(event: Event) -> None:
-    log.info(kv("gallery-event", kind=event["event"], id=event["id"], op=event["op"], version=event["gallery_version"]))
+def log_event(event: GalleryEvent) -> None:
+    log.info(kv("gallery-event", kind=event.event, id=event.id, op=event.op, version=event.gallery_version))

@@ -10,32 +10,32 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from classifier_service.gallery.clusters import summarise
-from classifier_service.gallery.commands import Command
 from classifier_service.gallery.enrolment import PhotoCheck, check_image_bytes, near_duplicate
 from classifier_service.gallery.erasure import erase_photos, purge_embedding_cache
 from classifier_service.gallery.folder_sync import folder_clash, rename_person_folder
-from classifier_service.gallery.manager import Event, GalleryManager, b64_vectors
+from classifier_service.gallery.manager import GalleryManager
 from classifier_service.gallery.store import NewEmbedding, vector_source
 from classifier_service.matcher import UNKNOWN
 from facewire.erasure import erasure_marker
+from facewire.schema.gallery import GalleryCommand, GalleryEvent
 
 CLUSTER_MEMBERS_LISTED = 8
 
 
 @dataclass
 class Outcome:
-    events: list[Event] = field(default_factory=list)
-    forward: list[dict[str, Any]] = field(default_factory=list)
+    events: list[GalleryEvent] = field(default_factory=list)
+    forward: list[GalleryCommand] = field(default_factory=list)
 
 
-def apply_command(manager: GalleryManager, command: Command, cache_file: Path | None = None) -> Outcome:
+def apply_command(manager: GalleryManager, command: GalleryCommand, cache_file: Path | None = None) -> Outcome:
     """Apply ``command`` to this replica's gallery."""
     handler = {
         "enroll": _enroll,
@@ -54,7 +54,7 @@ def apply_command(manager: GalleryManager, command: Command, cache_file: Path | 
     return handler(manager, command)
 
 
-def _enroll(manager: GalleryManager, command: Command) -> Outcome:
+def _enroll(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     if command.embeddings is not None:
         mismatch = _model_mismatch(manager, command, command.embeddings)
         if mismatch:
@@ -104,7 +104,7 @@ def _dedup(
     return results, accepted
 
 
-def _model_mismatch(manager: GalleryManager, command: Command, vectors: np.ndarray) -> Outcome | None:
+def _model_mismatch(manager: GalleryManager, command: GalleryCommand, vectors: np.ndarray) -> Outcome | None:
     if command.model != manager.model_id:
         detail = f"embeddings from {command.model!r}, gallery is {manager.model_id!r}"
         return Outcome([manager.event(command, "error", reason="model-mismatch", detail=detail)])
@@ -114,7 +114,7 @@ def _model_mismatch(manager: GalleryManager, command: Command, vectors: np.ndarr
     return None
 
 
-def _negative(manager: GalleryManager, command: Command) -> Outcome:
+def _negative(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     assert command.embeddings is not None
     mismatch = _model_mismatch(manager, command, command.embeddings)
     if mismatch:
@@ -131,7 +131,7 @@ def _negative(manager: GalleryManager, command: Command) -> Outcome:
     return Outcome([manager.event(command, "negative-added", person=command.person, added=added)])
 
 
-def _forget(manager: GalleryManager, command: Command, cache_file: Path | None) -> Outcome:
+def _forget(manager: GalleryManager, command: GalleryCommand, cache_file: Path | None) -> Outcome:
     person = command.person
     sightings = _unknowns_like(manager, person)
     counts = manager.store.forget(person)  # keeps a tombstone until the photos are gone too
@@ -152,7 +152,7 @@ def _forget(manager: GalleryManager, command: Command, cache_file: Path | None) 
     return Outcome([manager.event(command, "forgotten", person=person, removed=removed, **pending)])
 
 
-def _rename(manager: GalleryManager, command: Command) -> Outcome:
+def _rename(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     """Every row of ``person`` becomes ``to`` (store, dataset folder, live matcher); never merges two people."""
     old, new = command.person, command.to
     if old not in manager.store.people(manager.model_id):
@@ -170,33 +170,32 @@ def _rename(manager: GalleryManager, command: Command) -> Outcome:
     return Outcome([manager.event(command, "renamed", person=old, to=new, renamed=counts)])
 
 
-def _reload(manager: GalleryManager, command: Command) -> Outcome:
+def _reload(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     report = manager.sync()
     manager.store.audit("reload", command.actor, str(manager.folder), {"added": report.added}, time.time())
     fields = {"added": report.added, "removed": report.removed, "unchanged": report.unchanged}
     return Outcome([manager.event(command, "reloaded", rejected=len(report.rejected), **fields)])
 
 
-def _reject_or_relabel(manager: GalleryManager, command: Command) -> Outcome:
+def _reject_or_relabel(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     assert command.result is not None
     node, seq = command.result
     held = manager.probe(command.result)
     if held is None:
         return Outcome([manager.event(command, "not-held", result=f"{node}/{seq}")])
     vector, name = held
-    base = {"id": command.id, "actor": command.actor, "model": manager.model_id}
-    probe = b64_vectors(vector[None, :])
-    forward: list[dict[str, Any]] = []
+    base = GalleryCommand("enroll", command.id, command.actor, embeddings=vector[None, :], model=manager.model_id)
+    forward: list[GalleryCommand] = []
     if name != UNKNOWN and name != command.person:
-        forward.append({**base, "op": "negative", "person": name, "embeddings": probe, "result": f"{node}/{seq}"})
+        forward.append(replace(base, op="negative", person=name, result=(node, seq)))
     if command.op == "relabel":
-        forward.append({**base, "op": "enroll", "person": command.person, "embeddings": probe})
+        forward.append(replace(base, person=command.person))
     if not forward:
         return Outcome([manager.event(command, "error", reason="nothing-to-reject", detail="the result was unknown")])
     return Outcome([manager.event(command, "forwarded", result=f"{node}/{seq}", was=name)], forward)
 
 
-def _unknowns(manager: GalleryManager, command: Command) -> Outcome:
+def _unknowns(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     unknowns = manager.store.unknowns(manager.model_id)
     recent: dict[int, list[str]] = {}  # newest members as NODE/SEQ, so a viewer can show their thumbnails
     for item in sorted(unknowns, key=lambda u: -u.ts):
@@ -217,7 +216,7 @@ def _unknowns(manager: GalleryManager, command: Command) -> Outcome:
     return Outcome([manager.event(command, "unknowns", clusters=clusters)])
 
 
-def _name_cluster(manager: GalleryManager, command: Command) -> Outcome:
+def _name_cluster(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     instance, _, number = command.cluster.rpartition(":")
     if instance != manager.instance or not number.isdigit():
         return Outcome([manager.event(command, "not-held", cluster=command.cluster)])
@@ -225,21 +224,16 @@ def _name_cluster(manager: GalleryManager, command: Command) -> Outcome:
     if not members:
         return Outcome([manager.event(command, "error", reason="no-such-cluster", cluster=command.cluster)])
     vectors = np.stack([m.vector for m in members])
-    forward = {
-        "id": command.id,
-        "actor": command.actor,
-        "op": "enroll",
-        "person": command.person,
-        "model": manager.model_id,
-        "embeddings": b64_vectors(vectors),
-    }
+    forward = GalleryCommand(
+        "enroll", command.id, command.actor, command.person, embeddings=vectors, model=manager.model_id
+    )
     manager.store.delete_unknowns([m.id for m in members])
     manager.clusters.remove(int(number))
     event = manager.event(command, "forwarded", cluster=command.cluster, size=len(members))
     return Outcome([event], [forward])
 
 
-def _whereis(manager: GalleryManager, command: Command) -> Outcome:
+def _whereis(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     found = manager.store.last_seen(command.person)
     fields = {"node": found[0], "seen_at": found[1]} if found else {"node": None, "seen_at": None}
     return Outcome([manager.event(command, "whereis", person=command.person, **fields)])
@@ -263,12 +257,12 @@ def _unknowns_like(manager: GalleryManager, person: str) -> int:
 SYNC_CHUNK = 256
 
 
-def _sync(manager: GalleryManager, command: Command) -> Outcome:
+def _sync(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     """A replica with a new store asked for the gallery: send every row (with its source id) to all replicas."""
     if command.requester == manager.instance:
         return Outcome([manager.event(command, "sync-requested")])
-    base = {"id": command.id, "actor": f"replica:{manager.instance}", "model": manager.model_id}
-    forward: list[dict[str, Any]] = []
+    base = GalleryCommand("enroll", command.id, f"replica:{manager.instance}", model=manager.model_id)
+    forward: list[GalleryCommand] = []
     rows, negatives = manager.store.rows(manager.model_id), manager.store.negatives(manager.model_id)
     for op, table in (("enroll", rows), ("negative", negatives)):
         if table.vectors is None or not table.ids:
@@ -277,8 +271,8 @@ def _sync(manager: GalleryManager, command: Command) -> Outcome:
             mine = [i for i, name in enumerate(table.people) if name == person]
             for start in range(0, len(mine), SYNC_CHUNK):
                 chunk = mine[start : start + SYNC_CHUNK]
-                vectors = b64_vectors(table.vectors[chunk])
-                sources = [table.sources[i] for i in chunk]
-                forward.append({**base, "op": op, "person": person, "embeddings": vectors, "sources": sources})
+                sources = tuple(table.sources[i] for i in chunk)
+                vectors = table.vectors[chunk]
+                forward.append(replace(base, op=op, person=person, embeddings=vectors, sources=sources))
     event = manager.event(command, "sync-sent", rows=len(rows.ids), negatives=len(negatives.ids))
     return Outcome([event], forward)

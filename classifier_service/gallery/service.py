@@ -10,7 +10,6 @@ idempotent, converges on the same gallery version as the others.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -19,17 +18,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import paho.mqtt.client as paho
-
 from classifier_service.gallery.authority import ANONYMOUS_REPLICA, command_actor
-from classifier_service.gallery.commands import parse_command
 from classifier_service.gallery.manager import GalleryManager, log_event
 from classifier_service.gallery.operations import apply_command
 from classifier_service.workers import guarded_thread
 from facewire.errors import SchemaError
 from facewire.logs import kv
-from facewire.mqtt import MqttConnection
+from facewire.mqtt import Message, MqttConnection
 from facewire.schema import DeadLetter
+from facewire.schema.gallery import GalleryCommand, GalleryEvent
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -53,7 +50,7 @@ class GalleryService:
         self.cache_file = cache_file
         self.account = connection.settings.username or ANONYMOUS_REPLICA  # its own command topic
         self.applied = 0
-        self._queue: queue.Queue[tuple[paho.MQTTMessage, int] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Message, int] | None] = queue.Queue()
         self._worker = guarded_thread("gallery-worker", self._work, on_worker_death)
         self._epoch = 0
         self._request: str | None = None  # id of the command being applied (None: not parsed yet)
@@ -73,9 +70,11 @@ class GalleryService:
 
     def request_sync(self) -> None:
         """Ask the other replicas for their gallery (a new replica joining the group does this once)."""
-        command = {"op": "sync", "id": f"sync-{self.manager.instance}-{int(time.time())}"}
-        command |= {"requester": self.manager.instance, "actor": f"replica:{self.manager.instance}"}
-        self.connection.publish(self.topics.gallery_cmd(self.account), json.dumps(command).encode())
+        instance = self.manager.instance
+        command = GalleryCommand(
+            "sync", f"sync-{instance}-{int(time.time())}", f"replica:{instance}", requester=instance
+        )
+        self.connection.publish(self.topics.gallery_cmd(self.account), command.to_json())
         log.info(kv("gallery-sync-requested", instance=self.manager.instance))
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -92,11 +91,11 @@ class GalleryService:
                 log.exception(kv("gallery-command-failed", topic=message.topic))
                 self._fail(message, ack, exc)
 
-    def _handle(self, message: paho.MQTTMessage, ack: Callable[[], None]) -> None:
-        payload = bytes(message.payload)
+    def _handle(self, message: Message, ack: Callable[[], None]) -> None:
+        payload = message.payload
         self._request = None
         try:
-            command = parse_command(payload)
+            command = GalleryCommand.from_json(payload)
         except SchemaError as exc:
             self._dead_letter(message, ack, exc.reason, exc.detail)
             return
@@ -109,11 +108,12 @@ class GalleryService:
         started = time.perf_counter()
         outcome = apply_command(self.manager, command, self.cache_file)
         self.applied += 1
-        outgoing = [(self.topics.gallery_cmd(self.account), json.dumps(f).encode()) for f in outcome.forward]
+        outgoing = [(self.topics.gallery_cmd(self.account), forward.to_json()) for forward in outcome.forward]
         for event in outcome.events:
-            event["apply_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
+            apply_ms = round((time.perf_counter() - started) * 1000.0, 2)
+            event = replace(event, details=event.details | {"apply_ms": apply_ms})
             log_event(event)
-            outgoing.append((self.topics.gallery_events(), json.dumps(event).encode()))
+            outgoing.append((self.topics.gallery_events(), event.to_json()))
         pending = [len(outgoing)]
         lock = threading.Lock()
 
@@ -129,12 +129,12 @@ class GalleryService:
         if not outgoing:
             ack()
 
-    def _dead_letter(self, message: paho.MQTTMessage, ack: Callable[[], None], reason: str, detail: str) -> None:
+    def _dead_letter(self, message: Message, ack: Callable[[], None], reason: str, detail: str) -> None:
         log.warning(kv("dead-letter", reason=reason, detail=detail, topic=message.topic))
-        letter = DeadLetter(reason, detail, message.topic, bytes(message.payload)).to_json(SERVICE)
+        letter = DeadLetter(reason, detail, message.topic, message.payload).to_json(SERVICE)
         self.connection.publish(self.topics.deadletter(SERVICE), letter, on_acked=ack)
 
-    def _fail(self, message: paho.MQTTMessage, ack: Callable[[], None], exc: Exception) -> None:
+    def _fail(self, message: Message, ack: Callable[[], None], exc: Exception) -> None:
         """A command that failed: dead-letter it before parsing, else answer with an error event (so a waiting
         CLI does not hang); acked either way. The payload is never parsed again here."""
         detail = f"{type(exc).__name__}: {exc}"[:200]
@@ -143,14 +143,14 @@ class GalleryService:
             if request is None:
                 self._dead_letter(message, ack, "internal-error", detail)
                 return
-            event = {"v": 1, "event": "error", "id": request, "instance": self.manager.instance}
-            event |= {"reason": "internal", "detail": detail}
-            self.connection.publish(self.topics.gallery_events(), json.dumps(event).encode(), on_acked=ack)
+            details = {"reason": "internal", "detail": detail}
+            event = GalleryEvent("error", request, self.manager.instance, details=details)
+            self.connection.publish(self.topics.gallery_events(), event.to_json(), on_acked=ack)
         except Exception:
             log.exception(kv("gallery-failure-unreported", topic=message.topic))
             ack()
 
-    def _acker(self, message: paho.MQTTMessage, epoch: int) -> Callable[[], None]:
+    def _acker(self, message: Message, epoch: int) -> Callable[[], None]:
         """Acknowledge ``message`` if still on the connection it came on (else the broker redelivers it)."""
 
         def ack() -> None:

@@ -13,14 +13,10 @@ import time
 import uuid
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from alert_service.nodes import NodeRegistry, parse_status
 from facewire.config import Settings
 from facewire.errors import SchemaError
-from facewire.mqtt import MqttConnection, Refusal
+from facewire.mqtt import Message, MqttConnection, Refusal
 from facewire.schema import FaceEmbedding, FaceResult
 from facewire.topics import Topics
 
@@ -53,13 +49,13 @@ class Feeds:
     def stop(self) -> None:
         self.connection.close()
 
-    def _on_node(self, message: paho.MQTTMessage) -> None:
+    def _on_node(self, message: Message) -> None:
         parsed = parse_status(message.topic, bytes(message.payload)) if message.payload else None
         if parsed is not None:
             with self._cond:
                 self.nodes.update(parsed[0], parsed[1], time.time())
 
-    def _on_classifier(self, message: paho.MQTTMessage) -> None:
+    def _on_classifier(self, message: Message) -> None:
         instance = message.topic.split("/")[-2]
         try:
             status = json.loads(message.payload) if message.payload else None
@@ -71,14 +67,14 @@ class Feeds:
             else:
                 self.classifiers.pop(instance, None)
 
-    def _on_stats(self, message: paho.MQTTMessage) -> None:
+    def _on_stats(self, message: Message) -> None:
         try:
             report = json.loads(message.payload) if message.payload else None
         except (UnicodeDecodeError, json.JSONDecodeError):
             return
         self.thresholds = report if isinstance(report, dict) else None
 
-    def _on_result(self, message: paho.MQTTMessage) -> None:
+    def _on_result(self, message: Message) -> None:
         try:
             result = FaceResult.from_json(bytes(message.payload))
         except SchemaError:
@@ -92,8 +88,8 @@ class Feeds:
         with self._cond:
             return [view.__dict__ for view in self.nodes.views(time.time())]
 
-    def _on_answer(self, message: paho.MQTTMessage) -> None:
-        correlation = getattr(message.properties, "CorrelationData", None)
+    def _on_answer(self, message: Message) -> None:
+        correlation = message.correlation_data
         try:
             answer = json.loads(message.payload)
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -107,10 +103,10 @@ class Feeds:
         """The classifiers' search-by-photo answer for one JPEG (MQTT 5 request/response), or None after
         ``timeout``."""
         correlation = uuid.uuid4().bytes
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.ResponseTopic, properties.CorrelationData = self.reply_topic, correlation
         payload = json.dumps({"images": [base64.b64encode(jpeg).decode()], "top_k": top_k}).encode()
-        self.connection.publish(self.topics.identify_request(), payload, properties=properties)
+        self.connection.publish(
+            self.topics.identify_request(), payload, response_topic=self.reply_topic, correlation_data=correlation
+        )
         with self._cond:
             self._cond.wait_for(lambda: correlation in self._answers, timeout)
             return self._answers.pop(correlation, None)

@@ -22,8 +22,8 @@ from starlette.routing import BaseRoute, Route
 
 from alert_service.store import LogQuery
 from alert_service.views_log import parse_when
-from classifier_service.gallery.enrolment import valid_person
 from facewire.errors import ConfigError, SchemaError
+from facewire.schema.gallery import valid_person
 from facewire_console.api.errors import ApiError
 from facewire_console.api.gateway import Gateway
 from facewire_console.api.keys import ApiKey, KeyStore, RateLimiter, allows

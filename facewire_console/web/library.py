@@ -25,11 +25,10 @@ import cv2
 import numpy as np
 
 from classifier_service.gallery.client import GalleryClient, GalleryTimeout
-from classifier_service.gallery.enrolment import valid_person
 from facewire.config import Settings
 from facewire.errors import FacewireError, ImageError, SchemaError
 from facewire.images import decode_image
-from facewire.schema.gallery import GalleryEvent
+from facewire.schema.gallery import GalleryEvent, valid_person
 from facewire.topics import valid_node_id
 
 SEND_SIDE = 1024  # longest side of the image sent to the classifiers
