@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from alert_service.alerts import AlertEngine, AlertService
+from alert_service.forward import HttpSender, ResultForwarder
+from alert_service.forward_queue import ForwardQueue
 from alert_service.nodes import NodeRegistry, NodeWatcher
 from alert_service.recorder import Recorder
 from alert_service.rules import RuleBook
@@ -22,6 +24,7 @@ from alert_service.webhook import AlertSender, Channel, WebhookChannel
 from facewire import __version__
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
 from facewire.config import Settings
+from facewire.errors import ConfigError
 from facewire.mqtt import MqttConnection
 from facewire.storage.url import configured
 from facewire.topics import Topics
@@ -36,12 +39,15 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("role", type=click.Choice([*ROLES, "all"]))
+@click.argument("role", type=click.Choice([*ROLES, "all", "forward"]))
 @common_options
 @click.option("--instance", default=None, help="Replica id (stable across restarts keeps its session).")
 @click.option("--database", type=click.Path(path_type=Path, dir_okay=False), default=None, help="SQLite file.")
 @click.option("--gallery", type=click.Path(path_type=Path, file_okay=False), default=None, help="Enrolment folder.")
 @click.option("--webhook", default=None, help="POST alerts to this URL.")
+@click.option("--url", "forward_url", default=None, help="forward: POST every result to this URL.")
+@click.option("--only", type=click.Choice(["all", "known", "unknown"]), default=None, help="forward: which results.")
+@click.option("--person", "people", multiple=True, help="forward: only results naming PERSON (repeatable).")
 @fail_cleanly
 def run(
     role: str,
@@ -52,8 +58,14 @@ def run(
     database: Path | None,
     gallery: Path | None,
     webhook: str | None,
+    forward_url: str | None,
+    only: str | None,
+    people: tuple[str, ...],
 ) -> None:
-    """Run one subscriber (or all of them, each in its own process) until SIGTERM / Ctrl-C."""
+    """Run one subscriber (or all of them, each in its own process) until SIGTERM / Ctrl-C.
+
+    ``forward`` is not part of ``all``: it needs an endpoint (``--url`` or ``forward.url``).
+    """
     settings = settings_from(
         config_file,
         broker_url,
@@ -62,15 +74,15 @@ def run(
         alerts={"database": database, "instance": instance, "webhook_url": webhook},
         stats={"instance": instance},
         classifier={"gallery": gallery},
+        forward={"url": forward_url, "only": only, "people": list(people) or None, "instance": instance},
     )
     stop = stop_event_on_signals()
     if role == "all":
         supervise(_child_args(config_file, broker_url, verbose, instance, database, gallery, webhook), stop)
         return
     name = instance or f"{socket.gethostname()}-{os.getpid()}"
-    {"recorder": run_recorder, "alerts": run_alerts, "stats": run_stats, "nodes": run_nodes}[role](
-        settings, name, bool(instance), stop
-    )
+    runners = {"recorder": run_recorder, "alerts": run_alerts, "stats": run_stats, "nodes": run_nodes}
+    (runners | {"forward": run_forward})[role](settings, name, bool(instance), stop)
 
 
 def _child_args(
@@ -191,3 +203,22 @@ def run_nodes(settings: Settings, name: str, _persistent: bool, stop: threading.
     click.echo(f"nodes {name} watching", err=True)
     watcher.run(stop, settings.nodes.publish_interval)
     watcher.stop()
+
+
+def run_forward(settings: Settings, name: str, persistent: bool, stop: threading.Event) -> None:
+    conf = settings.forward
+    if not conf.url:
+        raise ConfigError("forward needs an endpoint: --url URL or forward.url (FACEWIRE_FORWARD__URL)")
+    outbox = ForwardQueue(conf.queue)
+    connection = _connection(settings, "forward", name, persistent, manual_ack=True)
+    forwarder = ResultForwarder(
+        outbox, HttpSender(outbox, conf), connection, Topics(settings.mqtt.topic_prefix), conf, name
+    )
+    connection.set_will(forwarder.will())
+    connection.connect()
+    forwarder.start()
+    click.echo(f"forward {name} to {conf.url} ({outbox.depth} pending in {conf.queue})", err=True)
+    while not stop.wait(HEARTBEAT_SECONDS):
+        forwarder.heartbeat()
+    forwarder.stop()
+    outbox.close()

@@ -82,7 +82,9 @@ class EdgeSettings(Section):
     max_yaw: float = Field(0.6, description="Head-turn gate: most nose offset over the eye distance", gt=0)
     max_pitch: float = Field(0.25, description="Head-tilt gate: most nose offset from its frontal height", gt=0)
     full_scan_seconds: float = Field(
-        0.5, description="While all tracked faces are large, detect at half size; full size this often (0: always)", ge=0
+        0.5,
+        description="While all tracked faces are large, detect at half size; full size this often (0: always)",
+        ge=0,
     )
     heartbeat_seconds: float = Field(10.0, description="Interval of the status heartbeat", gt=0)
     state_dir: Path = Field(DEFAULT_STATE_DIR, description="Where the node keeps its sequence counter")
@@ -223,6 +225,20 @@ class NodeSettings(Section):
     publish_interval: float = Field(5.0, description="Seconds between published node summaries", gt=0)
 
 
+class ForwardSettings(Section):
+    url: str = Field("", description="HTTP(S) endpoint every forwarded result is POSTed to as JSON ('': forwarder off)")
+    queue: Path = Field(DEFAULT_STATE_DIR / "forward.sqlite", description="Durable outbox of results not yet delivered")
+    people: list[str] = Field(default_factory=list, description="Forward only results naming these people (empty: all)")
+    nodes: list[str] = Field(default_factory=list, description="Forward only results from these nodes (empty: all)")
+    only: Literal["all", "known", "unknown"] = Field("all", description="Forward all results, or only known / unknown")
+    timeout: float = Field(10.0, description="Seconds to wait for the endpoint's answer", gt=0)
+    backoff: float = Field(1.0, description="First pause after a failed delivery (doubles each time)", gt=0)
+    backoff_max: float = Field(60.0, description="Longest pause between delivery attempts", gt=0)
+    batch_max: int = Field(200, description="Most results committed to the outbox in one transaction", ge=1)
+    share_group: str = Field("forwarders", description="Shared-subscription group of the replicas ('': none)")
+    instance: str = Field("", description="Replica id; a stable id keeps a persistent session")
+
+
 class HomeAssistantSettings(Section):
     enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery from `facewire monitor`")
     discovery_prefix: str = Field("homeassistant", description="Home Assistant's MQTT discovery prefix", min_length=1)
@@ -274,6 +290,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     stats: StatsSettings = StatsSettings()
     nodes: NodeSettings = NodeSettings()
+    forward: ForwardSettings = ForwardSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     web: WebSettings = WebSettings()
 
