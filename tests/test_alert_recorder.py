@@ -92,7 +92,9 @@ def test_log_views_query_export_and_last_seen(broker: LocalBroker, tmp_path: Pat
         recorder.terminate()
         recorder.wait(20)
     db = ["--database", str(database)]
-    exported = run_module("facewire_console", ["log", *db, "--person", "Tony_Blair", "--format", "json", "--limit", "0"], {})
+    exported = run_module(
+        "facewire_console", ["log", *db, "--person", "Tony_Blair", "--format", "json", "--limit", "0"], {}
+    )
     assert exported.returncode == 0, exported.stderr
     rows = json.loads(exported.stdout)
     assert sorted(r["seq"] for r in rows) == [s for s in range(60) if s % 5 == 1]

@@ -57,7 +57,9 @@ def test_recommended_threshold_holds_its_far_on_unknown_people(
     # an operator has confirmed that one recorded result was a stranger
     database = tmp_path / "results.sqlite"
     SqliteResultLog(database).insert([LogRow.from_result(face("cam1", 7, "Tony_Blair", 0.47))])
-    confirmed = run_module("facewire_console", ["stats", "confirm", "cam1", "7", "--stranger", "--database", str(database)], {})
+    confirmed = run_module(
+        "facewire_console", ["stats", "confirm", "cam1", "7", "--stranger", "--database", str(database)], {}
+    )
     assert confirmed.returncode == 0, confirmed.stderr
     args = ["run", "stats", "--broker", broker.url, "--gallery", str(gallery_dir), "--instance", "st"]
     env = {"FACEWIRE_STATS__PUBLISH_INTERVAL": "0.5", "FACEWIRE_RECORDER__DATABASE": str(database)}
