@@ -116,6 +116,7 @@ def collect_photos(paths: tuple[Path, ...], person: str | None) -> list[tuple[st
 @click.option("--camera", default=None, help="Enrol PERSON from a camera index or any video source instead of photos.")
 @click.option("--frames", "wanted", type=int, default=5, show_default=True, help="With --camera: good frames to take.")
 @click.option("--max-frames", type=int, default=1500, show_default=True, help="With --camera: give up after these.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @fail_cleanly
 def enroll(
     config_file: Path | None,
@@ -131,6 +132,7 @@ def enroll(
     camera: str | None,
     wanted: int,
     max_frames: int,
+    as_json: bool,
 ) -> None:
     """Check, embed and enrol photos of PERSON (photos are checked here; only embeddings are sent)."""
     settings = settings_from(config_file, broker_url, verbose)
@@ -141,7 +143,12 @@ def enroll(
         model, vectors = enrol_from_camera(settings, camera, wanted, max_frames)
         items = [(Path(f"camera:{camera}#{frame}"), vector) for frame, vector in vectors]
         enrolled, duplicates = _send(settings, model, {subject: items}, offline, instance, replicas, timeout)
-        click.echo(f"{subject}: {enrolled} frames enrolled from {camera}, {duplicates} rejected by the gallery")
+        if as_json:
+            click.echo(json.dumps({"person": subject, "source": camera, "enrolled": enrolled, "rejected": duplicates}))
+            return
+        for path, reason in duplicates:
+            click.echo(f"rejected {path}: {reason}")
+        click.echo(f"{subject}: {enrolled} frames enrolled from {camera}, {len(duplicates)} rejected by the gallery")
         return
     person = None if by_folder else valid_person(args[0])
     paths = tuple(Path(a) for a in (args if by_folder else args[1:]))
@@ -152,7 +159,7 @@ def enroll(
     analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
     started = time.perf_counter()
     accepted: dict[str, list[tuple[Path, np.ndarray]]] = {}
-    rejected = 0
+    rejected: list[tuple[Path, str]] = []
     with progress_bar(f"checking {len(pairs)} photos") as update:
         for done, (owner, path) in enumerate(pairs, start=1):
             try:
@@ -163,19 +170,27 @@ def enroll(
                 check, reason = None, str(exc)
             if check is not None and check.vector is not None:
                 accepted.setdefault(owner, []).append((path, check.vector))
-                if list_all:
+                if list_all and not as_json:
                     click.echo(f"ok       {path}")
             else:
-                rejected += 1
-                click.echo(f"rejected {path}: {reason}")
+                rejected.append((path, reason))
+                if not as_json:
+                    click.echo(f"rejected {path}: {reason}")
             update(done, len(pairs))
     checked = time.perf_counter() - started
     model = analyzer.embedder.model_id
     enrolled, duplicates = _send(settings, model, accepted, offline, instance, replicas, timeout)
     elapsed = time.perf_counter() - started
+    if as_json:
+        refused = [{"file": str(path), "reason": reason, "by": "checks"} for path, reason in rejected]
+        refused += [{"file": str(path), "reason": reason, "by": "gallery"} for path, reason in duplicates]
+        click.echo(json.dumps({"photos": len(pairs), "enrolled": enrolled, "rejected": refused}))
+        return
+    for path, reason in duplicates:
+        click.echo(f"rejected {path}: {reason}")
     click.echo(
-        f"{len(pairs)} photos: {enrolled} enrolled, {rejected} rejected by checks, {duplicates} rejected by the"
-        f" gallery; {len(pairs) / max(checked, 1e-9):.1f} photos/s checked, {elapsed:.1f}s in all"
+        f"{len(pairs)} photos: {enrolled} enrolled, {len(rejected)} rejected by checks, {len(duplicates)} rejected by"
+        f" the gallery; {len(pairs) / max(checked, 1e-9):.1f} photos/s checked, {elapsed:.1f}s in all"
     )
 
 
@@ -211,8 +226,10 @@ def _send(
     instance: str,
     replicas: int,
     timeout: float | None,
-) -> tuple[int, int]:
-    enrolled = duplicates = 0
+) -> tuple[int, list[tuple[Path, str]]]:
+    """Send the accepted embeddings in chunks; (faces enrolled, (photo, reason) of each the gallery refused)."""
+    enrolled = 0
+    duplicates: list[tuple[Path, str]] = []
     for owner, items in accepted.items():
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
@@ -228,14 +245,14 @@ def _send(
             enrolled += int(event.get("accepted", 0))
             for result in event.get("results", []):
                 if not result["accepted"]:
-                    duplicates += 1
-                    click.echo(f"rejected {chunk[result['index']][0]}: {result['reason']}")
+                    duplicates.append((chunk[result["index"]][0], str(result["reason"])))
     return enrolled, duplicates
 
 
 @click.command()
 @gallery_options
 @click.argument("person")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @fail_cleanly
 def forget(
     config_file: Path | None,
@@ -246,10 +263,15 @@ def forget(
     replicas: int,
     timeout: float | None,
     person: str,
+    as_json: bool,
 ) -> None:
     """Erase PERSON from every replica: embeddings, negatives, enrolment photos, cached vectors."""
     settings = settings_from(config_file, broker_url, verbose)
-    for event in run_command(settings, {"op": "forget", "person": person}, offline, instance, replicas, timeout):
+    events = run_command(settings, {"op": "forget", "person": person}, offline, instance, replicas, timeout)
+    if as_json:
+        click.echo(json.dumps({"person": person, "replicas": events}))
+        return
+    for event in events:
         click.echo(f"{event['instance']}: forgot {person}: {event['removed']} (gallery {event['gallery_version']})")
 
 
@@ -257,6 +279,7 @@ def forget(
 @gallery_options
 @click.argument("old")
 @click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @fail_cleanly
 def rename(
     config_file: Path | None,
@@ -268,12 +291,15 @@ def rename(
     timeout: float | None,
     old: str,
     new: str,
+    as_json: bool,
 ) -> None:
     """Rename OLD to NEW on every replica: embeddings, negatives, last seen, dataset folder (refused if NEW exists)."""
     settings = settings_from(config_file, broker_url, verbose)
     events = run_command(settings, {"op": "rename", "person": old, "to": new}, offline, instance, replicas, timeout)
     failed = [e for e in events if e["event"] == "error"]
-    for event in (e for e in events if e["event"] == "renamed"):
+    if as_json:
+        click.echo(json.dumps({"person": old, "to": new, "replicas": events}))
+    for event in (e for e in events if e["event"] == "renamed" and not as_json):
         version = event["gallery_version"]
         click.echo(f"{event['instance']}: renamed {old} to {new}: {event['renamed']} (gallery {version})")
     if failed:
@@ -283,6 +309,7 @@ def rename(
 
 @click.command()
 @gallery_options
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @fail_cleanly
 def reload(
     config_file: Path | None,
@@ -292,10 +319,15 @@ def reload(
     instance: str,
     replicas: int,
     timeout: float | None,
+    as_json: bool,
 ) -> None:
     """Re-read the dataset folder (new photos enrolled, removed ones dropped) on every replica."""
     settings = settings_from(config_file, broker_url, verbose)
-    for event in run_command(settings, {"op": "reload"}, offline, instance, replicas, timeout):
+    events = run_command(settings, {"op": "reload"}, offline, instance, replicas, timeout)
+    if as_json:
+        click.echo(json.dumps({"replicas": events}))
+        return
+    for event in events:
         click.echo(
             f"{event['instance']}: +{event['added']} -{event['removed']} ={event['unchanged']}"
             f" ({event['rejected']} rejected), gallery {event['gallery_version']}"
@@ -309,6 +341,7 @@ def clock(ts: float) -> str:
 @click.group(invoke_without_command=True)
 @gallery_options
 @click.option("--min-size", type=int, default=2, show_default=True, help="Smallest cluster listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
 @fail_cleanly
 def unknowns(
@@ -321,6 +354,7 @@ def unknowns(
     replicas: int,
     timeout: float | None,
     min_size: int,
+    as_json: bool,
 ) -> None:
     """List clusters of unknown faces (size, first/last seen, nodes); ``unknowns name`` enrols one."""
     if ctx.invoked_subcommand is not None:
@@ -332,8 +366,11 @@ def unknowns(
     else:
         with GalleryClient(settings.mqtt, actor()) as client:
             events = client.gather({"op": "unknowns"}, quiet=1.0, timeout=timeout or 10.0)
-    table = Table("cluster", "size", "first seen", "last seen", "nodes")
     clusters = sorted((c for e in events for c in e["clusters"]), key=lambda c: -c["size"])
+    if as_json:
+        click.echo(json.dumps({"clusters": [c for c in clusters if c["size"] >= min_size]}))
+        return
+    table = Table("cluster", "size", "first seen", "last seen", "nodes")
     for cluster in (c for c in clusters if c["size"] >= min_size):
         nodes = ", ".join(f"{n} x{k}" for n, k in sorted(cluster["nodes"].items()))
         table.add_row(
@@ -359,6 +396,7 @@ def unknowns_name(obj: tuple[Any, ...], cluster: str, person: str) -> None:
 @click.command()
 @gallery_options
 @click.argument("person")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @fail_cleanly
 def whereis(
     config_file: Path | None,
@@ -369,6 +407,7 @@ def whereis(
     replicas: int,
     timeout: float | None,
     person: str,
+    as_json: bool,
 ) -> None:
     """Last known location (node and time) of PERSON, from the classifiers' results."""
     settings = settings_from(config_file, broker_url, verbose)
@@ -378,6 +417,11 @@ def whereis(
         with GalleryClient(settings.mqtt, actor()) as client:
             events = client.gather({"op": "whereis", "person": person}, quiet=0.5, timeout=timeout or 10.0)
     seen = [e for e in events if e.get("seen_at")]
+    if as_json:
+        newest = max(seen, key=lambda e: e["seen_at"]) if seen else None
+        where = {"node": newest["node"], "seen_at": newest["seen_at"]} if newest else None
+        click.echo(json.dumps({"person": person, "last_seen": where}))
+        return
     if not seen:
         click.echo(f"{person}: not seen (see also `facewire log --last-seen {person}`)")
         return
