@@ -28,11 +28,11 @@ import numpy as np
 
 from bench.common import write_json
 from classifier_service.gallery.client import GalleryClient
-from facewire.broker import LocalBroker
 from facewire.config import ModelSettings, MqttSettings
 from facewire.faces import create_analyzer
 from facewire.images import load_image
 from facewire.schema.gallery import b64_vectors
+from facewire_console.broker import LocalBroker
 from harness.probes import Probes, probe
 from harness.processes import ROOT, RunningClassifier, shared_data_dir
 

@@ -16,12 +16,12 @@ import numpy as np
 
 from bench.common import Counter, write_json
 from edge_agent.pipeline import EdgePipeline
-from facewire.broker import LocalBroker
 from facewire.config import EdgeSettings, ModelSettings, MqttSettings
 from facewire.faces import create_analyzer
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceEmbedding
 from facewire.sources import open_frames
+from facewire_console.broker import LocalBroker
 from facewire_console.demo import SAMPLE_DIR
 from harness.processes import RunningClassifier
 

@@ -28,10 +28,10 @@ import numpy as np
 
 from bench import metrics
 from bench.common import Counter
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceEmbedding
+from facewire_console.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM = 128

@@ -23,11 +23,11 @@ import numpy as np
 
 from bench import metrics
 from bench.classifier import index_costs, probes, server, synthetic_gallery
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.errors import SchemaError
 from facewire.mqtt import Message, MqttConnection
 from facewire.schema import FaceEmbedding, FaceResult
+from facewire_console.broker import LocalBroker
 
 GALLERY = 10_000
 _levels = itertools.count()

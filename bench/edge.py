@@ -290,7 +290,7 @@ def run(quick: bool, frames: int | None = None) -> dict[str, Any]:
     """Every combination; each row's frames/s over the naive baseline's of the same run (``ratio_to_naive``)
     and over the pre-issue-20 pipeline's (``ratio_to_every_face``), in wall time and in CPU time (on a
     shared machine a run may wait for the CPU; frames per CPU second count only the work done)."""
-    from facewire.broker import LocalBroker
+    from facewire_console.broker import LocalBroker
 
     limit = frames or (120 if quick else 10_000)
     with tempfile.TemporaryDirectory() as tmp, LocalBroker(Path(tmp) / "broker") as broker:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import write_json
-from facewire.broker import LocalBroker
+from facewire_console.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEO = ROOT / "data" / "sample" / "short_hamilton_clip.mp4"

@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 
 from bench.common import Counter
-from facewire.broker import LocalBroker
 from facewire.config import ModelSettings, MqttSettings
 from facewire.faces import create_analyzer
 from facewire.mqtt import MqttConnection, parse_broker_url
 from facewire.schema import FaceEmbedding
+from facewire_console.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "data" / "sample" / "short_hamilton_clip.mp4"

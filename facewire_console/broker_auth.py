@@ -21,9 +21,9 @@ import secrets
 import signal
 from pathlib import Path
 
-from facewire.broker import BROKER_CONF
 from facewire.errors import BrokerError, ConfigError
 from facewire.topics import valid_node_id
+from facewire_console.broker import BROKER_CONF
 
 BROKER_DIR = BROKER_CONF.parent
 SECURE_CONF = BROKER_DIR / "secure.conf"

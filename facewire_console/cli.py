@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from facewire import __version__
-from facewire.broker import LocalBroker, free_port
 from facewire.cli_common import fail_cleanly, stop_event_on_signals
 from facewire.config import reference_rows
 from facewire.logs import setup_logging
+from facewire_console.broker import LocalBroker, free_port
 from facewire_console.broker_auth import ROLE_ACCOUNTS, add_node, add_role, reload_broker, render_secure_config
 from facewire_console.config_show import merged_rows
 from facewire_console.demo import SAMPLE_DIR, run_demo

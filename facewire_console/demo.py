@@ -13,7 +13,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.errors import FacewireError, SchemaError
 from facewire.mqtt import Message, MqttConnection
@@ -21,6 +20,7 @@ from facewire.presentation import result_style
 from facewire.schema import FaceResult
 from facewire.schema.status import ServiceStatus
 from facewire.topics import Topics
+from facewire_console.broker import LocalBroker
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 

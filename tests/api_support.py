@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from classifier_service.gallery.client import GalleryClient
-from facewire.broker import LocalBroker, free_port
 from facewire.config import MqttSettings
+from facewire_console.broker import LocalBroker, free_port
 from harness.processes import RunningClassifier, run_module, start_module
 from tests.gallery_support import KNOWN, make_gallery, photos
 

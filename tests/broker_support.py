@@ -15,8 +15,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from facewire.broker import LocalBroker, free_port
 from facewire.config import MqttSettings
+from facewire_console.broker import LocalBroker, free_port
 from facewire_console.broker_auth import ACL_FILE, add_account, render_secure_config
 from harness.processes import ROOT
 

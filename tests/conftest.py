@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from facewire.broker import LocalBroker
 from facewire.config import ModelSettings
 from facewire.faces import FaceAnalyzer, create_analyzer
+from facewire_console.broker import LocalBroker
 from harness.processes import SAMPLE, shared_data_dir
 from tests.pg_support import database_url, postgres_server, postgres_url  # noqa: F401  (PostgreSQL fixtures)
 

@@ -15,11 +15,11 @@ from typing import ClassVar
 import pytest
 
 from alert_service.sqlite_alerts import SqliteAlertStore
-from facewire.broker import LocalBroker
 from facewire.erasure import erasure_marker
 from facewire.schema import Alert, FaceResult
 from facewire.schema.gallery import GalleryEvent
 from facewire.topics import Topics
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, run_module, start_module
 from tests.alert_support import T0, face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
 

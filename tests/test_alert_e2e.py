@@ -11,8 +11,8 @@ import pytest
 
 from alert_service.sqlite_alerts import SqliteAlertStore
 from alert_service.sqlite_log import SqliteResultLog
-from facewire.broker import LocalBroker
 from facewire.topics import Topics
+from facewire_console.broker import LocalBroker
 from harness.processes import SAMPLE, Collector, run_module, start_module
 from tests.alert_support import log_tail, wait_for_online, wait_until
 

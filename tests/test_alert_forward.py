@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from alert_service.forward_queue import ForwardQueue
-from facewire.broker import LocalBroker
 from facewire.erasure import erasure_marker
 from facewire.schema import FaceResult
+from facewire_console.broker import LocalBroker
 from harness.processes import start_module
 from tests.alert_support import face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
 

@@ -6,9 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from facewire.broker import LocalBroker
 from facewire.schema.status import NodeStatus
 from facewire.topics import Topics
+from facewire_console.broker import LocalBroker
 from harness.processes import SAMPLE, Collector, run_module, start_module
 from tests.alert_support import log_tail, publish_all, wait_for_online, wait_until
 

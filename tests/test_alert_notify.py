@@ -13,9 +13,9 @@ from typing import ClassVar
 import pytest
 
 from alert_service.webhook import AlertSender
-from facewire.broker import LocalBroker
 from facewire.errors import ConfigError
 from facewire.schema import Alert
+from facewire_console.broker import LocalBroker
 from harness.processes import start_module
 from tests.alert_support import T0, face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from alert_service.recorder import Recorder
 from alert_service.sqlite_log import SqliteResultLog
 from alert_service.store import LogQuery, LogRow
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings, RecorderSettings
 from facewire.erasure import erasure_marker
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceResult
 from facewire.schema.gallery import GalleryEvent
 from facewire.topics import Topics
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, run_module, start_module
 from tests.alert_support import face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
 

@@ -10,13 +10,13 @@ import pytest
 
 from alert_service.sqlite_log import SqliteResultLog
 from alert_service.store import LogRow
-from facewire.broker import LocalBroker
 from facewire.config import ModelSettings
 from facewire.faces import FaceAnalyzer
 from facewire.gallery_folder import EmbeddingCache, build_gallery, embed_photo
 from facewire.models.registry import sha256_file
 from facewire.schema.stats import ThresholdReport
 from facewire.topics import Topics
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, run_module, start_module
 from tests.alert_support import face, log_tail, publish_all, results_payloads, wait_for_online
 

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.errors import ImageError, SchemaError
 from facewire.images import decode_image
 from facewire.mqtt import MqttConnection
 from facewire.schema import Alert, FaceResult
 from facewire.schema.gallery import COMMON, FIELDS, OPS, GalleryCommand
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, RunningClassifier
 from tests.reliability_support import ResultCounter
 from tests.test_schema import embedding, unit

@@ -13,10 +13,10 @@ from classifier_service.core import Classifier
 from classifier_service.gallery.client import GalleryClient
 from classifier_service.matcher import Matcher
 from classifier_service.service import ClassifierService
-from facewire.broker import LocalBroker
 from facewire.config import ClassifierSettings, MqttSettings
 from facewire.mqtt import MqttConnection
 from facewire.topics import Topics
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, RunningClassifier, status_online
 from tests.gallery_support import KNOWN, make_gallery, photos
 from tests.test_schema import embedding, unit

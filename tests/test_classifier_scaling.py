@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from facewire.broker import LocalBroker
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
+from facewire_console.broker import LocalBroker
 from harness.probes import Probes
 from harness.processes import ROOT, SAMPLE, Collector, run_module, status_online
 

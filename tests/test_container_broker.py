@@ -25,11 +25,11 @@ import paho.mqtt.client as paho
 import pytest
 import yaml
 
-from facewire.broker import free_port
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError, ConfigError
 from facewire.mqtt import MqttConnection, Will, broker_password
 from facewire.topics import Topics
+from facewire_console.broker import free_port
 from harness.processes import ROOT, run_module
 from tests.broker_support import RoleClient
 

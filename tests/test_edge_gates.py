@@ -17,12 +17,12 @@ from edge_agent.detection import AdaptiveDetection
 from edge_agent.pipeline import EdgePipeline
 from edge_agent.quality import Gates, pitch_offset
 from edge_agent.tracking import FaceTracker, iou
-from facewire.broker import LocalBroker
 from facewire.config import EdgeSettings
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
 from facewire.models.detector import Detection
 from facewire.sources import Frame, open_frames, source_fps
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, run_module
 
 GATES = Gates.of(EdgeSettings())

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from edge_agent.overlay import KNOWN
-from facewire.broker import LocalBroker
 from facewire.schema import FaceEmbedding
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, RunningClassifier, run_module, start_module
 
 

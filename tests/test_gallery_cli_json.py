@@ -1,4 +1,4 @@
-"""`--json` on the gallery commands (issue 19.8): enroll, whereis, rename, reload, unknowns and forget on a real store."""
+"""`--json` on the gallery commands (issue 19.8): enroll, whereis, rename, reload, unknowns, forget on a real store."""
 
 from __future__ import annotations
 

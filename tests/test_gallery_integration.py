@@ -18,12 +18,12 @@ import pytest
 
 from classifier_service.gallery.client import GalleryClient
 from classifier_service.gallery.index_file import INDEX_FILE
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.faces import FaceAnalyzer
 from facewire.gallery_folder import EmbeddingCache, build_gallery
 from facewire.models.registry import sha256_file
 from facewire.mqtt import MqttConnection
+from facewire_console.broker import LocalBroker
 from harness.probes import Probes
 from harness.processes import Collector, RunningClassifier, run_module
 from tests.gallery_support import KNOWN, b64_file, largest_embedding, make_gallery, photos

@@ -18,13 +18,13 @@ from classifier_service.gallery.client import GalleryClient
 from classifier_service.gallery.factory import open_gallery_store
 from classifier_service.gallery.store import GalleryStore, NewEmbedding
 from classifier_service.identify_service import request_identify
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.erasure import erasure_marker
 from facewire.errors import SchemaError
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
 from facewire.schema.gallery import GalleryCommand
+from facewire_console.broker import LocalBroker
 from harness.probes import Probes
 from harness.processes import RunningClassifier, run_module
 from tests.gallery_support import KNOWN, b64_file, largest_embedding, make_gallery, photos

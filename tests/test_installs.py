@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from facewire.broker import LocalBroker
+from facewire_console.broker import LocalBroker
 from harness.processes import ROOT, SAMPLE, Collector, RunningClassifier, status_online
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test builds a virtualenv

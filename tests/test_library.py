@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from classifier_service.library_clusters import NOISE, bcubed_scores, pairwise_scores, recluster
-from facewire.broker import LocalBroker
 from facewire.config import ModelSettings
 from facewire.faces import create_analyzer
 from facewire.images import load_image
+from facewire_console.broker import LocalBroker
 from harness.probes import Probes
 from harness.processes import SAMPLE, RunningClassifier, run_module, start_module
 

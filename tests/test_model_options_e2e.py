@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from facewire.broker import LocalBroker
 from facewire.models.mediapipe_faces import mediapipe_available
 from facewire.models.metadata import read_metadata
 from facewire.schema import FaceResult
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, RunningClassifier, run_module
 from tests.model_support import export_random, need_torch, tiny_clip
 

@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from facewire.broker import LocalBroker
 from facewire.schema.gallery import GalleryEvent
 from facewire.topics import Topics, matches
+from facewire_console.broker import LocalBroker
 from facewire_console.monitor.homeassistant import HomeAssistantBridge, Publication, gallery_people, slug
 from harness.processes import Collector
 from tests.monitor_stream import TOPICS, facewire_command, make_results, make_stream, publish

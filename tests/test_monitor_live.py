@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facewire.broker import LocalBroker
 from facewire.schema import FaceEmbedding
+from facewire_console.broker import LocalBroker
 from tests.monitor_stream import TOPICS, Tmux, expected, facewire_command, make_results, make_stream, publish
 
 

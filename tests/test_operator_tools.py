@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facewire.broker import LocalBroker
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, RunningClassifier, run_module
 from tests.test_spine_integration import split_sample
 

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from alert_service.store_factory import open_result_log
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
+from facewire_console.broker import LocalBroker
 from harness.faults import recorded, start_recorder
 from harness.processes import Collector, start_module
 from tests.test_schema import result

@@ -20,10 +20,10 @@ import pytest
 from classifier_service.gallery.client import GalleryClient
 from edge_agent.forwarder import Forwarder
 from edge_agent.spool import Spool
-from facewire.broker import LocalBroker, free_port
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError
 from facewire.mqtt import MqttConnection
+from facewire_console.broker import LocalBroker, free_port
 from harness.processes import Collector, RunningClassifier, run_module
 from tests.broker_support import RoleClient, SecureBroker, start_secure_broker
 from tests.test_schema import embedding

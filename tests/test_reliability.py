@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.spool import Spool
-from facewire.broker import LocalBroker
 from facewire.schema import FaceEmbedding
+from facewire_console.broker import LocalBroker
 from harness.faults import SpooledPublisher, recorded, start_recorder
 from harness.processes import Collector, RunningClassifier, start_module
 from tests.reliability_support import DurableCollector, ResultCounter, spool_depth_logged, synthetic_stream

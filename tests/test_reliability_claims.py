@@ -8,9 +8,9 @@ import signal
 import time
 from pathlib import Path
 
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, RunningClassifier, start_module
 from tests.broker_support import start_secure_broker
 from tests.reliability_support import ResultCounter, synthetic_stream

@@ -23,10 +23,10 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from facewire.broker import LocalBroker, free_port
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection, Will
 from facewire.schema import FaceResult
+from facewire_console.broker import LocalBroker, free_port
 from facewire_console.healthcheck import main as healthcheck
 from harness.processes import Collector, RunningClassifier, run_module
 

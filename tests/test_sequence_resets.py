@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.sequence import SequenceCounter
-from facewire.broker import LocalBroker
+from facewire_console.broker import LocalBroker
 from harness.faults import recorded, start_recorder
 from harness.processes import RunningClassifier, run_module
 from tests.test_spine_integration import split_sample

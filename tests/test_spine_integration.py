@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from facewire.broker import LocalBroker
 from facewire.schema import FaceResult
+from facewire_console.broker import LocalBroker
 from harness.processes import ROOT, Collector, RunningClassifier, run_module
 from tests.test_schema import embedding
 

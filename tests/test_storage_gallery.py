@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from classifier_service.gallery.client import GalleryClient
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
+from facewire_console.broker import LocalBroker
 from harness.processes import RunningClassifier
 from tests.gallery_support import KNOWN, b64_file, make_gallery, photos
 

@@ -12,13 +12,13 @@ from pathlib import Path
 from alert_service.recorder import Recorder
 from alert_service.store import LogQuery, LogRow
 from alert_service.store_factory import open_alert_store, open_result_log
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings, RecorderSettings
 from facewire.erasure import erasure_marker
 from facewire.mqtt import MqttConnection
 from facewire.schema import Alert, FaceResult
 from facewire.schema.gallery import GalleryEvent
 from facewire.topics import Topics
+from facewire_console.broker import LocalBroker
 from harness.processes import Collector, run_module, start_module
 from tests.alert_support import T0, face, log_tail, publish_all, results_payloads, wait_for_online, wait_until
 from tests.pg_support import PostgresServer

@@ -18,10 +18,10 @@ import pytest
 from alert_service.sqlite_alerts import SqliteAlertStore
 from alert_service.sqlite_log import SqliteResultLog
 from alert_service.store import LogRow
-from facewire.broker import LocalBroker
 from facewire.faces import FaceAnalyzer
 from facewire.schema import FaceResult
 from facewire.schema.status import NodeStatus
+from facewire_console.broker import LocalBroker
 from harness.probes import probe
 from harness.processes import SAMPLE, Collector, RunningClassifier, run_module, start_module
 from tests.alert_support import face, publish_all, wait_until

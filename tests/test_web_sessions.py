@@ -11,7 +11,7 @@ import re
 import urllib.parse
 from pathlib import Path
 
-from facewire.broker import LocalBroker
+from facewire_console.broker import LocalBroker
 from harness.processes import run_module
 from tests.web_support import PASSWORD, USER, RunningWeb
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from facewire.broker import free_port
+from facewire_console.broker import free_port
 from harness.processes import ROOT, start_module
 
 CHROMIUM = Path("/usr/bin/chromium")
