@@ -69,6 +69,10 @@ LAZY_COMMANDS = {
         "alert_service.views:nodes_command",
         "Edge nodes with their state (online / stale / offline), rates and queue depth.",
     ),
+    "people": (
+        "classifier_service.gallery.cli:people",
+        "Enrolled people: photos, when enrolled, where and when last seen (every replica's answer merged).",
+    ),
     "reload": (
         "classifier_service.gallery.cli:reload",
         "Re-read the dataset folder (new photos enrolled, removed ones dropped) on every replica.",

@@ -429,4 +429,50 @@ def whereis(
     click.echo(f"{person} last seen on {newest['node']} at {clock(newest['seen_at'])}")
 
 
-COMMANDS = [enroll, forget, rename, reload, unknowns, whereis]
+@click.command()
+@gallery_options
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@fail_cleanly
+def people(
+    config_file: Path | None,
+    broker_url: str | None,
+    verbose: int,
+    offline: bool,
+    instance: str,
+    replicas: int,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Enrolled people: photos, when enrolled, where and when last seen (every replica's answer merged)."""
+    settings = settings_from(config_file, broker_url, verbose)
+    if offline:
+        events = run_command(settings, {"op": "people"}, True, instance, 1, timeout)
+    else:
+        with GalleryClient(settings.mqtt, actor()) as client:
+            events = client.gather({"op": "people"}, quiet=0.5, timeout=timeout or 10.0)
+    roster = merge_rosters([e.get("roster", []) for e in events])
+    if as_json:
+        click.echo(json.dumps({"people": roster}))
+        return
+    table = Table("person", "photos", "enrolled", "last seen", "where")
+    for entry in roster:
+        seen = entry["last_seen"]
+        when, where = (clock(seen["at"]), seen["node"]) if seen else ("-", "-")
+        table.add_row(entry["person"], str(entry["photos"]), clock(entry["enrolled"]), when, where)
+    Console().print(table)
+
+
+def merge_rosters(rosters: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One entry per person from several replicas: most photos, first enrolled, newest sighting."""
+    merged: dict[str, dict[str, Any]] = {}
+    for entry in (e for roster in rosters for e in roster):
+        have = merged.setdefault(entry["person"], dict(entry))
+        have["photos"] = max(have["photos"], entry["photos"])
+        have["enrolled"] = min(have["enrolled"], entry["enrolled"])
+        seen, theirs = have["last_seen"], entry["last_seen"]
+        if theirs and (not seen or theirs["at"] > seen["at"]):
+            have["last_seen"] = theirs
+    return [merged[name] for name in sorted(merged)]
+
+
+COMMANDS = [enroll, forget, rename, reload, unknowns, whereis, people]

@@ -24,6 +24,7 @@ FINAL_EVENTS = {
     "rename": {"renamed", "error"},
     "unknowns": {"unknowns"},
     "whereis": {"whereis"},
+    "people": {"people"},
     "status": {"status"},
 }
 

@@ -48,6 +48,7 @@ def apply_command(manager: GalleryManager, command: GalleryCommand, cache_file: 
         "name-cluster": _name_cluster,
         "rename": _rename,
         "whereis": _whereis,
+        "people": _people,
         "sync": _sync,
         "status": lambda m, c: Outcome([m.event(c, "status", people_list=m.store.people(m.model_id))]),
     }[command.op]
@@ -237,6 +238,19 @@ def _whereis(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     found = manager.store.last_seen(command.person)
     fields = {"node": found[0], "seen_at": found[1]} if found else {"node": None, "seen_at": None}
     return Outcome([manager.event(command, "whereis", person=command.person, **fields)])
+
+
+def _people(manager: GalleryManager, command: GalleryCommand) -> Outcome:
+    roster = [
+        {
+            "person": entry.person,
+            "photos": entry.photos,
+            "enrolled": entry.enrolled,
+            "last_seen": {"node": entry.seen_node, "at": entry.seen_at} if entry.seen_node else None,
+        }
+        for entry in manager.store.roster(manager.model_id)
+    ]
+    return Outcome([manager.event(command, "people", roster=roster)])
 
 
 def _unknowns_like(manager: GalleryManager, person: str) -> int:

@@ -26,7 +26,7 @@ from classifier_service.gallery.statements import (
     tombstone_secret,
     vector_blob,
 )
-from classifier_service.gallery.store import ForgetCounts, GalleryStore, NewEmbedding, Rows, Unknown
+from classifier_service.gallery.store import ForgetCounts, GalleryStore, NewEmbedding, RosterEntry, Rows, Unknown
 
 CHUNK = 500  # ids per ``IN (...)`` list: below SQLite's bound-parameter limit
 
@@ -237,6 +237,19 @@ class SqlGalleryStore(GalleryStore):
                 " SET node = excluded.node, ts = excluded.ts WHERE excluded.ts > last_seen.ts",
                 sightings,
             )
+
+    def roster(self, model: str) -> list[RosterEntry]:
+        with self._read() as sql:
+            found = sql.run(
+                "SELECT e.person, count(*), min(e.created), l.node, l.ts FROM embeddings e"
+                " LEFT JOIN last_seen l ON l.person = e.person WHERE e.model = ?"
+                f" GROUP BY e.person, l.node, l.ts ORDER BY e.person{self.byte_order}",
+                model,
+            ).fetchall()
+        return [
+            RosterEntry(str(person), int(photos), float(enrolled), node, None if ts is None else float(ts))
+            for person, photos, enrolled, node, ts in found
+        ]
 
     def last_seen(self, person: str) -> tuple[str, float] | None:
         with self._read() as sql:

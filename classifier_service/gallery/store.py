@@ -77,6 +77,17 @@ def vector_source(vector: np.ndarray) -> str:
     return "vec:" + hashlib.sha256(np.asarray(vector, dtype="<f2").tobytes()).hexdigest()
 
 
+@dataclass(frozen=True)
+class RosterEntry:
+    """One enrolled person as ``facewire people`` lists them."""
+
+    person: str
+    photos: int
+    enrolled: float
+    seen_node: str | None
+    seen_at: float | None
+
+
 class GalleryStore(ABC):
     """Persistence of one gallery replica. Implementations are safe to call from several threads."""
 
@@ -165,6 +176,10 @@ class GalleryStore(ABC):
     @abstractmethod
     def last_seen(self, person: str) -> tuple[str, float] | None:
         """(node, ts) of the person's newest sighting."""
+
+    @abstractmethod
+    def roster(self, model: str) -> list[RosterEntry]:
+        """Every enrolled person: photos (embeddings), when first enrolled, where and when last seen."""
 
     @abstractmethod
     def close(self) -> None: ...

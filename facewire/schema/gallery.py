@@ -33,6 +33,7 @@ FIELDS = {
     "enroll": {"person", "images", "embeddings", "model", "sources"},
     "forget": {"person"},
     "whereis": {"person"},
+    "people": set(),
     "reload": set(),
     "reject": {"result"},
     "relabel": {"result", "person"},
