@@ -20,26 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from facewire.config import EdgeSettings
-from facewire.faces import Face, yaw_ratio
+from facewire.faces import Face, pitch_offset, yaw_ratio
 from facewire.models.detector import Detection
 
-FRONTAL_PITCH = 0.55  # nose height between eye line (0) and mouth line (1) of a frontal face (lfw-dev median)
 REASONS = ("small", "yaw", "pitch", "blurred", "unmasked")
-
-
-def pitch_offset(landmarks: np.ndarray | None) -> float:
-    """How far the nose sits from its frontal height between the eye and mouth lines (0 frontal, ± tilted)."""
-    if landmarks is None:
-        return 0.0
-    eye_y = (landmarks[0][1] + landmarks[1][1]) / 2
-    mouth_y = (landmarks[3][1] + landmarks[4][1]) / 2
-    span = float(mouth_y - eye_y)
-    if span <= 0:
-        return 1.0  # mouth at or above the eyes: upside down or a landmark failure
-    return float((landmarks[2][1] - eye_y) / span) - FRONTAL_PITCH
 
 
 @dataclass(frozen=True)

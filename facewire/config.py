@@ -155,6 +155,12 @@ class GallerySettings(Section):
     second_face_ratio: float = Field(
         0.6, description="A second face at least this fraction of the largest's size rejects a photo", gt=0, le=1
     )
+    max_yaw: float = Field(0.6, description="Enrolment pose check: most head turn (nose offset / eye distance)", gt=0)
+    max_pitch: float = Field(0.25, description="Enrolment pose check: most head tilt (nose height offset)", gt=0)
+    min_contrast: float = Field(20.0, description="Least grey-level spread (std) of the aligned face crop", ge=0)
+    min_face_brightness: float = Field(
+        0.5, description="Back-light check: least face brightness as a fraction of the whole photo's", ge=0
+    )
     duplicate_cosine: float = Field(
         0.97, description="Cosine at which a new embedding duplicates an enrolled one", gt=0, le=1
     )

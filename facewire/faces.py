@@ -45,6 +45,21 @@ def yaw_ratio(landmarks: np.ndarray | None) -> float:
     return float((landmarks[2][0] - eye_mid[0]) / eye_distance)
 
 
+FRONTAL_PITCH = 0.55  # nose height between eye line (0) and mouth line (1) of a frontal face (lfw-dev median)
+
+
+def pitch_offset(landmarks: np.ndarray | None) -> float:
+    """How far the nose sits from its frontal height between the eye and mouth lines (0 frontal, ± tilted)."""
+    if landmarks is None:
+        return 0.0
+    eye_y = (landmarks[0][1] + landmarks[1][1]) / 2
+    mouth_y = (landmarks[3][1] + landmarks[4][1]) / 2
+    span = float(mouth_y - eye_y)
+    if span <= 0:
+        return 1.0  # mouth at or above the eyes: upside down or a landmark failure
+    return float((landmarks[2][1] - eye_y) / span) - FRONTAL_PITCH
+
+
 class FaceMasker(Protocol):
     id: str
 

@@ -15,10 +15,10 @@ import numpy as np
 from bench.edge_names import NameLog, sample_matcher
 from edge_agent.detection import AdaptiveDetection
 from edge_agent.pipeline import EdgePipeline
-from edge_agent.quality import Gates, pitch_offset
+from edge_agent.quality import Gates
 from edge_agent.tracking import FaceTracker, iou
 from facewire.config import EdgeSettings
-from facewire.faces import FaceAnalyzer
+from facewire.faces import FaceAnalyzer, pitch_offset
 from facewire.images import load_image
 from facewire.models.detector import Detection
 from facewire.sources import Frame, open_frames, source_fps

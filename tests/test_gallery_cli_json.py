@@ -41,7 +41,9 @@ def test_every_gallery_command_prints_json(tmp_path: Path) -> None:
     assert forgot["person"] == "Tony_Blair" and forgot["replicas"][0]["event"] == "forgotten"  # type: ignore[index]
 
 
-@pytest.mark.parametrize("command", ["enroll", "forget", "rename", "reload", "unknowns", "whereis", "people", "log", "scan"])
+@pytest.mark.parametrize(
+    "command", ["enroll", "forget", "rename", "reload", "unknowns", "whereis", "people", "log", "scan"]
+)
 def test_the_help_of_each_data_command_offers_json(command: str) -> None:
     done = run_module("facewire_console", [command, "--help"], {})
     assert done.returncode == 0 and "--json" in done.stdout, done.stdout
