@@ -2,7 +2,7 @@
 
     facewire bench chaos --minutes 2
 
-A mosquitto (facewire.broker.LocalBroker), two classifier replicas in the shared-subscription group and an
+A mosquitto (facewire_console.broker.LocalBroker), two classifier replicas in the shared-subscription group and an
 ``alert-service run recorder`` run as real processes. An edge's own spool and forwarder publish probe embeddings
 of one node at a steady rate while the faults take turns: broker kill -9 and restart, a classifier replica
 kill -9 and restart, the edge cut off from the broker (the broker stopped while the edge keeps producing: its
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from bench.common import machine_line, output_dir, table, update_section, write_json
-from facewire.broker import LocalBroker
 from facewire.config import MqttSettings
 from facewire.errors import SchemaError
 from facewire.mqtt import Message, MqttConnection
 from facewire.schema import DeadLetter, FaceResult
+from facewire_console.broker import LocalBroker
 from harness.faults import SpooledPublisher, recorded, start_recorder
 from harness.probes import probe
 from harness.processes import SAMPLE, RunningClassifier
@@ -149,6 +149,8 @@ class Chaos:
         self.restarts: Counter[str] = Counter()
         self.unexpected_exits: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.flooded: Counter[str] = Counter()
+        self.flood_unconfirmed = 0
         self._stop = threading.Event()
         self._producer = threading.Thread(target=self._produce, name="chaos-producer", daemon=True)
         self._producer.start()
@@ -193,7 +195,11 @@ class Chaos:
             for payload in malformed_payloads():
                 for kind in ("embeddings", "results"):
                     connection.publish(f"facewire/{kind}/{NODE}", payload)
-        time.sleep(1.0)
+                    self.flooded[kind] += 1
+        deadline = time.monotonic() + 30.0
+        while connection.tracker.outstanding and time.monotonic() < deadline:
+            time.sleep(0.05)  # every garbage message at the broker (PUBACK) before the flooder leaves
+        self.flood_unconfirmed += connection.tracker.outstanding
         connection.close()
 
     def slow_subscriber(self) -> None:
@@ -242,6 +248,21 @@ class Chaos:
             time.sleep(0.5)
         return False
 
+    def wait_dead_letters(self, timeout: float = 30.0) -> None:
+        """Wait (bounded) until the classifiers and the recorder dead-lettered as much garbage as was flooded."""
+        deadline = time.monotonic() + timeout
+        expected = (self.flooded["embeddings"], self.flooded["results"])
+        while time.monotonic() < deadline and not all(map(int.__ge__, self.dead_lettered(), expected)):
+            time.sleep(0.5)
+
+    def dead_lettered(self) -> tuple[int, int]:
+        """Dead letters of (the classifiers, the recorder) so far."""
+        reasons = dict(self.deadletters.reasons)
+        by = Counter({service: 0 for service in ("classifier", "recorder")})
+        for key, count in reasons.items():
+            by[key.split(":", 1)[0]] += count
+        return by["classifier"], by["recorder"]
+
     def recorded_seqs(self) -> Counter[int]:
         """Rows of the node in the recorder's log per seq (UNIQUE (node, seq) makes each 1, if it holds)."""
         with sqlite3.connect(self.database) as db:
@@ -286,6 +307,9 @@ class Chaos:
             "unexpected_exits": dict(self.unexpected_exits),
             "malformed_results_seen": self.results.malformed,
             "deadletters": dict(self.deadletters.reasons),
+            "flooded": dict(self.flooded),
+            "flood_unconfirmed": self.flood_unconfirmed,
+            "dead_lettered": dict(zip(("classifier", "recorder"), self.dead_lettered(), strict=True)),
             "slow_subscribers": [sum(t.snapshot().values()) for t in self.slow],
         }
 
@@ -298,6 +322,7 @@ def run(minutes: float, rate: float = 20.0, workdir: Path | None = None) -> dict
     try:
         chaos.run_faults(minutes * 60.0)
         drained = chaos.drain()
+        chaos.wait_dead_letters()
         time.sleep(2.0)  # the slow subscribers' last messages
         data = chaos.figures(drained, time.monotonic() - started)
     finally:
@@ -321,6 +346,15 @@ def publish(data: dict[str, Any], command: str) -> Path:
         ("unexpected process exits", sum(data["unexpected_exits"].values())),
         ("edge spool peak / dropped", f"{data['spool_peak']} / {data['spool_dropped']}"),
         ("faults injected", ", ".join(f"{k} {v}" for k, v in data["faults"].items())),
+        (
+            "malformed embeddings / results flooded (at the broker)",
+            f"{data['flooded'].get('embeddings', 0)} / {data['flooded'].get('results', 0)}"
+            f" ({data['flood_unconfirmed']} unconfirmed)",
+        ),
+        (
+            "dead-lettered by the classifiers / the recorder",
+            f"{data['dead_lettered']['classifier']} / {data['dead_lettered']['recorder']}",
+        ),
         ("malformed results seen by a subscriber", data["malformed_results_seen"]),
         ("dead letters", ", ".join(f"{k} {v}" for k, v in sorted(data["deadletters"].items())) or "none"),
         ("slow subscribers received", ", ".join(str(n) for n in data["slow_subscribers"])),

@@ -150,6 +150,8 @@ def test_chaos_tiny_loses_nothing(tmp_path: Path) -> None:
     assert (data["lost"], data["results_missing"], data["rows_duplicated"]) == (0, 0, 0)
     assert data["rows_recorded"] == data["faces_captured"] and data["rows_other_keys"] == 0
     assert data["unexpected_exits"] == {}
+    flooded, lettered = data["flooded"], data["dead_lettered"]  # the flood comes first, before any restart
+    assert lettered["classifier"] >= flooded["embeddings"] > 0 and lettered["recorder"] >= flooded["results"] > 0
     assert "<!-- bench:chaos -->" in (tmp_path / "RELIABILITY.md").read_text()
 
 
