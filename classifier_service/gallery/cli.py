@@ -7,11 +7,13 @@ is only safe while no classifier runs on that store (see docs/gallery.md).
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,15 +42,59 @@ CHUNK = 256  # ~90 KB of base64 float16 per command: well under the broker's max
 console = Console(stderr=True)
 
 
+@dataclass(frozen=True)
+class GalleryTarget:
+    """Where a gallery command goes: the classifiers over MQTT, or one replica's store (``--offline``)."""
+
+    settings: Settings
+    offline: bool
+    instance: str
+    replicas: int
+    timeout: float | None
+
+    def run(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+        """Apply one command offline, or send it and wait for ``replicas`` answers."""
+        return run_command(self.settings, command, self.offline, self.instance, self.replicas, self.timeout)
+
+    def gather(self, command: dict[str, Any], quiet: float) -> list[dict[str, Any]]:
+        """Every replica's answer to a read-only command (the one store's, offline)."""
+        if self.offline:
+            return run_command(self.settings, command, True, self.instance, 1, self.timeout)
+        with GalleryClient(self.settings.mqtt, actor()) as client:
+            return client.gather(command, quiet=quiet, timeout=self.timeout or 10.0)
+
+
 def gallery_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--offline, --instance, --replicas, --timeout on top of the common options."""
-    func = click.option("--timeout", type=float, default=None, help="Seconds to wait for the classifiers.")(func)
-    func = click.option("--replicas", type=int, default=1, show_default=True, help="Replicas that must answer.")(func)
-    func = click.option("--instance", default="", help="Offline: the replica whose store to use ('' : default).")(func)
-    func = click.option("--offline", is_flag=True, help="Act on the store directly (no classifier may be running).")(
-        func
+    """The common options, --offline, --instance, --replicas, --timeout and --json: the command is called
+    with a :class:`GalleryTarget` (after the click context, if it takes one) and ``as_json``."""
+
+    @functools.wraps(func)
+    def with_target(
+        config_file: Path | None,
+        broker_url: str | None,
+        verbose: int,
+        offline: bool,
+        instance: str,
+        replicas: int,
+        timeout: float | None,
+        **kwargs: Any,
+    ) -> Any:
+        target = GalleryTarget(settings_from(config_file, broker_url, verbose), offline, instance, replicas, timeout)
+        return func(target, **kwargs)
+
+    command = fail_cleanly(with_target)
+    command = click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")(command)
+    command = click.option("--timeout", type=float, default=None, help="Seconds to wait for the classifiers.")(command)
+    command = click.option("--replicas", type=int, default=1, show_default=True, help="Replicas that must answer.")(
+        command
     )
-    return common_options(func)
+    command = click.option("--instance", default="", help="Offline: the replica whose store to use ('' : default).")(
+        command
+    )
+    command = click.option("--offline", is_flag=True, help="Act on the store directly (no classifier may be running).")(
+        command
+    )
+    return common_options(command)
 
 
 def actor() -> str:
@@ -116,16 +162,8 @@ def collect_photos(paths: tuple[Path, ...], person: str | None) -> list[tuple[st
 @click.option("--camera", default=None, help="Enrol PERSON from a camera index or any video source instead of photos.")
 @click.option("--frames", "wanted", type=int, default=5, show_default=True, help="With --camera: good frames to take.")
 @click.option("--max-frames", type=int, default=1500, show_default=True, help="With --camera: give up after these.")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@fail_cleanly
 def enroll(
-    config_file: Path | None,
-    broker_url: str | None,
-    verbose: int,
-    offline: bool,
-    instance: str,
-    replicas: int,
-    timeout: float | None,
+    target: GalleryTarget,
     args: tuple[str, ...],
     by_folder: bool,
     list_all: bool,
@@ -135,16 +173,17 @@ def enroll(
     as_json: bool,
 ) -> None:
     """Check, embed and enrol photos of PERSON (photos are checked here; only embeddings are sent)."""
-    settings = settings_from(config_file, broker_url, verbose)
+    settings = target.settings
     if camera is not None:
         if by_folder or len(args) != 1:
             raise click.UsageError("--camera takes exactly one PERSON and no photos")
         subject = valid_person(args[0])
         model, vectors = enrol_from_camera(settings, camera, wanted, max_frames)
         items = [(Path(f"camera:{camera}#{frame}"), vector) for frame, vector in vectors]
-        enrolled, duplicates = _send(settings, model, {subject: items}, offline, instance, replicas, timeout)
+        enrolled, duplicates = _send(target, model, {subject: items})
         if as_json:
-            click.echo(json.dumps({"person": subject, "source": camera, "enrolled": enrolled, "rejected": duplicates}))
+            refused = [{"frame": str(path), "reason": reason, "by": "gallery"} for path, reason in duplicates]
+            click.echo(json.dumps({"person": subject, "source": camera, "enrolled": enrolled, "rejected": refused}))
             return
         for path, reason in duplicates:
             click.echo(f"rejected {path}: {reason}")
@@ -179,7 +218,7 @@ def enroll(
             update(done, len(pairs))
     checked = time.perf_counter() - started
     model = analyzer.embedder.model_id
-    enrolled, duplicates = _send(settings, model, accepted, offline, instance, replicas, timeout)
+    enrolled, duplicates = _send(target, model, accepted)
     elapsed = time.perf_counter() - started
     if as_json:
         refused = [{"file": str(path), "reason": reason, "by": "checks"} for path, reason in rejected]
@@ -219,13 +258,7 @@ def enrol_from_camera(
 
 
 def _send(
-    settings: Settings,
-    model: str,
-    accepted: dict[str, list[tuple[Path, np.ndarray]]],
-    offline: bool,
-    instance: str,
-    replicas: int,
-    timeout: float | None,
+    target: GalleryTarget, model: str, accepted: dict[str, list[tuple[Path, np.ndarray]]]
 ) -> tuple[int, list[tuple[Path, str]]]:
     """Send the accepted embeddings in chunks; (faces enrolled, (photo, reason) of each the gallery refused)."""
     enrolled = 0
@@ -239,7 +272,7 @@ def _send(
                 "model": model,
                 "embeddings": b64_vectors(np.stack([v for _p, v in chunk])),
             }
-            event = run_command(settings, command, offline, instance, replicas, timeout)[0]
+            event = target.run(command)[0]
             if event["event"] == "error":
                 raise FacewireError(f"{owner}: {event.get('reason')}: {event.get('detail')}")
             enrolled += int(event.get("accepted", 0))
@@ -252,22 +285,13 @@ def _send(
 @click.command()
 @gallery_options
 @click.argument("person")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@fail_cleanly
 def forget(
-    config_file: Path | None,
-    broker_url: str | None,
-    verbose: int,
-    offline: bool,
-    instance: str,
-    replicas: int,
-    timeout: float | None,
+    target: GalleryTarget,
     person: str,
     as_json: bool,
 ) -> None:
     """Erase PERSON from every replica: embeddings, negatives, enrolment photos, cached vectors."""
-    settings = settings_from(config_file, broker_url, verbose)
-    events = run_command(settings, {"op": "forget", "person": person}, offline, instance, replicas, timeout)
+    events = target.run({"op": "forget", "person": person})
     if as_json:
         click.echo(json.dumps({"person": person, "replicas": events}))
         return
@@ -279,23 +303,14 @@ def forget(
 @gallery_options
 @click.argument("old")
 @click.argument("new")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@fail_cleanly
 def rename(
-    config_file: Path | None,
-    broker_url: str | None,
-    verbose: int,
-    offline: bool,
-    instance: str,
-    replicas: int,
-    timeout: float | None,
+    target: GalleryTarget,
     old: str,
     new: str,
     as_json: bool,
 ) -> None:
     """Rename OLD to NEW on every replica: embeddings, negatives, last seen, dataset folder (refused if NEW exists)."""
-    settings = settings_from(config_file, broker_url, verbose)
-    events = run_command(settings, {"op": "rename", "person": old, "to": new}, offline, instance, replicas, timeout)
+    events = target.run({"op": "rename", "person": old, "to": new})
     failed = [e for e in events if e["event"] == "error"]
     if as_json:
         click.echo(json.dumps({"person": old, "to": new, "replicas": events}))
@@ -309,21 +324,12 @@ def rename(
 
 @click.command()
 @gallery_options
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@fail_cleanly
 def reload(
-    config_file: Path | None,
-    broker_url: str | None,
-    verbose: int,
-    offline: bool,
-    instance: str,
-    replicas: int,
-    timeout: float | None,
+    target: GalleryTarget,
     as_json: bool,
 ) -> None:
     """Re-read the dataset folder (new photos enrolled, removed ones dropped) on every replica."""
-    settings = settings_from(config_file, broker_url, verbose)
-    events = run_command(settings, {"op": "reload"}, offline, instance, replicas, timeout)
+    events = target.run({"op": "reload"})
     if as_json:
         click.echo(json.dumps({"replicas": events}))
         return
@@ -341,31 +347,18 @@ def clock(ts: float) -> str:
 @click.group(invoke_without_command=True)
 @gallery_options
 @click.option("--min-size", type=int, default=2, show_default=True, help="Smallest cluster listed.")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
-@fail_cleanly
 def unknowns(
     ctx: click.Context,
-    config_file: Path | None,
-    broker_url: str | None,
-    verbose: int,
-    offline: bool,
-    instance: str,
-    replicas: int,
-    timeout: float | None,
+    target: GalleryTarget,
     min_size: int,
     as_json: bool,
 ) -> None:
     """List clusters of unknown faces (size, first/last seen, nodes); ``unknowns name`` enrols one."""
     if ctx.invoked_subcommand is not None:
-        ctx.obj = (config_file, broker_url, verbose, offline, instance, replicas, timeout)
+        ctx.obj = target
         return
-    settings = settings_from(config_file, broker_url, verbose)
-    if offline:
-        events = run_command(settings, {"op": "unknowns"}, True, instance, 1, timeout)
-    else:
-        with GalleryClient(settings.mqtt, actor()) as client:
-            events = client.gather({"op": "unknowns"}, quiet=1.0, timeout=timeout or 10.0)
+    events = target.gather({"op": "unknowns"}, quiet=1.0)
     clusters = sorted((c for e in events for c in e["clusters"]), key=lambda c: -c["size"])
     if as_json:
         click.echo(json.dumps({"clusters": [c for c in clusters if c["size"] >= min_size]}))
@@ -384,38 +377,23 @@ def unknowns(
 @click.argument("person")
 @click.pass_obj
 @fail_cleanly
-def unknowns_name(obj: tuple[Any, ...], cluster: str, person: str) -> None:
+def unknowns_name(target: GalleryTarget, cluster: str, person: str) -> None:
     """Enrol every face of CLUSTER (as listed, e.g. ``default:3``) as PERSON."""
-    config_file, broker_url, verbose, offline, instance, replicas, timeout = obj
-    settings = settings_from(config_file, broker_url, verbose)
     command = {"op": "name-cluster", "cluster": cluster, "person": person}
-    for event in run_command(settings, command, offline, instance, replicas, timeout):
+    for event in target.run(command):
         click.echo(f"{event['instance']}: {event['event']} {person}: {event.get('accepted', 0)} faces")
 
 
 @click.command()
 @gallery_options
 @click.argument("person")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@fail_cleanly
 def whereis(
-    config_file: Path | None,
-    broker_url: str | None,
-    verbose: int,
-    offline: bool,
-    instance: str,
-    replicas: int,
-    timeout: float | None,
+    target: GalleryTarget,
     person: str,
     as_json: bool,
 ) -> None:
     """Last known location (node and time) of PERSON, from the classifiers' results."""
-    settings = settings_from(config_file, broker_url, verbose)
-    if offline:
-        events = run_command(settings, {"op": "whereis", "person": person}, True, instance, 1, timeout)
-    else:
-        with GalleryClient(settings.mqtt, actor()) as client:
-            events = client.gather({"op": "whereis", "person": person}, quiet=0.5, timeout=timeout or 10.0)
+    events = target.gather({"op": "whereis", "person": person}, quiet=0.5)
     seen = [e for e in events if e.get("seen_at")]
     if as_json:
         newest = max(seen, key=lambda e: e["seen_at"]) if seen else None
@@ -431,25 +409,12 @@ def whereis(
 
 @click.command()
 @gallery_options
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@fail_cleanly
 def people(
-    config_file: Path | None,
-    broker_url: str | None,
-    verbose: int,
-    offline: bool,
-    instance: str,
-    replicas: int,
-    timeout: float | None,
+    target: GalleryTarget,
     as_json: bool,
 ) -> None:
     """Enrolled people: photos, when enrolled, where and when last seen (every replica's answer merged)."""
-    settings = settings_from(config_file, broker_url, verbose)
-    if offline:
-        events = run_command(settings, {"op": "people"}, True, instance, 1, timeout)
-    else:
-        with GalleryClient(settings.mqtt, actor()) as client:
-            events = client.gather({"op": "people"}, quiet=0.5, timeout=timeout or 10.0)
+    events = target.gather({"op": "people"}, quiet=0.5)
     roster = merge_rosters([e.get("roster", []) for e in events])
     if as_json:
         click.echo(json.dumps({"people": roster}))
