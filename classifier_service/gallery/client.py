@@ -9,8 +9,9 @@ import uuid
 from typing import Any
 
 from facewire.config import MqttSettings
-from facewire.errors import BrokerError, FacewireError
+from facewire.errors import BrokerError, FacewireError, SchemaError
 from facewire.mqtt import Message, MqttConnection, Refusal
+from facewire.schema.gallery import GalleryCommand, GalleryEvent
 from facewire.topics import Topics
 
 # The event that ends a command, per op ("not-held"/"forwarded" are intermediate).
@@ -53,21 +54,22 @@ class GalleryClient:
         self.connection.close()
 
     def _record(self, message: Message) -> None:
+        """Keep every valid gallery event (checked by :class:`GalleryEvent`) in its wire form."""
         try:
-            event = json.loads(message.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            event = GalleryEvent.from_json(message.payload)
+        except SchemaError:
             return
-        if isinstance(event, dict):
-            with self._cond:
-                self._events.append(event)
-                self._cond.notify_all()
+        with self._cond:
+            self._events.append(json.loads(event.to_json()))
+            self._cond.notify_all()
 
     def send(self, command: dict[str, Any]) -> str:
         """Publish ``command`` (an id is added) and return its id once the broker has it."""
-        request = {"id": uuid.uuid4().hex[:12], **command}
+        request = {"id": uuid.uuid4().hex[:12], "actor": self.account, **command}
+        payload = GalleryCommand.from_json(json.dumps(request).encode()).to_json()  # refused here if malformed
         refused: list[Refusal] = []
         topic = self.topics.gallery_cmd(self.account)
-        info = self.connection.publish(topic, json.dumps(request).encode(), on_refused=refused.append)
+        info = self.connection.publish(topic, payload, on_refused=refused.append)
         info.wait_for_publish(10)
         if refused:  # a refused publish is not a command sent (issue 18, item 1)
             raise BrokerError(f"the broker refused the command: {self.account} may not publish on {topic}")
