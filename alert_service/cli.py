@@ -18,7 +18,7 @@ from alert_service.rules import RuleBook
 from alert_service.stats import ThresholdStats
 from alert_service.stats_service import StatsService
 from alert_service.store_factory import open_alert_store, open_result_log
-from alert_service.subscriber import SESSION_EXPIRY_SECONDS
+from alert_service.subscriber import SESSION_EXPIRY_SECONDS, ResultSubscriber
 from alert_service.supervisor import ROLES, supervise
 from alert_service.webhook import AlertSender, Channel, WebhookChannel
 from facewire import __version__
@@ -118,18 +118,23 @@ def _connection(settings: Settings, service: str, name: str, persistent: bool, m
     )
 
 
+def _serve(subscriber: ResultSubscriber, banner: str, stop: threading.Event) -> None:
+    """Connect with the subscriber's last will, start it, send heartbeats until ``stop``, then stop it."""
+    subscriber.connection.set_will(subscriber.will())
+    subscriber.connection.connect()
+    subscriber.start()
+    click.echo(banner, err=True)
+    while not stop.wait(HEARTBEAT_SECONDS):
+        subscriber.heartbeat()
+    subscriber.stop()
+
+
 def run_recorder(settings: Settings, name: str, persistent: bool, stop: threading.Event) -> None:
     target = configured(settings.recorder.database_url, settings.recorder.database)
     store = open_result_log(target.url or str(target.path))
     connection = _connection(settings, "recorder", name, persistent, manual_ack=True)
     recorder = Recorder(store, connection, Topics(settings.mqtt.topic_prefix), settings.recorder, name)
-    connection.set_will(recorder.will())
-    connection.connect()
-    recorder.start()
-    click.echo(f"recorder {name} writing {target}", err=True)
-    while not stop.wait(HEARTBEAT_SECONDS):
-        recorder.heartbeat()
-    recorder.stop()
+    _serve(recorder, f"recorder {name} writing {target}", stop)
     store.close()
 
 
@@ -150,13 +155,7 @@ def run_alerts(settings: Settings, name: str, persistent: bool, stop: threading.
         )
     connection = _connection(settings, "alerts", name, persistent, manual_ack=True)
     service = AlertService(AlertEngine(rules, store), connection, Topics(settings.mqtt.topic_prefix), conf, name, hook)
-    connection.set_will(service.will())
-    connection.connect()
-    service.start()
-    click.echo(f"alerts {name} ready ({target})", err=True)
-    while not stop.wait(HEARTBEAT_SECONDS):
-        service.heartbeat()
-    service.stop()
+    _serve(service, f"alerts {name} ready ({target})", stop)
     store.close()
 
 
@@ -214,11 +213,5 @@ def run_forward(settings: Settings, name: str, persistent: bool, stop: threading
     forwarder = ResultForwarder(
         outbox, HttpSender(outbox, conf), connection, Topics(settings.mqtt.topic_prefix), conf, name
     )
-    connection.set_will(forwarder.will())
-    connection.connect()
-    forwarder.start()
-    click.echo(f"forward {name} to {conf.url} ({outbox.depth} pending in {conf.queue})", err=True)
-    while not stop.wait(HEARTBEAT_SECONDS):
-        forwarder.heartbeat()
-    forwarder.stop()
+    _serve(forwarder, f"forward {name} to {conf.url} ({outbox.depth} pending in {conf.queue})", stop)
     outbox.close()
