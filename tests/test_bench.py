@@ -109,7 +109,7 @@ def test_accuracy_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
 def test_edge_tiny(tmp_path: Path) -> None:
     data = bench(tmp_path, "edge", "--quick", "--frames", "3")
     runs = [run for run in data["runs"] if "fps" in run]
-    assert {run["style"] for run in runs} == {"default", "seed"}
+    assert {run["style"] for run in runs} == {"naive", "every-face", "default"}  # the baselines and the pipeline
     assert all(run["frames"] == 3 and run["peak_rss_mb"] > 0 for run in runs)
     assert set(runs[0]["ms_per_frame"]) == {"decode", "detect", "align", "embed", "track", "publish"}
 
