@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -215,7 +216,9 @@ async def unknown_face(request: Request) -> Response:
 @login_required
 async def thresholds(request: Request) -> Response:
     state = dashboard(request).hub.state
-    return render(request, "thresholds.html", stats=state.thresholds, summary=state.snapshot()["thresholds"])
+    report = state.thresholds
+    wire = json.loads(report.to_json()) if report is not None else None  # the charts read the published JSON
+    return render(request, "thresholds.html", stats=report, stats_wire=wire, summary=state.snapshot()["thresholds"])
 
 
 def library_routes() -> list[BaseRoute]:
