@@ -135,19 +135,20 @@ def compare(x86: EdgeRun, arm64: EdgeRun) -> Comparison:
 
 def run_both(root: Path, skip_frames: int = 0, timeout: float = 3600) -> Comparison:
     """The clip through the edge agent of this checkout's venv and of the arm64 root, one broker."""
-    with tempfile.TemporaryDirectory(prefix="fw-aarch64-") as work:
-        folder = Path(work)
-        base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", **FRAME_ONLY}
-        with LocalBroker(folder / "broker") as broker:
-            host_env = {**base, "XDG_STATE_HOME": f"{work}/x86-state", "XDG_CACHE_HOME": f"{work}/x86-cache"}
-            x86_bin = str(Path(sys.executable).parent / "edge-agent")
-            x86 = collect([x86_bin, *edge_argv(str(CLIP), broker.url, skip_frames)], broker, host_env, timeout)
-            # inside the root: fresh state (sequence counter, spool) in its /tmp for each run
-            state = tempfile.mkdtemp(prefix="fw-state-", dir=root / "tmp")
-            inside = "/tmp/" + Path(state).name
-            root_env = {**base, "XDG_STATE_HOME": f"{inside}/state", "XDG_CACHE_HOME": f"{inside}/cache"}
-            args = edge_argv(f"{ROOT_SRC}/data/sample/{CLIP.name}", broker.url, skip_frames)
-            arm64 = collect(chroot_command(root, args), broker, root_env, timeout)
+    base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", **FRAME_ONLY}
+    # inside the root: fresh state (sequence counter, spool) and model cache in its /tmp for each run
+    with (
+        tempfile.TemporaryDirectory(prefix="fw-aarch64-") as work,
+        tempfile.TemporaryDirectory(prefix="fw-state-", dir=root / "tmp") as state,
+        LocalBroker(Path(work) / "broker") as broker,
+    ):
+        host_env = {**base, "XDG_STATE_HOME": f"{work}/x86-state", "XDG_CACHE_HOME": f"{work}/x86-cache"}
+        x86_bin = str(Path(sys.executable).parent / "edge-agent")
+        x86 = collect([x86_bin, *edge_argv(str(CLIP), broker.url, skip_frames)], broker, host_env, timeout)
+        inside = "/tmp/" + Path(state).name
+        root_env = {**base, "XDG_STATE_HOME": f"{inside}/state", "XDG_CACHE_HOME": f"{inside}/cache"}
+        args = edge_argv(f"{ROOT_SRC}/data/sample/{CLIP.name}", broker.url, skip_frames)
+        arm64 = collect(chroot_command(root, args), broker, root_env, timeout)
     return compare(x86, arm64)
 
 
