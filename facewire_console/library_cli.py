@@ -120,27 +120,19 @@ def print_clusters(found: dict[str, Any]) -> None:
 
 def name_cluster(settings: Settings, index: FaceIndex, cluster: int, person: str) -> int:
     """Enrol every face of library cluster ``cluster`` as ``person`` on the classifiers; returns faces enrolled."""
-    from classifier_service.gallery.cli import CHUNK, run_command
-    from facewire.schema.gallery import b64_vectors, valid_person
+    from classifier_service.gallery.cli import GalleryTarget, send_embeddings
+    from facewire.models.registry import resolve_embedder
+    from facewire.schema.gallery import valid_person
 
     subject = valid_person(person)
-    chosen = [i for i, face in enumerate(index.faces()) if face.cluster == cluster]
+    faces = index.faces()
+    chosen = [i for i, face in enumerate(faces) if face.cluster == cluster]
     if not chosen:
         raise ConfigError(f"no cluster {cluster} in {index.path}: run `facewire scan ROOT --cluster` first")
-    vectors = index.vectors()[chosen]
-    model = create_analyzer(settings.model, det_threshold=0.6, min_face=20).embedder.model_id
-    enrolled = 0
-    for start in range(0, len(vectors), CHUNK):
-        command = {
-            "op": "enroll",
-            "person": subject,
-            "model": model,
-            "embeddings": b64_vectors(vectors[start : start + CHUNK]),
-        }
-        event = run_command(settings, command, False, "", 1, None)[0]
-        if event["event"] == "error":
-            raise FacewireError(f"{subject}: {event.get('reason')}: {event.get('detail')}")
-        enrolled += int(event.get("accepted", 0))
+    vectors = index.vectors()
+    items = [(Path(faces[i].file), vectors[i]) for i in chosen]
+    model = resolve_embedder(settings.model.embedder, settings.model.cache_dir)[0].id
+    enrolled, _refused = send_embeddings(GalleryTarget(settings, False, "", 1, None), model, {subject: items})
     return enrolled
 
 

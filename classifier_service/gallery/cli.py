@@ -180,7 +180,7 @@ def enroll(
         subject = valid_person(args[0])
         model, vectors = enrol_from_camera(settings, camera, wanted, max_frames)
         items = [(Path(f"camera:{camera}#{frame}"), vector) for frame, vector in vectors]
-        enrolled, duplicates = _send(target, model, {subject: items})
+        enrolled, duplicates = send_embeddings(target, model, {subject: items})
         if as_json:
             refused = [{"frame": str(path), "reason": reason, "by": "gallery"} for path, reason in duplicates]
             click.echo(json.dumps({"person": subject, "source": camera, "enrolled": enrolled, "rejected": refused}))
@@ -218,7 +218,7 @@ def enroll(
             update(done, len(pairs))
     checked = time.perf_counter() - started
     model = analyzer.embedder.model_id
-    enrolled, duplicates = _send(target, model, accepted)
+    enrolled, duplicates = send_embeddings(target, model, accepted)
     elapsed = time.perf_counter() - started
     if as_json:
         refused = [{"file": str(path), "reason": reason, "by": "checks"} for path, reason in rejected]
@@ -257,10 +257,11 @@ def enrol_from_camera(
     return analyzer.embedder.model_id, kept
 
 
-def _send(
+def send_embeddings(
     target: GalleryTarget, model: str, accepted: dict[str, list[tuple[Path, np.ndarray]]]
 ) -> tuple[int, list[tuple[Path, str]]]:
-    """Send the accepted embeddings in chunks; (faces enrolled, (photo, reason) of each the gallery refused)."""
+    """Enrol each person's (source, embedding) pairs in chunks; (faces enrolled, (source, reason) of each the
+    gallery refused). An error event from the classifiers is a FacewireError."""
     enrolled = 0
     duplicates: list[tuple[Path, str]] = []
     for owner, items in accepted.items():
