@@ -94,6 +94,7 @@ class EdgeAgent:
             spool_depth=spool.depth,
             spool_dropped=spool.dropped,
             spool_refused=spool.refused,
+            spool_unheard=self.forwarder.unheard,
         ).to_json()
 
     @property
@@ -171,6 +172,7 @@ class EdgeAgent:
                 spool_depth=spool.depth,
                 spool_dropped=spool.dropped,
                 spool_refused=spool.refused,
+                spool_unheard=self.forwarder.unheard,
             )
         )
 

@@ -8,7 +8,11 @@ that crashed lost whatever it accepted since its last persistence snapshot,
 and this re-send restores it. The duplicates this makes are absorbed by the
 consumers, which are idempotent on (node, seq). An entry the broker refuses
 (PUBACK reason >= 0x80) is not a delivery: it moves to the spool's ``refused``
-table, is counted, and each reason is logged once with its remedy.
+table, is counted, and each reason is logged once with its remedy. Nor is an
+entry the broker took with no subscriber for it (0x10: no classifier connected
+yet, e.g. its shared subscription after a broker restart): it stays in the
+spool, sending pauses, and the forwarder re-sends from it after a back-off
+(1 s, doubling to ``MAX_UNHEARD_BACKOFF``) until a subscriber takes it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from facewire.mqtt import MqttConnection, Refusal
 log = logging.getLogger(__name__)
 
 NOT_AUTHORIZED = 0x87
+MAX_UNHEARD_BACKOFF = 10.0
 
 
 def refusal_remedy(user: str | None, refusal: Refusal) -> str:
@@ -49,6 +54,10 @@ class Forwarder:
         self._cursor = 0
         self._in_flight: set[int] = set()
         self.refused = 0  # entries refused by the broker during this run
+        self.unheard = 0  # publishes the broker took with no subscriber (kept and re-sent)
+        self._unheard_from: int | None = None  # lowest entry to re-send once the back-off is over
+        self._retry_at = 0.0
+        self._backoff = 1.0
         self._reasons_logged: set[tuple[int, str]] = set()
         self._resend_since: float | None = None
         self._rewind = threading.Event()
@@ -84,6 +93,8 @@ class Forwarder:
             if self._rewind.is_set():
                 self._rewind.clear()
                 self._rewind_cursor()
+            if self._waiting_for_subscriber():
+                continue
             if self.connection.connected:
                 self._send_next()
 
@@ -93,6 +104,17 @@ class Forwarder:
             self._cursor, self._resend_since = 0, since
             self._in_flight.clear()  # paho re-sends its own; their late acks are harmless
         log.info(kv("spool-rewind", depth=self.spool.depth, resend_seconds=self.resend_seconds))
+
+    def _waiting_for_subscriber(self) -> bool:
+        """True during the back-off after an unheard publish; at its end, rewind to the first unheard entry."""
+        with self._lock:
+            if self._unheard_from is None:
+                return False
+            if time.monotonic() < self._retry_at:
+                return True
+            self._cursor, self._unheard_from = self._unheard_from - 1, None
+            self._in_flight.clear()
+        return False
 
     def _send_next(self) -> None:
         with self._lock:
@@ -110,6 +132,7 @@ class Forwarder:
                 entry.payload,
                 on_acked=functools.partial(self._acked, entry.id),
                 on_refused=functools.partial(self._refused, entry.id),
+                on_unheard=functools.partial(self._unheard, entry.id),
             )
         if entries:
             log.debug(kv("spool-sent", count=len(entries), depth=self.spool.depth))
@@ -122,7 +145,28 @@ class Forwarder:
         self.spool.acknowledged(entry_id)
         with self._lock:
             self._in_flight.discard(entry_id)
+            self._backoff = 1.0
         self._wake.set()
+
+    def _unheard(self, entry_id: int) -> None:
+        with self._lock:
+            self._in_flight.discard(entry_id)
+            self.unheard += 1
+            first = self._unheard_from is None
+            self._unheard_from = entry_id if first else min(entry_id, self._unheard_from or entry_id)
+            if first:
+                self._retry_at = time.monotonic() + self._backoff
+                backoff, self._backoff = self._backoff, min(self._backoff * 2, MAX_UNHEARD_BACKOFF)
+        if first:
+            log.warning(
+                kv(
+                    "no-subscriber",
+                    entry=entry_id,
+                    retry_in=backoff,
+                    depth=self.spool.depth,
+                    remedy="no classifier subscribed yet (starting, or the broker restarted); kept in the spool",
+                )
+            )
 
     def _refused(self, entry_id: int, refusal: Refusal) -> None:
         self.spool.refuse(entry_id, refusal.code, refusal.reason)

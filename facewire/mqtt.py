@@ -115,47 +115,60 @@ class Refusal:
 
 
 OnRefused = Callable[[Refusal], None]
+NO_MATCHING_SUBSCRIBERS = 0x10
+
+
+@dataclass(frozen=True)
+class Settlers:
+    """What to run when the broker settles one publish."""
+
+    topic: str
+    on_acked: Callable[[], None] | None
+    on_refused: OnRefused
+    on_unheard: Callable[[], None] | None = None
+
+    def settle(self, reason: paho.ReasonCode) -> None:
+        """Run the callback that ``reason`` (the PUBACK's reason code) calls for."""
+        if reason.is_failure:
+            self.on_refused(Refusal(self.topic, reason.value, str(reason)))
+        elif reason.value == NO_MATCHING_SUBSCRIBERS and self.on_unheard is not None:
+            self.on_unheard()
+        elif self.on_acked is not None:
+            self.on_acked()
 
 
 class PublishTracker:
     """Runs a callback once the broker has settled a publish: ``on_acked`` if it took it, ``on_refused`` if not.
 
     paho 2 reports every PUBACK, refusals included (reason code >= 0x80, e.g. 0x87 not authorised by the
-    ACL); a refused publish is never a delivery. paho may report the PUBACK before ``publish()`` has
-    returned its mid to us; such early mids are remembered with their reason code. Every publish of a
+    ACL); a refused publish is never a delivery. A publish the broker took but had no subscriber for
+    (0x10; mosquitto 2.0 answers it for a shared subscription not yet restored after a restart) runs
+    ``on_unheard`` where the publisher asked for it, else ``on_acked``. paho may report the PUBACK before
+    ``publish()`` has returned its mid to us; such early mids are remembered with their reason code. Every publish of a
     connection goes through the tracker, so no early mid is left behind. No lock is held while paho code
     runs (holding one caused a deadlock with paho's own mutexes).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._callbacks: dict[int, tuple[str, Callable[[], None] | None, OnRefused]] = {}
+        self._callbacks: dict[int, Settlers] = {}
         self._early: dict[int, paho.ReasonCode] = {}
 
-    def track(self, mid: int, topic: str, on_acked: Callable[[], None] | None, on_refused: OnRefused) -> None:
+    def track(self, mid: int, settlers: Settlers) -> None:
         with self._lock:
             early = self._early.pop(mid, None)
             if early is None:
-                self._callbacks[mid] = (topic, on_acked, on_refused)
+                self._callbacks[mid] = settlers
         if early is not None:
-            self._settle(topic, on_acked, on_refused, early)
+            settlers.settle(early)
 
     def acknowledged(self, mid: int, reason: paho.ReasonCode) -> None:
         with self._lock:
             if mid not in self._callbacks:
                 self._early[mid] = reason
                 return
-            topic, on_acked, on_refused = self._callbacks.pop(mid)
-        self._settle(topic, on_acked, on_refused, reason)
-
-    @staticmethod
-    def _settle(
-        topic: str, on_acked: Callable[[], None] | None, on_refused: OnRefused, reason: paho.ReasonCode
-    ) -> None:
-        if reason.is_failure:
-            on_refused(Refusal(topic, reason.value, str(reason)))
-        elif on_acked is not None:
-            on_acked()
+            settlers = self._callbacks.pop(mid)
+        settlers.settle(reason)
 
     @property
     def outstanding(self) -> int:
@@ -303,12 +316,14 @@ class MqttConnection:
         response_topic: str | None = None,
         correlation_data: bytes | None = None,
         on_refused: OnRefused | None = None,
+        on_unheard: Callable[[], None] | None = None,
     ) -> paho.MQTTMessageInfo:
         """Queue a publish (paho keeps it across a reconnect at QoS >= 1).
 
         ``on_acked`` runs when the broker takes it, ``on_refused`` when it refuses it (PUBACK reason code
         >= 0x80); without ``on_refused`` a refusal is logged once per topic and reason. A refused publish
         never runs ``on_acked``, so nothing acknowledges a message whose outcome the broker refused.
+        ``on_unheard``, if given, runs instead of ``on_acked`` when the broker took it but had no subscriber.
         """
         properties = None
         if response_topic is not None or correlation_data is not None:
@@ -318,7 +333,7 @@ class MqttConnection:
             if correlation_data is not None:
                 properties.CorrelationData = correlation_data
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        self.tracker.track(info.mid, topic, on_acked, on_refused or self._log_refusal)
+        self.tracker.track(info.mid, Settlers(topic, on_acked, on_refused or self._log_refusal, on_unheard))
         return info
 
     def _log_refusal(self, refusal: Refusal) -> None:

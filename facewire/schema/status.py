@@ -26,6 +26,7 @@ NODE_COUNTERS = (
     "spool_depth",
     "spool_dropped",
     "spool_refused",
+    "spool_unheard",
 )
 STATES = ("online", "offline")
 VIEW_STATES = ("online", "stale", "offline")
@@ -56,6 +57,7 @@ class NodeStatus:
     spool_depth: int | None = None
     spool_dropped: int | None = None
     spool_refused: int | None = None
+    spool_unheard: int | None = None  # publishes the broker took with no subscriber, kept and re-sent
     v: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
