@@ -131,7 +131,16 @@ def demo(video: Path, gallery: Path, verbose: int) -> None:
     console.print("[bold]seen:[/] " + ", ".join(f"{name} x{count}" for name, count in names.most_common()))
 
 
-@main.group()
+# `broker` subcommands imported on first use, as LAZY_COMMANDS.
+BROKER_LAZY_COMMANDS = {
+    "bridge-config": (
+        "facewire_console.broker_bridge:bridge_config",
+        "Write the site broker's bridge to the centre (OUT/bridge-SITE.conf) and the centre's ACL section.",
+    ),
+}
+
+
+@main.group(cls=LazyGroup, lazy_commands=BROKER_LAZY_COMMANDS)
 def broker() -> None:
     """The development broker (mosquitto with broker/mosquitto.conf)."""
 
