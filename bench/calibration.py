@@ -12,20 +12,26 @@ Procedure (documented in docs/accuracy.md):
    and unknown rejected are reported per protocol, in both directions (A->B, B->A).
 4. The shipped default (``EmbedderSpec.default_threshold``) is the mean of the two halves'
    thresholds, rounded up to 0.01. The test halves never choose anything.
+
+With the quality-aware decision a fold also fits the slopes of the threshold's rise with the probe's
+quality shortfall (``fit_slopes``) before its threshold. The ablation (``ablation``) is cross-validated
+the same way: every number in it comes from the half that chose nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from bench import metrics
 from bench.accuracy import Photo
-from bench.protocol_eval import Decision, Scored, impostor_scores, summarise
+from bench.protocol_eval import Decision, Scored, summarise
 
 CALIBRATION_FAR = 1e-3
 
@@ -56,47 +62,141 @@ def shipped_default(thresholds: list[float]) -> float:
     return math.ceil(float(np.mean(thresholds)) * 100 - 1e-9) / 100
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A fitted decision rule: name when score - slopes . shortfall >= threshold."""
+
+    threshold: float
+    slopes: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def adjusted(self, scored: Scored) -> np.ndarray:
+        """The probes' scores less their quality margin (nan stays nan)."""
+        return scored.scores - scored.shortfall @ np.array(self.slopes)
+
+
+def fit_slopes(scored: list[Scored]) -> tuple[float, float, float]:
+    """How much the strangers' best scores rise per unit of (size, sharpness, pose) shortfall: the
+    non-negative least-squares fit of score = c + slopes . shortfall over the pooled stranger probes."""
+    rows = [(s.scores[~s.known], s.shortfall[~s.known]) for s in scored]
+    values = np.concatenate([r[0] for r in rows])
+    features = np.concatenate([r[1] for r in rows])
+    keep = ~np.isnan(values)
+    return nonnegative_fit(features[keep], values[keep])
+
+
+def nonnegative_fit(features: np.ndarray, values: np.ndarray) -> tuple[float, float, float]:
+    """Least squares of values = c + slopes . features with every slope >= 0 (exact: the best over the
+    subsets of features whose unconstrained fit has no negative slope)."""
+    best, best_error = np.zeros(features.shape[1]), np.inf
+    for subset in itertools.product((False, True), repeat=features.shape[1]):
+        chosen = np.array(subset)
+        design = np.column_stack([np.ones(len(values)), features[:, chosen]])
+        coef = np.linalg.lstsq(design, values, rcond=None)[0]
+        if (coef[1:] < 0).any():
+            continue
+        error = float(np.sum((design @ coef - values) ** 2))
+        if error < best_error:
+            best_error, best = error, np.zeros(features.shape[1])
+            best[chosen] = coef[1:]
+    return (round(float(best[0]), 4), round(float(best[1]), 4), round(float(best[2]), 4))
+
+
+def fit_rule(scored: list[Scored], decision: Decision, far: float = CALIBRATION_FAR) -> Rule:
+    """The rule fitted on one fold: the quality slopes (when the decision uses them), then the threshold
+    at ``far`` over the pooled strangers' adjusted scores."""
+    slopes = fit_slopes(scored) if decision.quality else (0.0, 0.0, 0.0)
+    rule = Rule(0.0, slopes)
+    impostors = [np.where(s.unidentifiable, np.nan, rule.adjusted(s))[~s.known] for s in scored]
+    return Rule(calibrate([i[~np.isnan(i)] for i in impostors], far), slopes)
+
+
+def counts(scored: Scored, rule: Rule) -> dict[str, int]:
+    """Known probes named right, strangers rejected, and how many of each, under ``rule``."""
+    adjusted = np.nan_to_num(np.where(scored.unidentifiable, np.nan, rule.adjusted(scored)), nan=-np.inf)
+    named = adjusted >= rule.threshold
+    return {
+        "known": int(scored.known.sum()),
+        "known_named": int((named & scored.correct & scored.known).sum()),
+        "strangers": int((~scored.known).sum()),
+        "strangers_rejected": int((~named & ~scored.known).sum()),
+    }
+
+
+def add(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    return {k: total.get(k, 0) + v for k, v in more.items()}
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """The rate and its 95 % Wilson score interval."""
+    if n == 0:
+        return (0.0, 0.0, 0.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rates(total: dict[str, int]) -> dict[str, Any]:
+    """Counts with the known-named and strangers-rejected rates and their intervals."""
+    return {
+        **total,
+        "known_named": wilson(total["known_named"], total["known"]),
+        "strangers_rejected": wilson(total["strangers_rejected"], total["strangers"]),
+        "counts": total,
+    }
+
+
 def cross_half(photos: list[Photo], score: ScoreFn, decision: Decision, names: list[str]) -> dict[str, Any]:
     """Calibrate on each half, test on the other; per protocol (``names``) test-half numbers."""
     split = halves(photos)
     scored = {half: score(group, decision) for half, group in split.items()}
-    thresholds = {half: calibrate([impostor_scores(s) for s in scored[half]]) for half in split}
+    rules = {half: fit_rule(scored[half], decision) for half in split}
     directions = {}
     for cal, test in (("A", "B"), ("B", "A")):
         directions[f"{cal}->{test}"] = {
-            "threshold": thresholds[cal],
-            "protocols": {n: summarise(s, thresholds[cal]) for n, s in zip(names, scored[test], strict=True)},
+            "threshold": rules[cal].threshold,
+            "slopes": rules[cal].slopes,
+            "protocols": {
+                n: summarise(s, rules[cal].threshold) | rates(counts(s, rules[cal]))
+                for n, s in zip(names, scored[test], strict=True)
+            },
         }
     return {
         "far": CALIBRATION_FAR,
         "people": {h: len({p.person for p in g}) for h, g in split.items()},
-        "thresholds": thresholds,
-        "shipped": shipped_default(list(thresholds.values())),
+        "thresholds": {h: r.threshold for h, r in rules.items()},
+        "slopes": {h: r.slopes for h, r in rules.items()},
+        "shipped": shipped_default([r.threshold for r in rules.values()]),
+        "shipped_slopes": tuple(round(float(np.mean([r.slopes[i] for r in rules.values()])), 3) for i in range(3)),
         "directions": directions,
     }
 
 
 def ablation(photos: list[Photo], score: ScoreFn, decisions: list[Decision], names: list[str]) -> list[dict[str, Any]]:
-    """Per decision and per calibration half: mean rank-1 and TAR@FAR1e-3 over protocols, and the
-    known-correct / unknown-rejected at the half's own calibrated threshold (pooled over protocols)."""
+    """Per decision, cross-validated over the two halves (every stranger is calibrated on once and tested
+    on once): the rule is fitted on one half's pooled protocols and tested on the other half; test counts
+    are pooled over both directions, overall and per protocol, with 95 % intervals."""
     rows = []
     split = halves(photos)
     for decision in decisions:
-        row: dict[str, Any] = {"decision": decision.name}
-        for half, group in split.items():
-            scored = score(group, decision)
-            threshold = calibrate([impostor_scores(s) for s in scored])
-            summaries = [summarise(s, threshold) for s in scored]
-            row[half] = {
-                "rank1": float(np.mean([s["rank1"] for s in summaries])),
-                "tar_at_far_0.001": float(np.mean([s["tar_at_far_0.001"] for s in summaries])),
-                "known_correct": float(np.mean([s["known_correct_at_threshold"] for s in summaries])),
-                "unknown_rejected": float(np.mean([s["unknown_rejected_at_threshold"] for s in summaries])),
-                "unidentifiable": int(sum(s["unidentifiable"] for s in summaries)),
-                "threshold": threshold,
-                "per_protocol_tar_at_far_0.001": {
-                    n: s["tar_at_far_0.001"] for n, s in zip(names, summaries, strict=True)
-                },
+        scored = {half: score(group, decision) for half, group in split.items()}
+        rules = {half: fit_rule(scored[half], decision) for half in split}
+        pooled: dict[str, int] = {}
+        per_protocol: dict[str, dict[str, int]] = {n: {} for n in names}
+        for cal, test in (("A", "B"), ("B", "A")):
+            for name, s in zip(names, scored[test], strict=True):
+                found = counts(s, rules[cal])
+                pooled = add(pooled, found)
+                per_protocol[name] = add(per_protocol[name], found)
+        rank1 = [summarise(s, 0.0)["rank1"] for half in split for s in scored[half]]
+        rows.append(
+            {
+                "decision": decision.name,
+                "rank1": float(np.mean(rank1)),
+                "thresholds": {h: r.threshold for h, r in rules.items()},
+                "slopes": {h: r.slopes for h, r in rules.items()},
+                "pooled": rates(pooled),
+                "protocols": {n: rates(c) for n, c in per_protocol.items()},
             }
-        rows.append(row)
+        )
     return rows

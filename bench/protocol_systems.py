@@ -11,6 +11,7 @@ import numpy as np
 from bench import peer_face_recognition as peer
 from bench.accuracy import Photo, split
 from bench.protocol_embed import Embedded, SystemCache, embed_images, facewire_embed
+from bench.protocol_views import views_for
 from bench.protocols import Protocol
 from facewire.config import ModelSettings
 from facewire.faces import create_analyzer
@@ -19,6 +20,7 @@ from facewire.models.registry import embedder_spec
 # The bench finds faces down to 16 px (the ~23 px faces of S=0.22); the edge's default min_face is 40.
 BENCH_MIN_FACE = 16
 BENCH_DET_THRESHOLD = 0.6
+MOST_ENROLLED = 5  # the most photos a protocol enrols per person
 
 
 @dataclass
@@ -33,6 +35,7 @@ class System:
     default_threshold: float
     threshold_note: str
     detail: str = ""
+    views: Callable[[list[tuple[str, Path]], Path], dict[str, Embedded]] | None = None
 
 
 def cosine(probes: np.ndarray, gallery: np.ndarray) -> np.ndarray:
@@ -55,6 +58,7 @@ def facewire_system(model: str, cache_dir: Path, threshold: float | None = None)
         default_threshold=float(default if default is not None else 0.45),
         threshold_note=f"cosine >= {default}",
         detail=f"{analyzer.preparation}+mf{BENCH_MIN_FACE}",
+        views=lambda items, path: views_for(analyzer, items, path, model, f"{analyzer.preparation}+mf{BENCH_MIN_FACE}"),
     )
 
 
@@ -71,22 +75,38 @@ def peer_system() -> System:
     )
 
 
-def enrolled_and_probes(photos: list[Photo], enroll: int) -> tuple[list[Photo], list[Photo]]:
-    """The first ``enroll`` photos by name of each known person, and the probes: the rest and every unknown."""
-    return split(photos, enroll)
+def enrolled_and_probes(
+    photos: list[Photo], enroll: int, max_probes: int | None = None
+) -> tuple[list[Photo], list[Photo]]:
+    """The first ``enroll`` photos by name of each known person, and the probes: the rest and every unknown.
+    With ``max_probes``, a known person's probes are their photos 6 to 5 + max_probes by name, whatever
+    ``enroll`` is (so protocols with 1 and 5 photos judge the same probes, as in the issue's protocols)."""
+    enrolled, probes = split(photos, enroll)
+    if max_probes is None:
+        return enrolled, probes
+    rest = split(photos, MOST_ENROLLED)[1]
+    by_person: dict[str, list[Photo]] = {}
+    for photo in rest:
+        by_person.setdefault(photo.person, []).append(photo)
+    kept = [p for p in rest if not p.known or by_person[p.person].index(p) < max_probes]
+    return enrolled, kept
 
 
 def embed_for(
-    system: System, photos: list[Photo], protocols: list[Protocol], cache_dir: Path
+    system: System, photos: list[Photo], protocols: list[Protocol], cache_dir: Path, max_probes: int | None = None
 ) -> dict[str, dict[str, Embedded]]:
-    """{degradation: {file SHA-256: Embedded}}: clean enrolment photos plus every protocol's probes."""
-    cache = SystemCache(cache_dir / "bench" / f"protocols-{system.model}.sqlite", system.model, system.variants)
+    """{degradation: {file SHA-256: Embedded}}: clean enrolment photos plus every protocol's probes, and
+    ``views``: the enrolment photos' extra views (systems that have them)."""
+    path = cache_dir / "bench" / f"protocols-{system.model}.sqlite"
+    cache = SystemCache(path, system.model, system.variants)
     out: dict[str, dict[str, Embedded]] = {}
     try:
         needed: dict[str, dict[str, Path]] = {"clean": {}}
+        needed_enrolled: set[str] = set()
         for protocol in protocols:
-            enrolled, probes = enrolled_and_probes(photos, protocol.enroll_per_person)
+            enrolled, probes = enrolled_and_probes(photos, protocol.enroll_per_person, max_probes)
             needed["clean"].update({p.sha256: p.path for p in enrolled})
+            needed_enrolled |= {p.sha256 for p in enrolled}
             needed.setdefault(protocol.degradation, {}).update({p.sha256: p.path for p in probes})
         by_degradation = {p.degradation: p for p in protocols} | {"clean": Protocol(1)}
         for degradation, items in needed.items():
@@ -94,6 +114,9 @@ def embed_for(
             out[degradation] = embed_images(
                 sorted(items.items()), by_degradation[degradation], cache, system.embed, system.detail
             )
+            if degradation == "clean" and system.views is not None:
+                photo_paths = {p.sha256: p.path for p in photos if p.sha256 in needed_enrolled}
+                out["views"] = system.views(sorted(photo_paths.items()), path)
     finally:
         cache.close()
     return out

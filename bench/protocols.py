@@ -74,6 +74,10 @@ ALL = (
 )
 
 
+# ``--protocol small``: issue 23's frontier (one or five photos; probes clean, ~37 px, ~23 px).
+SMALL = tuple(p for p in ALL if not p.blur and not p.jpeg_quality)
+
+
 def paste_position(key: str, inner: tuple[int, int], frame: tuple[int, int] = FRAME_SIZE) -> tuple[int, int]:
     """(x, y) of the top-left corner of an ``inner`` (w, h) image in ``frame``, derived from ``key``."""
     digest = hashlib.sha256(key.encode()).digest()

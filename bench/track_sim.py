@@ -59,9 +59,15 @@ def track_vectors(frames: list[Embedded]) -> dict[str, np.ndarray | None]:
     return {"best frame": ranked[0], f"top-{TOP} mean": mean / np.linalg.norm(mean)}
 
 
-def run(photos: list[Photo], embedded: dict[str, dict[str, Embedded]], threshold: float, enroll: int = 1) -> dict:
+def run(
+    photos: list[Photo],
+    embedded: dict[str, dict[str, Embedded]],
+    threshold: float,
+    enroll: int = 1,
+    max_probes: int | None = None,
+) -> dict:
     """Track-level rank-1, TAR@FAR1e-3 and known correct / unknown rejected at ``threshold``, per way."""
-    enrolled, probes = enrolled_and_probes(photos, enroll)
+    enrolled, probes = enrolled_and_probes(photos, enroll, max_probes)
     rows = [(p.person, e.vectors["plain"]) for p in enrolled if (e := embedded["clean"][p.sha256]).vectors]
     gallery, labels = np.stack([v for _, v in rows]), [name for name, _ in rows]
     all_tracks = tracks(probes)

@@ -87,6 +87,7 @@ def run(
         max_future=conf.max_future_seconds,
         observer=manager.observe,
         tracks=TrackMemory(conf.track_frames, conf.track_gap_seconds),
+        quality_slopes=conf.quality_slopes,
     )
     manager.on_swap, manager.on_forget = classifier.swap, classifier.forget_name
     manager.start_observer()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from classifier_service.matcher import Matcher
+from classifier_service.quality import margin
 from classifier_service.tracks import TrackMemory
 from facewire.schema import FaceEmbedding, FaceResult
 
@@ -46,6 +47,8 @@ class Classifier:
     which may be empty). ``max_age``/``max_future`` (seconds, 0: off) reject replayed or stale and
     far-future capture times. ``observer`` is called with every freshly classified (embedding, result)
     pair. ``tracks`` judges video tracks on their best frames so far (default: per frame).
+    ``quality_slopes`` raise the score needed for a small, blurred or turned face
+    (:func:`classifier_service.quality.margin`, on the largest face the decision rests on).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Classifier:
         max_future: float = 0.0,
         observer: Observer | None = None,
         tracks: TrackMemory | None = None,
+        quality_slopes: tuple[float, float, float] = (0.0, 0.0, 0.0),
     ) -> None:
         self._state = (matcher, gallery_version)
         self.model_id = model_id
@@ -69,6 +73,7 @@ class Classifier:
         self._max_age, self._max_future = max_age, max_future
         self._observer = observer
         self.tracks = tracks if tracks is not None else TrackMemory(frames=1)
+        self.quality_slopes = quality_slopes
 
     @property
     def matcher(self) -> Matcher:
@@ -114,7 +119,9 @@ class Classifier:
             pending.append(rejection or previous or arrival)
         fresh = [p for p in pending if isinstance(p, Arrival)]
         matcher, gallery_version = self._state
-        matches = matcher.match(np.stack([self.tracks.probe(a.embedding) for a in fresh])) if fresh else []
+        judged = [self.tracks.judge(a.embedding) for a in fresh]
+        margins = np.array([margin(quality, self.quality_slopes) for _vector, quality in judged])
+        matches = matcher.match(np.stack([vector for vector, _quality in judged]), margins) if fresh else []
         decided = dict(zip((id(a) for a in fresh), matches, strict=True))
         now = time.time()
         decisions: list[Decision] = []
@@ -131,7 +138,7 @@ class Classifier:
                     name=match.name,
                     score=match.score,
                     known=match.known,
-                    threshold=matcher.threshold,
+                    threshold=match.threshold,
                     model=self.model_id,
                     gallery_version=gallery_version,
                     classified_at=now,

@@ -4,15 +4,22 @@ FAISS finds the ``top_k`` nearest enrolled faces; each candidate person is then 
 similarity to that person's *centroid* (the mean of their enrolled embeddings, re-normalised), not by
 the single nearest photo: measured on lfw-dev (docs/accuracy.md, decision ablation) it names more
 known people at the same false-accept rate. The default threshold is calibrated for this scoring.
+
+The score needed to name a face (``Match.threshold``) is the threshold, plus a rise with the number of
+people enrolled (``classifier_service.quality.gallery_margin``: a stranger has more people to resemble
+in a larger gallery), plus the face's own quality margin (``classifier_service.quality.margin``,
+passed in by the caller).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from classifier_service.quality import gallery_margin
 from facewire.schema import Candidate
 
 if TYPE_CHECKING:
@@ -23,12 +30,14 @@ UNKNOWN = "unknown"
 
 @dataclass(frozen=True)
 class Match:
-    """The decision for one probe: the name (or ``unknown``), best score and nearest people."""
+    """The decision for one probe: the name (or ``unknown``), best score, nearest people and the score that
+    was needed to name this face."""
 
     name: str
     score: float
     known: bool
     candidates: tuple[Candidate, ...]
+    threshold: float
 
 
 class Matcher:
@@ -72,21 +81,29 @@ class Matcher:
                 rows = [i for i, p in enumerate(people) if p == person]
                 self._negatives[person] = np.ascontiguousarray(vectors[rows], dtype=np.float32)
 
-    def match(self, probes: np.ndarray) -> list[Match]:
-        """Decide every row of ``probes`` (N, dim)."""
+    @cached_property
+    def needed(self) -> float:
+        """The score needed to name a face of full quality in this gallery: the threshold plus its rise with
+        the number of people enrolled."""
+        return self.threshold + gallery_margin(len(set(self.labels)))
+
+    def match(self, probes: np.ndarray, margins: np.ndarray | None = None) -> list[Match]:
+        """Decide every row of ``probes`` (N, dim); ``margins`` (N): how much more each face needs for its
+        quality (``classifier_service.quality.margin``; default none)."""
         if len(probes) == 0:
             return []
+        extra = np.zeros(len(probes)) if margins is None else np.asarray(margins, dtype=np.float64)
         if self.index.ntotal == 0:
-            return [Match(UNKNOWN, 0.0, False, ()) for _ in range(len(probes))]
+            return [Match(UNKNOWN, 0.0, False, (), self.threshold + float(m)) for m in extra]
         k = min(self.top_k, self.index.ntotal)
         probes = np.ascontiguousarray(probes, dtype=np.float32)
         scores, indexes = self.index.search(probes, k)
         return [
-            self._decide(probe, row_scores, row_indexes)
-            for probe, row_scores, row_indexes in zip(probes, scores, indexes, strict=True)
+            self._decide(probe, row_scores, row_indexes, self.needed + float(margin))
+            for probe, row_scores, row_indexes, margin in zip(probes, scores, indexes, extra, strict=True)
         ]
 
-    def _decide(self, probe: np.ndarray, scores: np.ndarray, indexes: np.ndarray) -> Match:
+    def _decide(self, probe: np.ndarray, scores: np.ndarray, indexes: np.ndarray, needed: float) -> Match:
         best: dict[str, float] = {}
         for score, index in zip(scores, indexes, strict=True):
             if index >= 0:
@@ -96,12 +113,10 @@ class Matcher:
         if self._centroids:
             best = {name: float(self._centroids[name] @ probe) for name in best}
         candidates = tuple(Candidate(name, score) for name, score in sorted(best.items(), key=lambda kv: -kv[1]))
-        named = [
-            c for c in candidates if c.score >= self.threshold and not self._vetoed(probe, c.name, nearest[c.name])
-        ]
+        named = [c for c in candidates if c.score >= needed and not self._vetoed(probe, c.name, nearest[c.name])]
         if named:
-            return Match(named[0].name, named[0].score, True, candidates)
-        return Match(UNKNOWN, candidates[0].score, False, candidates)
+            return Match(named[0].name, named[0].score, True, candidates, needed)
+        return Match(UNKNOWN, candidates[0].score, False, candidates, needed)
 
     def _vetoed(self, probe: np.ndarray, name: str, nearest: float) -> bool:
         """True when the probe is closer to a negative example of the person than to their enrolled faces."""

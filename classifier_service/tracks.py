@@ -31,7 +31,7 @@ SAME_TRACK_COSINE = 0.25
 @dataclass
 class _Track:
     last_ts: float
-    best: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (face size, vector), largest first
+    best: list[tuple[float, np.ndarray, dict[str, float]]] = field(default_factory=list)  # (size, vector, quality)
 
 
 class TrackMemory:
@@ -51,28 +51,32 @@ class TrackMemory:
         """The normalised mean of the track's ``frames`` largest faces so far, this one included (so a face
         smaller than those is judged on them); its own vector when it starts a track, when tracks are off,
         or when it does not resemble its track."""
+        return self.judge(embedding)[0]
+
+    def judge(self, embedding: FaceEmbedding) -> tuple[np.ndarray, dict[str, float]]:
+        """:meth:`probe` and the quality of the largest face it is judged on (for the quality margin)."""
         vector = np.asarray(embedding.emb, dtype=np.float32)
         if self.frames <= 1:
-            return vector
+            return vector, embedding.quality
         with self._lock:
             best = self._keep(embedding, vector)
-        mean = np.mean(best, axis=0)
+        mean = np.mean([v for _size, v, _quality in best], axis=0)
         norm = float(np.linalg.norm(mean))
-        return (mean / norm).astype(np.float32) if norm > 0 else vector
+        return ((mean / norm).astype(np.float32) if norm > 0 else vector), best[0][2]
 
-    def _keep(self, embedding: FaceEmbedding, vector: np.ndarray) -> list[np.ndarray]:
+    def _keep(self, embedding: FaceEmbedding, vector: np.ndarray) -> list[tuple[float, np.ndarray, dict[str, float]]]:
         key = (embedding.node, embedding.track)
         track = self._tracks.pop(key, None)
         if track is None or abs(embedding.ts - track.last_ts) > self.gap_seconds or not _resembles(vector, track):
             track = _Track(embedding.ts)
         track.last_ts = max(track.last_ts, embedding.ts)
-        track.best.append((float(embedding.quality.get("size", 0.0)), vector))
+        track.best.append((float(embedding.quality.get("size", 0.0)), vector, embedding.quality))
         track.best.sort(key=lambda item: -item[0])
         del track.best[self.frames :]
         self._tracks[key] = track
         while len(self._tracks) > self.max_tracks:
             self._tracks.popitem(last=False)
-        return [v for _size, v in track.best]
+        return list(track.best)
 
     def forget(self) -> None:
         """Drop every remembered track (after an erasure: no vector of a forgotten person lingers)."""
@@ -81,6 +85,6 @@ class TrackMemory:
 
 
 def _resembles(vector: np.ndarray, track: _Track) -> bool:
-    mean = np.mean([v for _size, v in track.best], axis=0)
+    mean = np.mean([v for _size, v, _quality in track.best], axis=0)
     norm = float(np.linalg.norm(mean))
     return norm > 0 and float(mean @ vector) / norm >= SAME_TRACK_COSINE

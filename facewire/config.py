@@ -123,6 +123,10 @@ class ClassifierSettings(Section):
         le=16,
     )
     track_gap_seconds: float = Field(10.0, description="A track unseen this long starts afresh", gt=0)
+    quality_slopes: tuple[float, float, float] = Field(
+        (0.0, 0.0, 0.0),
+        description="Rise of the score needed per unit of size, sharpness and pose shortfall (docs/accuracy.md)",
+    )
     faiss_threads: int = Field(
         1,
         description="FAISS search threads (1: a batch is searched faster than with OpenMP on a small, shared CPU)",
@@ -163,6 +167,12 @@ class GallerySettings(Section):
     )
     duplicate_cosine: float = Field(
         0.97, description="Cosine at which a new embedding duplicates an enrolled one", gt=0, le=1
+    )
+    enrol_flip: bool = Field(
+        False, description="Enrol the mean of each face's and its mirror image's embeddings (docs/accuracy.md)"
+    )
+    enrol_face_sizes: tuple[int, ...] = Field(
+        (), description="Also enrol each photo as a camera shows it at these face sizes in pixels (docs/accuracy.md)"
     )
     probe_memory: int = Field(10_000, description="Recent probe embeddings kept for reject/relabel", ge=0)
     unknown_max: int = Field(20_000, description="Unknown embeddings kept for clustering (oldest dropped)", ge=0)

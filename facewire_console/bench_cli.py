@@ -58,7 +58,18 @@ def bench() -> None:
 @click.option("--model", "models", multiple=True, help="Embedder id (repeatable; default: every one with weights).")
 @click.option("--limit-people", type=int, default=None, help="Only the first N known and N unknown people.")
 @click.option("--quick", is_flag=True, help="Same as the full run (embeddings are cached); kept for symmetry.")
-@click.option("--protocol", type=click.Choice(["all"]), default=None, help="Every harder protocol of issue 11.")
+@click.option(
+    "--protocol",
+    type=click.Choice(["all", "small"]),
+    default=None,
+    help="all: every harder protocol of issue 11; small: only the clean, ~37 px and ~23 px ones (issue 23).",
+)
+@click.option(
+    "--max-probes-per-person",
+    type=int,
+    default=None,
+    help="Probe with at most N photos of each known person, the same after every enrolment (strangers: all).",
+)
 @click.option("--enroll-per-person", type=int, default=None, help="Enrol the first N photos of each person.")
 @click.option("--probe-scale", type=float, default=None, help="Shrink probes by S into a 640x360 frame.")
 @click.option("--blur", type=int, default=None, help="Gaussian blur of the probes, K x K (K odd).")
@@ -76,6 +87,7 @@ def accuracy(
     blur: int | None = None,
     jpeg_quality: int | None = None,
     no_peer: bool = False,
+    max_probes_per_person: int | None = None,
 ) -> None:
     """Rank-1, TAR at FAR 1e-2/1e-3, rejection at the default threshold, LFW-style verification.
 
@@ -91,6 +103,7 @@ def accuracy(
             models[0] if models else "sface-2021dec",
             with_peer=not no_peer,
             limit_people=limit_people if limit_people is not None else (40 if quick else None),
+            max_probes=max_probes_per_person,
         )
         bench_module("accuracy_protocols_report").publish(data, command_line())
         return

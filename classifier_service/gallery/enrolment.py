@@ -1,4 +1,12 @@
-"""Enrolment quality checks: one clear face per photo, large, sharp, facing the camera, evenly lit.
+"""Enrolment quality checks (one clear face per photo, large, sharp, facing the camera, evenly lit) and
+the enrolment photo's extra views.
+
+Extra views (issue 23, docs/accuracy.md "Levers"): each accepted photo is also embedded as a camera
+would see it at the small face sizes of ``GallerySettings.enrol_face_sizes`` (the photo shrunk with area
+interpolation so the face is that many pixels, then aligned from the same landmarks, so the crop is
+upsampled to the embedder's input as a small probe's is), each view flip-augmented when
+``enrol_flip`` is on (the mean of the crop's and its mirror's embeddings). They are stored as extra
+gallery vectors of the person, so a small probe meets an enrolled face that lost the same detail.
 
 Each refusal names its reason (shown by ``facewire enroll``, the dashboard's library and the API).
 The pose limits are the edge's gates (``edge_agent.quality`` explains them). The light limits sit
@@ -19,15 +27,18 @@ from facewire.config import GallerySettings
 from facewire.errors import ImageError
 from facewire.faces import Face, FaceAnalyzer, pitch_offset, yaw_ratio
 from facewire.images import decode_image
+from facewire.models.align import align_face, crop_face
+from facewire.models.embedder import l2_normalise
 
 
 @dataclass(frozen=True)
 class PhotoCheck:
-    """The outcome for one photo: its embedding, or the reason it was rejected."""
+    """The outcome for one photo: its embedding (and extra views by tag, e.g. ``s24``), or why it was rejected."""
 
     vector: np.ndarray | None
     reason: str
     quality: dict[str, float]
+    views: tuple[tuple[str, np.ndarray], ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -53,9 +64,42 @@ def check_photo(analyzer: FaceAnalyzer, image: np.ndarray, policy: GallerySettin
     if quality.get("sharpness", 0.0) < policy.min_sharpness:
         reason = f"too blurred (sharpness {quality['sharpness']:.0f} < {policy.min_sharpness:g})"
         return PhotoCheck(None, reason, quality)
-    analyzer.embed([largest])
-    assert largest.embedding is not None
-    return PhotoCheck(largest.embedding, "", quality)
+    vector, views = embed_views(analyzer, image, largest, policy.enrol_face_sizes, policy.enrol_flip)
+    return PhotoCheck(vector, "", quality, views)
+
+
+def view_crops(analyzer: FaceAnalyzer, image: np.ndarray, face: Face, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    """The face as a camera would show it at each of ``sizes`` pixels (only sizes below the face's own):
+    the photo shrunk by area interpolation, then aligned (or cropped) from the scaled landmarks."""
+    crops = []
+    side = analyzer.embedder.input_size
+    for size in sizes:
+        factor = size / face.size
+        if factor >= 1.0:
+            continue
+        small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        landmarks = face.detection.landmarks
+        if analyzer.embedder.needs_alignment and landmarks is not None:
+            crops.append(align_face(small, landmarks * factor, side))
+        else:
+            x, y, w, h = face.detection.bbox
+            crops.append(crop_face(small, (x * factor, y * factor, w * factor, h * factor), side, analyzer.crop_margin))
+    return crops
+
+
+def embed_views(
+    analyzer: FaceAnalyzer, image: np.ndarray, face: Face, sizes: tuple[int, ...], flip: bool
+) -> tuple[np.ndarray, tuple[tuple[str, np.ndarray], ...]]:
+    """The face's embedding and its extra views ``s<size>`` (flip-augmented when ``flip``), in one batch."""
+    crops = [face.crop, *view_crops(analyzer, image, face, sizes)]
+    tags = ["", *(f"s{size}" for size in sizes if size < face.size)]
+    if flip:
+        crops += [np.ascontiguousarray(crop[:, ::-1]) for crop in crops]
+    vectors = analyzer.embedder.embed(crops)
+    if flip:
+        vectors = l2_normalise(vectors[: len(tags)] + vectors[len(tags) :])
+    face.embedding = vectors[0]
+    return vectors[0], tuple(zip(tags[1:], vectors[1:], strict=True))
 
 
 def light_and_pose(image: np.ndarray, face: Face) -> dict[str, float]:

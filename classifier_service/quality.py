@@ -1,0 +1,64 @@
+"""Quality-aware decisions (issue 23): the score needed to name a face rises with its quality shortfall.
+
+The edge sends each face's quality with its embedding (``FaceEmbedding.quality``: ``size`` in pixels,
+``sharpness`` as the Laplacian variance of the aligned crop, ``yaw`` from the landmarks). Each measure
+becomes a shortfall in [0, 1] on a fixed scale chosen from what the models can use, not from a benchmark:
+
+- size: 0 at 64 px and above (SFace's 112-px input keeps most of such a face), 1 at 16 px (the smallest
+  face the detector finds), on a log scale between;
+- sharpness: 0 at 100 and above (lfw-dev press photos: median 133), 1 at 10 (half the edge's gate of 20),
+  on a log scale between;
+- pose: |yaw| / 0.6, the edge's gate beyond which a face is not embedded at all.
+
+The margin added to the threshold is ``slopes . shortfall``; the slopes are fitted on calibration folds
+(``bench.calibration.fit_slopes``) and shipped as ``classifier.quality_slopes``. A face sent without
+quality measures (an embedding from elsewhere) has no shortfall.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+SIZE_FULL, SIZE_NONE = 64.0, 16.0
+SHARP_FULL, SHARP_NONE = 100.0, 10.0
+YAW_NONE = 0.6
+
+
+def _log_shortfall(value: float, full: float, none: float) -> float:
+    if value >= full:
+        return 0.0
+    if value <= none:
+        return 1.0
+    return math.log(full / value) / math.log(full / none)
+
+
+def shortfall(quality: Mapping[str, float]) -> tuple[float, float, float]:
+    """(size, sharpness, pose) shortfall of a face, each in [0, 1]; 0 for a measure that is absent."""
+    size = quality.get("size")
+    sharp = quality.get("sharpness")
+    yaw = quality.get("yaw")
+    return (
+        0.0 if size is None else _log_shortfall(size, SIZE_FULL, SIZE_NONE),
+        0.0 if sharp is None else _log_shortfall(sharp, SHARP_FULL, SHARP_NONE),
+        0.0 if yaw is None else min(abs(yaw) / YAW_NONE, 1.0),
+    )
+
+
+def margin(quality: Mapping[str, float], slopes: Sequence[float]) -> float:
+    """How much more than the threshold a face of this quality needs to be named."""
+    return sum(s * f for s, f in zip(slopes, shortfall(quality), strict=True))
+
+
+# Gallery size (issue 23): a stranger is named when their best score over N people reaches the threshold,
+# FPIR = 1 - (1 - FMR)^N ~ N * FMR. The pair scores' tail is close to exponential with scale
+# GALLERY_BETA (fitted on lfw-dev's stranger-person pairs, bench.gallery_size), so holding FPIR as N
+# grows needs GALLERY_BETA * ln(N / GALLERY_REFERENCE) more than the threshold calibrated on galleries of
+# GALLERY_REFERENCE people. Smaller galleries keep the calibrated threshold (a floor, not a discount).
+GALLERY_REFERENCE = 80
+GALLERY_BETA = 0.03
+
+
+def gallery_margin(people: int, beta: float = GALLERY_BETA, reference: int = GALLERY_REFERENCE) -> float:
+    """How much the threshold rises for a gallery of ``people`` over one of ``reference`` people."""
+    return beta * math.log(max(people, reference) / reference)
