@@ -146,6 +146,8 @@ def run(
         )
     if summary.unconfirmed:
         message = f"{summary.unconfirmed} embeddings not acknowledged by {settings.mqtt.url}; kept in {spool.path}"
+        if forwarder.unheard:
+            message += " (the broker had no subscriber for them: is a classifier running?)"
         if once and not stop.is_set():
             raise BrokerError(f"{message} and sent on the next run")
         click.echo(f"{edge.node_id}: {message}", err=True)

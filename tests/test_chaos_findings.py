@@ -10,19 +10,22 @@ and re-sends it after a back-off, so the face is answered once a classifier is b
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 
+from edge_agent.spool import Spool
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
 from facewire_console.broker import LocalBroker
 from harness.faults import SpooledPublisher
 from harness.probes import probe
-from harness.processes import SAMPLE, Collector, RunningClassifier
+from harness.processes import SAMPLE, Collector, RunningClassifier, run_module
 
 EMBEDDINGS = "facewire/embeddings/cam-1"
 
@@ -94,4 +97,31 @@ def test_a_publish_no_one_subscribes_to_is_reported_unheard_not_delivered(tmp_pa
         assert outcomes == ["unheard", "acked"]
     finally:
         publisher.close()
+        broker.stop()
+
+
+@pytest.mark.slow
+def test_edge_once_with_no_classifier_fails_keeps_its_faces_and_sends_them_next_run(tmp_path: Path) -> None:
+    """`edge-agent run --once` to a broker nobody subscribes on: exit 1 naming the cause, faces kept, sent later."""
+    broker = LocalBroker(tmp_path / "broker").start()
+    source = SAMPLE / "lfw" / "known" / "Serena_Williams"
+    args = ["run", "--node-id", "cam-1", "--source", str(source), "--once", "--broker", broker.url]
+    env = {"FACEWIRE_EDGE__STATE_DIR": str(tmp_path / "state"), "FACEWIRE_EDGE__DRAIN_TIMEOUT": "3"}
+    try:
+        first = run_module("edge_agent", args, env)
+        published = int(re.findall(r"(\d+) published", first.stderr)[-1])
+        assert first.returncode == 1, first.stderr[-2000:]
+        assert "no subscriber for them" in first.stderr.splitlines()[-1], first.stderr[-2000:]
+        assert published > 0 and Spool(tmp_path / "state" / "cam-1.spool.sqlite", 10).depth == published
+        watch = Collector(broker.url, [EMBEDDINGS]).start()
+        try:
+            second = run_module("edge_agent", args, env)
+            assert second.returncode == 0, second.stderr[-2000:]
+            assert watch.wait_for(lambda _t: True, 2 * published, timeout=20)
+        finally:
+            watch.stop()
+        seqs = sorted({msgpack.unpackb(payload)["seq"] for _t, payload in watch.messages})
+        assert seqs[:published] == list(range(published)), "the first run's faces arrive"
+        assert len(seqs) == 2 * published, "and the second run's"
+    finally:
         broker.stop()
