@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -11,7 +12,7 @@ import pytest
 from classifier_service.core import Arrival, Classifier, Rejection
 from classifier_service.fair_queue import FairQueue
 from classifier_service.matcher import UNKNOWN, Matcher
-from classifier_service.service import Incoming, decide
+from classifier_service.service import Incoming, decide, result_json
 from facewire.schema import DeadLetter, FaceEmbedding, FaceResult
 from facewire.topics import Topics
 from tests.test_schema import embedding, unit
@@ -119,3 +120,41 @@ def test_fair_queue_put_blocks_at_capacity_until_taken() -> None:
 @pytest.mark.parametrize("limit", [1, 5])
 def test_fair_queue_take_times_out_empty(limit: int) -> None:
     assert FairQueue[int](capacity=4).take(limit=limit, wait=0.01, timeout=0.05) == []
+
+
+def test_fair_queue_take_returns_once_the_batch_fills_and_at_the_deadline_otherwise() -> None:
+    """The taker is woken for a first item and for a full batch, not per put (issue 21)."""
+    queue: FairQueue[int] = FairQueue(capacity=100)
+    got: list[list[int]] = []
+    taker = threading.Thread(target=lambda: got.append(queue.take(limit=3, wait=5.0, timeout=5.0)))
+    start = time.monotonic()
+    taker.start()
+    for i in range(3):
+        time.sleep(0.05)
+        queue.put("a", i)
+    taker.join(5)
+    assert got == [[0, 1, 2]] and time.monotonic() - start < 2.0
+    queue.put("a", 9)
+    start = time.monotonic()
+    assert queue.take(limit=3, wait=0.2, timeout=1) == [9]
+    assert 0.15 < time.monotonic() - start < 2.0
+
+
+def test_result_json_is_the_schema_encoding() -> None:
+    """The service's orjson encoding of a FaceResult is the object FaceResult.to_json writes."""
+    matcher = Matcher(*gallery(), threshold=0.5, top_k=3)
+    classifier = Classifier(matcher, "sface-2021dec", "v1", dim=128)
+    results = decide(
+        classifier,
+        Topics(),
+        [
+            Incoming(
+                f"facewire/embeddings/n{i}", embedding(node=f"n{i}", seq=i, emb=unit(seed=i)).to_msgpack(), time.time()
+            )
+            for i in range(5)
+        ],
+    )
+    for result in results:
+        assert isinstance(result, FaceResult) and result.candidates
+        assert json.loads(result_json(result)) == json.loads(result.to_json())
+        assert FaceResult.from_json(result_json(result)) == FaceResult.from_json(result.to_json())

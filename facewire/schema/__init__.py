@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 
 import msgpack
 import numpy as np
@@ -146,11 +147,15 @@ class FaceResult:
 
     def to_json(self) -> bytes:
         """Encode as compact UTF-8 JSON, readable with ``mosquitto_sub``."""
-        data = asdict(self)
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON object of :meth:`to_json` (a shallow copy: ``asdict`` cost 8x this per result)."""
+        data = {name: getattr(self, name) for name in _RESULT_FIELDS}
         data["bbox"] = [round(float(x), 1) for x in self.bbox]
         data["score"] = round(self.score, 5)
         data["candidates"] = [{"name": c.name, "score": round(c.score, 5)} for c in self.candidates]
-        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+        return data
 
     @classmethod
     def from_json(cls, payload: bytes) -> FaceResult:
@@ -178,6 +183,9 @@ class FaceResult:
             bbox=read.bbox(data),
             candidates=candidates,
         )
+
+
+_RESULT_FIELDS = tuple(f.name for f in dataclass_fields(FaceResult))
 
 
 @dataclass(frozen=True)
