@@ -44,6 +44,8 @@ class Bridge:
     username: str | None = None
     password: str | None = None
     cafile: Path | None = None
+    certfile: Path | None = None  # a client certificate, when the centre requires one (broker/secure.conf does)
+    keyfile: Path | None = None
     nodes: tuple[str, ...] = ()
     prefix: str = "facewire"
     keepalive: int = KEEPALIVE
@@ -56,6 +58,8 @@ class Bridge:
         address = parse_broker_url(self.centre)
         if address.tls and self.cafile is None:
             raise ConfigError(f"{self.centre} is TLS: give --cafile (the CA that signed the centre's certificate)")
+        if (self.certfile is None) != (self.keyfile is None) or (self.certfile and not address.tls):
+            raise ConfigError("--certfile and --keyfile go together, and only with an mqtts:// centre")
         if self.password is not None and self.username is None:
             raise ConfigError("a password needs --username")
         if not 5 <= self.keepalive <= 3600:
@@ -107,6 +111,8 @@ class Bridge:
             rows.append(f"remote_password {self.password}")
         if address.tls:
             rows += [f"bridge_cafile {self.cafile}", "bridge_insecure false", "bridge_tls_version tlsv1.2"]
+        if self.certfile is not None:
+            rows += [f"bridge_certfile {self.certfile}", f"bridge_keyfile {self.keyfile}"]
         rows += [f"topic {topic} {direction} 1" for topic, direction in self.lines()]
         return "\n".join(rows) + "\n"
 
@@ -138,7 +144,11 @@ def write_bridge(bridge: Bridge, out: Path) -> tuple[Path, Path]:
 @click.option("--centre", required=True, help="The central broker: mqtt://HOST:PORT or mqtts://HOST:PORT.")
 @click.option("--username", default=None, help="The bridge's account on the centre (the ACL section is for it).")
 @click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None)
-@click.option("--cafile", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None)
+@click.option(
+    "--cafile", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="CA of an mqtts:// centre."
+)
+@click.option("--certfile", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Client certificate.")
+@click.option("--keyfile", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Its private key.")
 @click.option("--node", "nodes", multiple=True, help="Bridge only this node's topics (repeat); default: every node.")
 @click.option("--topic-prefix", default="facewire", show_default=True, help="mqtt.topic_prefix of the deployment.")
 @click.option("--keepalive", type=int, default=KEEPALIVE, show_default=True, help="Seconds; a dead link is noticed.")
@@ -152,6 +162,8 @@ def bridge_config(
     username: str | None,
     password_file: Path | None,
     cafile: Path | None,
+    certfile: Path | None,
+    keyfile: Path | None,
     nodes: tuple[str, ...],
     topic_prefix: str,
     keepalive: int,
@@ -161,7 +173,8 @@ def bridge_config(
 ) -> None:
     """Write the site broker's bridge to the centre (OUT/bridge-SITE.conf) and the centre's ACL section."""
     password = broker_password(MqttSettings(password_file=password_file))
-    bridge = Bridge(site, centre, username, password, cafile, nodes, topic_prefix, keepalive, rate)
+    cafile, certfile, keyfile = (path.resolve() if path else None for path in (cafile, certfile, keyfile))
+    bridge = Bridge(site, centre, username, password, cafile, certfile, keyfile, nodes, topic_prefix, keepalive, rate)
     conf, acl = write_bridge(bridge, out)
     if as_json:
         topics = [{"topic": topic, "direction": direction, "qos": 1} for topic, direction in bridge.lines()]

