@@ -152,7 +152,7 @@ class GallerySettings(Section):
         DEFAULT_STATE_DIR / "gallery", description="Gallery store (SQLite + FAISS index), one subfolder per replica"
     )
     database_url: str = Field(
-        "", description="postgresql://... keeps each replica's store in the server (schema gallery_<id>); '': SQLite"
+        "", description="postgresql://...: one gallery shared by all replicas (schema gallery); '': SQLite per replica"
     )
     min_face: int = Field(48, description="Smallest face side in pixels accepted for enrolment", ge=8)
     min_sharpness: float = Field(25.0, description="Least Laplacian variance of an enrolment face crop", ge=0)

@@ -268,15 +268,19 @@ def gallery(url: str, tmp_path: Path, replica: str = "r1") -> GalleryStore:
     return open_gallery_store(tmp_path / replica, "" if url.startswith("sqlite") else url, replica)
 
 
-def test_gallery_store_rows_version_and_forget(database_url: str, tmp_path: Path) -> None:
+def test_gallery_store_rows_version_and_forget(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     store = gallery(database_url, tmp_path)
-    other = gallery(database_url, tmp_path, "r2")  # a second replica keeps a store of its own
+    own = database_url.startswith("sqlite")  # PostgreSQL: one gallery shared by the replicas, so another database
+    other_url = database_url if own else request.getfixturevalue("postgres_server").create_database()
+    other = gallery(other_url, tmp_path, "r2")
     rng = np.random.default_rng(3)
     items = [
         NewEmbedding(f"sha{i}", f"folder:Zoe/{i}.jpg", rng.standard_normal(8).astype(np.float32)) for i in range(3)
     ]
     try:
-        assert store.created and other.created
+        assert store.created == other.created == own  # a new SQLite store asks its peers; a shared one never
         assert store.add_embeddings("Zoe", "m", items, T0) == [True, True, True]
         assert store.add_embeddings("Zoe", "m", items[:1], T0) == [False]
         assert store.add_embeddings("adam", "m", items[:1], T0) == [True]
@@ -356,8 +360,8 @@ def test_forget_leaves_no_copy_in_the_postgresql_table_files(postgres_server: Po
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
         files = [
-            conn.execute("SELECT pg_relation_filepath(%s)", (f"gallery_erase.{table}",)).fetchone()
-            for table in ("embeddings", "people", "last_seen", "audit", "rejections", "negatives")
+            conn.execute("SELECT pg_relation_filepath(%s)", (f"gallery.{table}",)).fetchone()
+            for table in ("embeddings", "people", "last_seen", "audit", "rejections", "negatives", "changes")
         ]
     content = b"".join((server.root / "data" / row[0]).read_bytes() for row in files if row and row[0])
     assert b"adam" in content  # the files were found and hold the rows kept

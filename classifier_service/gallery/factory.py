@@ -9,14 +9,16 @@ from facewire.storage.url import configured
 
 
 def open_gallery_store(folder: Path, database_url: str = "", replica: str = "default") -> GalleryStore:
-    """The replica's store: SQLite file ``folder/gallery.sqlite``, or schema ``gallery_<replica>`` of a
-    ``postgresql://`` database_url (see docs/storage.md)."""
+    """The replica's store: SQLite file ``folder/gallery.sqlite`` (its own), or the gallery of record in schema
+    ``gallery`` of a ``postgresql://`` database_url, shared by every replica (see docs/storage.md)."""
     target = configured(database_url, folder / "gallery.sqlite")
     if target.engine == "postgresql":
         from classifier_service.gallery.pg_store import PostgresGalleryStore  # psycopg is an optional extra
 
         folder.mkdir(parents=True, exist_ok=True)  # the FAISS index file stays a local cache here
-        return PostgresGalleryStore(target.url, replica)
+        shared = PostgresGalleryStore(target.url, replica)
+        shared.adopt(replica)  # from the schema per replica of earlier versions, once
+        return shared
     from classifier_service.gallery.sqlite_store import SqliteGalleryStore
 
     assert target.path is not None

@@ -1,9 +1,11 @@
 """The gallery's pure core: apply gallery commands to the store and swap a fresh Matcher into the classifier.
 
 Every change builds a new Matcher aside and hands it to ``on_swap`` in one
-assignment, so recognition never pauses. The gallery version is a content hash
-of the store (people x sources, negatives), so replicas applying the same
-commands converge on the same version.
+assignment, so recognition never pauses. With a store of its own (SQLite) the
+gallery version is a content hash of the store (people x sources, negatives), so
+replicas applying the same commands converge on the same version. With the shared
+gallery (PostgreSQL) the version is the last change applied, and every replica
+follows the change log (:mod:`classifier_service.gallery.changes`) incrementally.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from classifier_service.gallery.changes import Change, ChangeLog, start_follower, version_of
 from classifier_service.gallery.clusters import LeaderClusters
 from classifier_service.gallery.erasure import finish_erasures
 from classifier_service.gallery.folder_sync import SyncReport, sync_folder
 from classifier_service.gallery.index_file import load_index, save_index
+from classifier_service.gallery.live import Served, apply_changes
 from classifier_service.gallery.store import GalleryStore
 from classifier_service.matcher import UNKNOWN, Matcher
 from facewire.config import GallerySettings
@@ -32,6 +37,7 @@ from facewire.schema import FaceEmbedding, FaceResult
 from facewire.schema.gallery import GalleryCommand, GalleryEvent
 
 log = logging.getLogger(__name__)
+POLL_SECONDS = 5.0  # shared gallery: the newest change is also read this often (a missed notification)
 
 
 class GalleryManager:
@@ -70,6 +76,12 @@ class GalleryManager:
         self._save_due = False
         self._saver: threading.Thread | None = None
         self.fresh_store = False  # set by open_manager: a new replica asks its peers for the gallery
+        self.shared = store if isinstance(store, ChangeLog) else None  # the gallery of record (PostgreSQL)
+        self.seq = 0  # shared: the last change served
+        self.on_served: Callable[[list[Change], str], None] | None = None  # shared: others' changes applied
+        self._apply_lock = threading.RLock()
+        self._claiming = False
+        self._following: threading.Event | None = None
 
     # -- start-up -----------------------------------------------------------------------------------
     def open(self, on_progress: Callable[[int, int], None] | None = None) -> SyncReport:
@@ -78,7 +90,13 @@ class GalleryManager:
         report = self.sync(on_progress)
         self.prune_unknowns()
         self.clusters.restore(self.store.unknowns(self.model_id))
+        if self.shared is not None and self._following is None:
+            self._following = start_follower(self.shared, self.follow, POLL_SECONDS)
         return report
+
+    def stop_following(self) -> None:
+        if self._following is not None:
+            self._following.set()
 
     def prune_unknowns(self) -> int:
         """Apply the retention of unknown faces (count and age)."""
@@ -86,7 +104,10 @@ class GalleryManager:
         return self.store.prune_unknowns(self.policy.unknown_max, cutoff)
 
     def restore(self) -> None:
-        """Serve the store's gallery: from the saved index when it checks out, else rebuilt from SQLite."""
+        """Serve the store's gallery: from the saved index when it checks out, else rebuilt from the store."""
+        if self.shared is not None:
+            self._load_shared(self.shared)
+            return
         rows = self.store.rows(self.model_id, with_vectors=False)
         version = self.store.version(self.model_id)
         index = load_index(self.store_dir, rows.ids, version) if rows.ids else None
@@ -97,8 +118,61 @@ class GalleryManager:
         else:
             self.rebuild()
 
+    def _load_shared(self, shared: ChangeLog) -> None:
+        """Serve the shared gallery as of its newest change (the index file when it holds exactly that)."""
+        with self._apply_lock:
+            snapshot = shared.snapshot(self.model_id)
+            rows, version = snapshot.rows, version_of(snapshot.seq)
+            assert rows.vectors is not None
+            index = load_index(self.store_dir, rows.ids, version) if rows.ids else None
+            self.restored_from_file, self.seq = index is not None, snapshot.seq
+            self._install(rows.ids, rows.people, rows.vectors, version, index=index, save=index is None)
+
+    def follow(self) -> None:
+        """Shared gallery: serve the changes committed since the version served (rows added to and taken out
+        of the index in place), then tell ``on_served`` about those other replicas made."""
+        assert self.shared is not None
+        with self._apply_lock:
+            changes = self.shared.changes(self.seq)
+            if changes is None:  # pruned past what this replica serves
+                self._load_shared(self.shared)
+                return
+            if not changes:
+                return
+            served = Served(self._ids, self.matcher.labels, self._vectors, self.matcher.index)
+            served = apply_changes(served, changes, self.shared, self.model_id)
+            self.seq = changes[-1].seq
+            self._install(
+                served.ids, served.people, served.vectors, version_of(self.seq), index=served.index, save=False
+            )
+            self._save_soon()
+            version = self.version
+        theirs = [c for c in changes if c.command and c.replica != self.instance]
+        if theirs and self.on_served is not None:
+            self.on_served(theirs, version)
+
+    @contextmanager
+    def change(self, key: str, command: str) -> Iterator[bool]:
+        """Apply one command as one transaction of the shared gallery: yields False if another replica
+        claimed it (apply nothing), and serves the change once committed. Without one, yields True."""
+        if self.shared is None:
+            yield True
+            return
+        with self.shared.claim(key, command) as claimed:
+            self._claiming = True
+            try:
+                yield claimed
+            finally:
+                self._claiming = False
+        self.follow()
+
     def rebuild(self) -> None:
-        """Reload every row from the store and serve it (and rewrite the index file)."""
+        """Reload every row from the store and serve it (and rewrite the index file); shared gallery: serve
+        the changes committed since the version served (during a claim: once it commits)."""
+        if self.shared is not None:
+            if not self._claiming:
+                self.follow()
+            return
         rows = self.store.rows(self.model_id)
         assert rows.vectors is not None
         self._install(rows.ids, rows.people, rows.vectors, self.store.version(self.model_id))
@@ -118,7 +192,7 @@ class GalleryManager:
     ) -> None:
         negatives = self.store.negatives(self.model_id)
         matcher = Matcher(
-            vectors if index is None else None,
+            vectors,
             people,
             self.threshold,
             self.top_k,
@@ -136,6 +210,9 @@ class GalleryManager:
     def append(self, person: str, vectors: np.ndarray) -> None:
         """Serve rows just added for ``person`` (the newest rows of the store) without reloading every vector;
         the index file is written shortly after, off this path (see ``flush``)."""
+        if self.shared is not None:
+            self.rebuild()
+            return
         ids = self.store.rows(self.model_id, with_vectors=False).ids
         known = len(self._ids)
         if len(ids) != known + len(vectors) or ids[:known] != self._ids:
@@ -144,6 +221,10 @@ class GalleryManager:
         stacked = vectors if not known else np.vstack([self._vectors, vectors])
         people = self.matcher.labels + [person] * len(vectors)
         self._install(ids, people, stacked, self.store.version(self.model_id), save=False)
+        self._save_soon()
+
+    def _save_soon(self) -> None:
+        """Write the index file within a second, on the saver thread."""
         with self._save_lock:
             self._save_due = True
             if self._saver is None:
@@ -247,6 +328,11 @@ class GalleryManager:
         return GalleryEvent(
             event, command.id, self.instance, command.op, self.version, people, embeddings, time.time(), details
         )
+
+    def served(self, command: str) -> GalleryEvent:
+        """``served``: this replica serves the change command ``command`` made (its version, people, embeddings)."""
+        people, embeddings = len(set(self.matcher.labels)), len(self._ids)
+        return GalleryEvent("served", command, self.instance, "", self.version, people, embeddings, time.time())
 
 
 def log_event(event: GalleryEvent) -> None:

@@ -6,10 +6,16 @@ worker thread (never on the network thread); a command is acknowledged only
 after its events (and forwarded commands) are at the broker, so a replica killed
 mid-command gets it again on restart (persistent session) and, commands being
 idempotent, converges on the same gallery version as the others.
+
+With the shared gallery (PostgreSQL) a command that changes it is applied once:
+the replica that claims it first applies it in one transaction and answers; the
+others apply nothing, and each publishes ``served`` (with the version) once its
+follower serves the change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -19,8 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from classifier_service.gallery.authority import ANONYMOUS_REPLICA, command_actor
+from classifier_service.gallery.changes import Change
 from classifier_service.gallery.manager import GalleryManager, log_event
-from classifier_service.gallery.operations import apply_command
+from classifier_service.gallery.operations import Outcome, apply_command
 from classifier_service.workers import guarded_thread
 from facewire.errors import SchemaError
 from facewire.logs import kv
@@ -31,6 +38,7 @@ from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
 SERVICE = "classifier"
+CHANGING = frozenset({"enroll", "negative", "forget", "rename", "reload"})  # applied once in a shared gallery
 
 
 class GalleryService:
@@ -63,6 +71,7 @@ class GalleryService:
                 self._epoch += 1
 
         connection.on_connection_change = changed
+        manager.on_served = self._served
 
     def start(self) -> None:
         self._worker.start()
@@ -78,6 +87,7 @@ class GalleryService:
         log.info(kv("gallery-sync-requested", instance=self.manager.instance))
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.manager.stop_following()
         self._queue.put(None)
         self._worker.join(timeout)
 
@@ -106,7 +116,7 @@ class GalleryService:
         command = replace(command, actor=actor)
         self._request = command.id
         started = time.perf_counter()
-        outcome = apply_command(self.manager, command, self.cache_file)
+        outcome = self._apply(message, command)
         self.applied += 1
         outgoing = [(self.topics.gallery_cmd(self.account), forward.to_json()) for forward in outcome.forward]
         for event in outcome.events:
@@ -128,6 +138,28 @@ class GalleryService:
             self.connection.publish(topic, body, on_acked=one_acked)
         if not outgoing:
             ack()
+
+    def _apply(self, message: Message, command: GalleryCommand) -> Outcome:
+        """Apply ``command``; one that changes a shared gallery only if this replica claims it, its events then
+        carry the version served once it committed."""
+        if command.op not in CHANGING or self.manager.shared is None:
+            return apply_command(self.manager, command, self.cache_file)
+        key = hashlib.sha256(message.topic.encode() + b"\0" + message.payload).hexdigest()
+        with self.manager.change(key, command.id) as claimed:
+            outcome = apply_command(self.manager, command, self.cache_file) if claimed else Outcome()
+        now = self.manager.served(command.id)
+        outcome.events = [
+            replace(event, gallery_version=now.gallery_version, people=now.people, embeddings=now.embeddings, ts=now.ts)
+            for event in outcome.events
+        ]
+        return outcome
+
+    def _served(self, changes: list[Change], version: str) -> None:
+        """Changes other replicas committed are served here now: one ``served`` event per command."""
+        for command in dict.fromkeys(c.command for c in changes):
+            event = replace(self.manager.served(command), gallery_version=version)
+            log_event(event)
+            self.connection.publish(self.topics.gallery_events(), event.to_json())
 
     def _dead_letter(self, message: Message, ack: Callable[[], None], reason: str, detail: str) -> None:
         log.warning(kv("dead-letter", reason=reason, detail=detail, topic=message.topic))

@@ -31,6 +31,14 @@ from classifier_service.gallery.store import ForgetCounts, GalleryStore, NewEmbe
 CHUNK = 500  # ids per ``IN (...)`` list: below SQLite's bound-parameter limit
 
 
+def select_rows(sql: Sql, table: str, model: str, with_vectors: bool = True) -> Rows:
+    """Every row of ``table`` (embeddings or negatives) of ``model`` in id order."""
+    column = "vector" if with_vectors else "NULL"
+    found = sql.run(f"SELECT id, person, {column}, source FROM {table} WHERE model = ? ORDER BY id", model).fetchall()
+    vectors = stack_blobs([r[2] for r in found]) if with_vectors else None
+    return Rows([r[0] for r in found], [r[1] for r in found], vectors, [r[3] for r in found])
+
+
 class SqlGalleryStore(GalleryStore):
     """:class:`GalleryStore` on a SQL engine; backends supply transactions, the byte order and the purge."""
 
@@ -51,38 +59,38 @@ class SqlGalleryStore(GalleryStore):
     def _purge_erased(self) -> None:
         """After a forget: leave no copy of the erased rows in free pages, a log or dead tuples."""
 
+    def _changed(self, sql: Sql, kind: str, ids: list[int]) -> None:
+        """Inside a write: ``kind`` happened to embedding rows ``ids`` (a shared store logs it for its replicas)."""
+
     def add_embeddings(self, person: str, model: str, items: Sequence[NewEmbedding], now: float) -> list[bool]:
         with self._write() as sql:
-            added = [
+            found = [
                 sql.run(
                     "INSERT INTO embeddings (person, model, source, origin, vector, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
                     person,
                     model,
                     item.source,
                     item.origin,
                     vector_blob(item.vector),
                     now,
-                ).rowcount
-                == 1
+                ).fetchone()
                 for item in items
             ]
-            if any(added):
+            ids = [int(row[0]) for row in found if row is not None]
+            if ids:
                 sql.run(
                     "INSERT INTO people VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET updated = excluded.updated",
                     person,
                     now,
                     now,
                 )
-            return added
+                self._changed(sql, "add", ids)
+            return [row is not None for row in found]
 
     def rows(self, model: str, with_vectors: bool = True) -> Rows:
-        column = "vector" if with_vectors else "NULL"
         with self._read() as sql:
-            found = sql.run(f"SELECT id, person, {column}, source FROM embeddings WHERE model = ? ORDER BY id", model)
-            found = found.fetchall()
-        vectors = stack_blobs([r[2] for r in found]) if with_vectors else None
-        return Rows([r[0] for r in found], [r[1] for r in found], vectors, [r[3] for r in found])
+            return select_rows(sql, "embeddings", model, with_vectors)
 
     def delete_rows(self, ids: Sequence[int]) -> int:
         return self._delete_ids("embeddings", ids)
@@ -94,6 +102,8 @@ class SqlGalleryStore(GalleryStore):
                 chunk = list(ids[start : start + CHUNK])
                 marks = ", ".join("?" * len(chunk))
                 removed += sql.run(f"DELETE FROM {table} WHERE id IN ({marks})", *chunk).rowcount
+            if table == "embeddings" and removed:
+                self._changed(sql, "remove", list(ids))
         return removed
 
     def origins(self, model: str, prefix: str) -> dict[str, tuple[int, str, str]]:
@@ -136,18 +146,22 @@ class SqlGalleryStore(GalleryStore):
                 vector_blob(item.vector),
                 now,
             )
+            if cursor.rowcount == 1:
+                self._changed(sql, "negatives", [])
             return bool(cursor.rowcount == 1)
 
     def negatives(self, model: str) -> Rows:
         with self._read() as sql:
-            found = sql.run("SELECT id, person, vector, source FROM negatives WHERE model = ? ORDER BY id", model)
-            found = found.fetchall()
-        people, sources = [r[1] for r in found], [r[3] for r in found]
-        return Rows([r[0] for r in found], people, stack_blobs([r[2] for r in found]), sources)
+            return select_rows(sql, "negatives", model)
 
     def forget(self, person: str) -> ForgetCounts:
         with self._write() as sql:
+            ids = [int(r[0]) for r in sql.run("SELECT id FROM embeddings WHERE person = ?", person).fetchall()]
             counts = forget_rows(sql, person, time.time())
+            if ids:
+                self._changed(sql, "remove", ids)
+            if counts.negatives:
+                self._changed(sql, "negatives", [])
         self._purge_erased()
         return counts
 
@@ -163,7 +177,13 @@ class SqlGalleryStore(GalleryStore):
 
     def rename(self, old: str, new: str) -> dict[str, int] | None:
         with self._write() as sql:
-            return rename_rows(sql, old, new)
+            ids = [int(r[0]) for r in sql.run("SELECT id FROM embeddings WHERE person = ?", old).fetchall()]
+            counts = rename_rows(sql, old, new)
+            if counts is not None and ids:
+                self._changed(sql, "relabel", ids)
+            if counts is not None and counts["negatives"]:
+                self._changed(sql, "negatives", [])
+            return counts
 
     def people(self, model: str) -> dict[str, int]:
         with self._read() as sql:

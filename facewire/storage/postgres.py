@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from facewire.errors import ConfigError
-from facewire.storage.migrate import migrate_postgres
+from facewire.storage.migrate import PG_LOCK, migrate_postgres
 from facewire.storage.url import postgres_conninfo, redact
 
 try:
@@ -22,13 +22,16 @@ class PostgresDatabase:
     """A small pool of autocommit connections; ``write`` is one transaction, ``read`` a plain connection.
 
     ``schema`` (optional) puts this store's tables in their own PostgreSQL schema
-    (one per gallery replica), selected through the connections' search_path.
+    (the shared gallery's ``gallery``), selected through the connections' search_path;
+    ``name`` is the connections' application_name.
     """
 
-    def __init__(self, url: str, component: str, max_size: int = 4, schema: str = "") -> None:
+    def __init__(self, url: str, component: str, max_size: int = 4, schema: str = "", name: str = "") -> None:
         self.url = url
         conninfo = postgres_conninfo(url)
         kwargs: dict[str, object] = {"autocommit": True}
+        if name:
+            kwargs["application_name"] = name  # shown in pg_stat_activity
         if schema:
             kwargs["options"] = f"-c search_path={schema}"
         self.pool = ConnectionPool(conninfo, min_size=1, max_size=max_size, kwargs=kwargs, open=False)
@@ -39,7 +42,9 @@ class PostgresDatabase:
             raise ConfigError(f"cannot connect to {redact(url)} within {CONNECT_TIMEOUT:.0f} s") from exc
         with self.pool.connection() as conn:
             if schema:
-                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'.encode())
+                with conn.transaction():  # replicas starting together: one creates it, the others wait
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_LOCK,))
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'.encode())
             self.fresh = _version(conn, component) == 0
             self.version = migrate_postgres(conn, component)
 
