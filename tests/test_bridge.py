@@ -162,10 +162,13 @@ def test_generated_config_bridges_two_real_mosquittos(tmp_path: Path, secure_cen
         while time.monotonic() < deadline and not (refusals and "facewire/results/cam-1" in at_site.topics_seen()):
             time.sleep(0.1)
         time.sleep(0.5)
+        late = Received(accounts["admin"].url, ["facewire/nodes/+/status"], accounts["admin"]).start("centre-late")
+        time.sleep(0.3)
         for connection in (edge, classifier, impostor):
             connection.close()
-        at_centre.stop()
-        at_site.stop()
+        for subscriber in (at_centre, at_site, late):
+            subscriber.stop()
+    assert late.topics_seen() == ["facewire/nodes/cam-1/status"], "the node's status stays retained at the centre"
     assert sorted(at_centre.topics_seen()) == ["facewire/embeddings/cam-1", "facewire/nodes/cam-1/status"]
     assert at_site.topics_seen() == ["facewire/results/cam-1"]
     assert [r.code for r in refusals] == [0x87], "the centre's ACL confines the bridge account to its nodes"
