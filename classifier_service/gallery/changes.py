@@ -79,8 +79,8 @@ def start_follower(log_: ChangeLog, on_change: Callable[[], None], poll_seconds:
         while not stop.is_set():
             try:
                 log_.listen(on_change, stop, poll_seconds)
-            except Exception:  # the server went away: listen again (and catch up) after a pause
-                log.exception(kv("gallery-follow-failed"))
+            except Exception as exc:  # the server went away: listen again (and catch up) after a pause
+                log.warning(kv("gallery-follow-failed", error=f"{type(exc).__name__}: {exc}"[:200]))
                 stop.wait(1.0)
 
     threading.Thread(target=run, name="gallery-follower", daemon=True).start()
