@@ -122,6 +122,24 @@ def test_replicas_follow_changes_incrementally(three: list[GalleryManager]) -> N
         assert manager._ids == c.store.rows("m").ids
 
 
+def test_a_replica_catches_up_after_losing_its_listening_connection(
+    three: list[GalleryManager], postgres_url: str
+) -> None:
+    """The server drops b's LISTEN connection: b reconnects, catches up on what it missed, and follows again."""
+    a, b, _c = three
+    follow_pid = "SELECT pid FROM pg_stat_activity WHERE application_name = 'facewire-follow-b'"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        (before,) = conn.execute(follow_pid).fetchone() or (None,)
+        assert before is not None
+        conn.execute("SELECT pg_terminate_backend(%s)", (before,))
+        enrol(a, "gina", unit(np.random.default_rng(6), 2))  # while b is not listening
+        wait_version([b], a.version)
+        after = conn.execute(follow_pid).fetchone()
+    assert after is not None and after[0] != before and served_by(b) == {"gina": 2}
+    enrol(a, "hal", unit(np.random.default_rng(7), 1))
+    wait_version([b], a.version)
+
+
 def test_a_command_is_applied_once(three: list[GalleryManager]) -> None:
     """Every replica gets every command; the first to claim it applies it, the others wait and skip."""
     vectors = unit(np.random.default_rng(2), 2)
@@ -251,12 +269,11 @@ def statuses(client: GalleryClient, count: int, timeout: float = 20.0) -> dict[s
 
 def served_events(client: GalleryClient, request: str, count: int, timeout: float = 20.0) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = {e["instance"]: e for e in client.events(request) if e["event"] == "served"}
-        if len(found) >= count:
-            return found
+    while len(found := {e["instance"]: e for e in client.events(request) if e["event"] == "served"}) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"served by {len(found)} of {count}: {client.events(request)}")
         time.sleep(0.02)
-    raise AssertionError(f"served by {len(found)} of {count}: {client.events(request)}")
+    return found
 
 
 def table_rows(url: str, sql: str, *args: object) -> int:
@@ -271,9 +288,9 @@ def test_an_enrolment_through_one_replica_is_served_by_all(site: Site) -> None:
     with GalleryClient(MqttSettings(url=site.broker.url), actor="test") as client:
         sent = time.time()
         request = client.send({"op": "enroll", "person": "Serena_Williams", "images": images})
-        (enrolled,) = client.wait(request, "enroll", 1, 60)
+        (enrolled,) = client.wait(request, "enroll", 3, 60)  # what `facewire enroll --replicas 3` waits for
         assert enrolled["event"] == "enrolled" and enrolled["accepted"] >= 2, enrolled
-        others = served_events(client, request, 2)
+        others = served_events(client, request, 2, timeout=0)
         assert set(others) | {enrolled["instance"]} == {"a", "b", "c"}
         assert {e["gallery_version"] for e in others.values()} == {enrolled["gallery_version"]}
         times = {e["instance"]: round(e["ts"] - sent, 3) for e in [enrolled, *others.values()]}

@@ -80,13 +80,15 @@ class GalleryClient:
             return [e for e in self._events if e.get("id") == request_id]
 
     def wait(self, request_id: str, op: str, replicas: int, timeout: float) -> list[dict[str, Any]]:
-        """Final events of ``request_id`` from ``replicas`` distinct replicas; GalleryTimeout if fewer came."""
+        """Final events of ``request_id`` from ``replicas`` distinct replicas; GalleryTimeout if fewer came.
+        A shared gallery (PostgreSQL) has one replica apply a change: the others count once ``served``."""
         final = FINAL_EVENTS[op]
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 done = {e["instance"]: e for e in self._events if e.get("id") == request_id and e.get("event") in final}
-                if len(done) >= replicas:
+                served = {e["instance"] for e in self._events if e.get("id") == request_id and e["event"] == "served"}
+                if done and len(served | set(done)) >= replicas:
                     return list(done.values())
                 left = deadline - time.monotonic()
                 if left <= 0:
