@@ -32,8 +32,9 @@ from facewire.faces import FaceAnalyzer
 from facewire.schema.gallery import b64_vectors
 from facewire_console.broker import LocalBroker
 from harness.postgres import PostgresServer
+from harness.probes import probe
 from harness.processes import RunningClassifier
-from tests.gallery_support import KNOWN, b64_file, make_gallery, photos
+from tests.gallery_support import KNOWN, b64_file, make_gallery, photos, result_for
 
 DIM = 16
 
@@ -112,9 +113,12 @@ def test_replicas_follow_changes_incrementally(three: list[GalleryManager]) -> N
         assert claimed and a.store.rename("bob", "robert") is not None
     wait_version([b, c], a.version)
     assert served_by(c) == {"alice": 3, "robert": 2} and b.matcher.index is b_index
+    b.observe([(probe(alice[0], "door", 1), result_for(probe(alice[0], "door", 1), "alice"))])
+    assert b.probe(("door", 1)) is not None
     with c.change("forget-1", "forget-1"):
         c.store.forget("alice")
     wait_version([a, b], c.version)
+    assert b.probe(("door", 1)) is None, "a replica that followed the forget holds no probe named alice"
     for manager in three:
         assert served_by(manager) == {"robert": 2} and manager.matcher.index.ntotal == 2
         assert [m.name for m in manager.matcher.match(bob)] == ["robert", "robert"]

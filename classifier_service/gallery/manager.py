@@ -133,20 +133,25 @@ class GalleryManager:
         of the index in place), then tell ``on_served`` about those other replicas made."""
         assert self.shared is not None
         with self._apply_lock:
+            before = set(self.matcher.labels)
             changes = self.shared.changes(self.seq)
             if changes is None:  # pruned past what this replica serves
                 self._load_shared(self.shared)
+                changes = []
+            elif not changes:
                 return
-            if not changes:
-                return
-            served = Served(self._ids, self.matcher.labels, self._vectors, self.matcher.index)
-            served = apply_changes(served, changes, self.shared, self.model_id)
-            self.seq = changes[-1].seq
-            self._install(
-                served.ids, served.people, served.vectors, version_of(self.seq), index=served.index, save=False
-            )
-            self._save_soon()
-            version = self.version
+            else:
+                served = Served(self._ids, self.matcher.labels, self._vectors, self.matcher.index)
+                served = apply_changes(served, changes, self.shared, self.model_id)
+                self.seq = changes[-1].seq
+                version = version_of(self.seq)
+                self._install(served.ids, served.people, served.vectors, version, index=served.index, save=False)
+                self._save_soon()
+            gone, version = before - set(self.matcher.labels), self.version
+        for person in gone:  # forgotten or renamed elsewhere: no probe or remembered result names them here
+            self.forget_probes(person)
+            if self.on_forget is not None:
+                self.on_forget(person)
         theirs = [c for c in changes if c.command and c.replica != self.instance]
         if theirs and self.on_served is not None:
             self.on_served(theirs, version)
