@@ -99,6 +99,13 @@ def search_costs(index: faiss.Index, queries: np.ndarray, exact: np.ndarray | No
 @contextmanager
 def server(kind: str, args: dict[str, Any]) -> Iterator[int]:
     """A bench.servers process, ready; yields its port (0 for mqtt)."""
+    with served(kind, args) as (port, _process):
+        yield port
+
+
+@contextmanager
+def served(kind: str, args: dict[str, Any]) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """A bench.servers process, ready; yields its port (0 for mqtt) and the process."""
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.servers", kind, json.dumps(args)],
         stdin=subprocess.PIPE,
@@ -112,7 +119,7 @@ def server(kind: str, args: dict[str, Any]) -> Iterator[int]:
         process.kill()
         raise RuntimeError(f"bench.servers {kind} did not start")
     try:
-        yield int(line.split()[1])
+        yield int(line.split()[1]), process
     finally:
         process.stdin.close()
         try:
@@ -121,13 +128,13 @@ def server(kind: str, args: dict[str, Any]) -> Iterator[int]:
             process.kill()
 
 
-def payloads(vectors: np.ndarray) -> list[tuple[str, bytes]]:
-    """(topic, FaceEmbedding msgpack) for each probe, spread over NODES nodes."""
+def payloads(vectors: np.ndarray, first_seq: int = 0) -> list[tuple[str, bytes]]:
+    """(topic, FaceEmbedding msgpack) for each probe, spread over NODES nodes, numbered from ``first_seq``."""
     items = []
     for i, vector in enumerate(vectors):
         node = f"bench-{i % NODES}"
         message = FaceEmbedding(
-            node, i, time.time(), i, 1, (0, 0, 80, 80), 0.9, {"size": 80.0}, "sface-2021dec", vector
+            node, first_seq + i, time.time(), i, 1, (0, 0, 80, 80), 0.9, {"size": 80.0}, "sface-2021dec", vector
         )
         items.append((f"facewire/embeddings/{node}", message.to_msgpack()))
     return items

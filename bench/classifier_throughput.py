@@ -1,0 +1,197 @@
+"""Classifier throughput beside the broker alone, in alternating rounds, and where the time goes (issue 21).
+
+The setting of the classifier benchmark's "10,000 / flat / batch 64 / 1 OpenMP thread" row: a synthetic
+10k gallery, one classifier process (bench.servers mqtt) kept running, payloads from 4 nodes at QoS 1.
+Each round sends the same payloads (a) from facewire's Python publisher through the broker to one Python
+subscriber, no classifier (the baseline), then (b) through the classifier to a subscriber of the results.
+A round's ratio (b)/(a) is measured within seconds on a shared, noisy machine; the median is reported.
+Beside the rates: CPU seconds per message of the classifier process, of the load generator (publisher
+and subscriber, this process) and of mosquitto, which other load on the machine disturbs less.
+
+``--profile``: py-spy samples the classifier during one more pass; the samples are put in buckets (FAISS,
+JSON, msgpack, paho's read loop, ...) by the innermost frame that names one.
+
+    python -m bench.classifier_throughput [--rounds 3] [--messages 10000] [--profile] [--json]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from bench.classifier import payloads, probes, pump, served, synthetic_gallery
+from bench.common import machine_line, table, update_section, write_json
+from facewire.progress import progress_bar
+from facewire_console.broker import LocalBroker
+
+SIZE = 10_000
+RAW_TOPIC = "facewire/bench/raw"
+# (bucket, substrings of a frame); a sample goes to the bucket of its innermost frame that matches.
+BUCKETS: list[tuple[str, tuple[str, ...]]] = [
+    ("FAISS search (GIL released)", ("IndexFlat.search", "replacement_search")),
+    ("matcher: per-probe decision in Python", ("Matcher._decide", "Matcher.match")),
+    ("JSON encoding of results", ("to_json", "result_json", "to_dict")),
+    ("msgpack decoding and checks of embeddings", ("from_msgpack", "decode (classifier_service")),
+    ("core: checks, de-duplication, FaceResult", ("Classifier.classify", "decide (classifier_service")),
+    ("ack of each embedding (PUBACK out)", ("MqttConnection.ack", "_acker")),
+    ("result publish (worker into paho)", ("MqttConnection.publish",)),
+    ("hand-off: fair queue put/take", ("FairQueue.put", "FairQueue.take", "ClassifierService._on_message")),
+    ("paho: PUBACKs of results in (in-flight window)", ("_handle_pubackcomp",)),
+    ("paho: embeddings in (decode, route to handler)", ("_handle_publish",)),
+    ("paho: socket reads/writes and select loop", ("loop_read", "loop_write", "_packet_read", "Client._loop")),
+]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(rate_of: Callable[[], float], pids: dict[str, int], count: int) -> dict[str, float]:
+    """Messages/s of ``rate_of()`` and CPU ms per message of each process in ``pids`` and of this one."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    own = own_cpu_seconds()
+    rate = rate_of()
+    row = {f"{name}_cpu_ms": 1000 * (cpu_seconds(pid) - before[name]) / count for name, pid in pids.items()}
+    return {"per_s": rate, "load_generator_cpu_ms": 1000 * (own_cpu_seconds() - own) / count, **row}
+
+
+def bucketed(raw: Path) -> dict[str, float]:
+    """Share of py-spy samples per bucket (raw format: ``thread;frame;...;frame count`` per line)."""
+    counts: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, samples = line.rsplit(" ", 1)
+        counts[bucket_of(stack.split(";")[1:])] += int(samples)
+    total = sum(counts.values()) or 1
+    return {name: counts[name] / total for name, _ in [*BUCKETS, ("other", ())]}
+
+
+def bucket_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, keys in BUCKETS:
+            if any(key in frame for key in keys):
+                return name
+    return "other"
+
+
+def profiled(pid: int, run: Callable[[], float], folder: Path) -> dict[str, float]:
+    """Bucket shares of py-spy samples of process ``pid`` while ``run()`` runs."""
+    spy = shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if spy is None:
+        raise click.ClickException("--profile needs py-spy (pip install py-spy)")
+    raw = folder / "py-spy.txt"
+    recorder = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--nonblocking", "-o", str(raw)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches
+    run()
+    recorder.send_signal(2)
+    recorder.wait(60)
+    return bucketed(raw)
+
+
+def run(rounds: int, count: int, profile: bool) -> dict[str, Any]:
+    """Alternating broker-only and classifier rounds; the dict written to bench/results/classifier_throughput.json."""
+    vectors, labels, centres = synthetic_gallery(SIZE)
+    vectors_in = probes(centres, count, seed=2)
+    passes = iter(range(rounds + 1))  # fresh (node, seq) keys per pass: repeats are answered from memory
+
+    def fresh() -> list[tuple[str, bytes]]:
+        return payloads(vectors_in, first_seq=count * next(passes))
+
+    rows: list[dict[str, Any]] = []
+    shares: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, LocalBroker(Path(tmp) / "broker") as broker:
+        np.save(Path(tmp) / "gallery.npy", vectors)
+        (Path(tmp) / "labels.txt").write_text("\n".join(labels))
+        args = {"npy": str(Path(tmp) / "gallery.npy"), "labels": str(Path(tmp) / "labels.txt"), "url": broker.url,
+                "batch_max": 64, "omp_threads": 1, "instance": "throughput"}  # fmt: skip
+        assert broker.process is not None
+        with served("mqtt", args) as (_port, classifier), progress_bar("classifier throughput") as update:
+            pids = {"classifier": classifier.pid, "broker": broker.process.pid}
+            for done in range(rounds):
+                items = fresh()
+                base = measured(partial(pump, broker.url, items, RAW_TOPIC, topic=RAW_TOPIC), pids, count)
+                through = measured(partial(pump, broker.url, items, "facewire/results/+"), pids, count)
+                rows.append({"broker_only": base, "classifier": through, "ratio": through["per_s"] / base["per_s"]})
+                update(done + 1, rounds)
+            if profile:
+                shares = profiled(classifier.pid, partial(pump, broker.url, fresh(), "facewire/results/+"), Path(tmp))
+    return {
+        "gallery": SIZE,
+        "messages": count,
+        "rounds": rows,
+        "median_ratio": statistics.median(row["ratio"] for row in rows),
+        "profile": shares,
+    }
+
+
+def publish(data: dict[str, Any], command: str) -> None:
+    """bench/results/classifier_throughput.json and the ``classifier-throughput`` section of BENCHMARKS.md."""
+    write_json("classifier_throughput", data)
+    rounds = [
+        [i + 1, f"{r['broker_only']['per_s']:,.0f}", f"{r['classifier']['per_s']:,.0f}", f"{r['ratio']:.2f}",
+         f"{r['classifier']['classifier_cpu_ms']:.2f}", f"{r['classifier']['load_generator_cpu_ms']:.2f}",
+         f"{r['broker_only']['load_generator_cpu_ms']:.2f}"]
+        for i, r in enumerate(data["rounds"])
+    ]  # fmt: skip
+    header = ["round", "broker only msg/s", "classifier results/s", "ratio", "classifier CPU ms/msg",
+              "load generator CPU ms/msg (with classifier)", "load generator CPU ms/msg (broker only)"]  # fmt: skip
+    body = (
+        f"{machine_line(command)}\n\n{data['gallery']:,}-row flat gallery (1 OpenMP thread, batch max 64), "
+        f"{data['messages']:,} embeddings from 4 nodes per pass, QoS 1 in and out, one classifier kept running; "
+        "each round: the broker alone (Python publisher → Python subscriber), then the classifier.\n\n"
+        + table(header, rounds)
+        + f"\n\nMedian ratio: **{data['median_ratio']:.2f}**."
+    )
+    if data["profile"]:
+        shares = sorted(data["profile"].items(), key=lambda item: -item[1])
+        body += "\n\npy-spy samples of the classifier process during one more pass, by where they fall:\n\n" + table(
+            ["where", "share of samples"], [[name, f"{share:.1%}"] for name, share in shares]
+        )
+    update_section("classifier-throughput", body)
+
+
+@click.command()
+@click.option("--rounds", type=int, default=3, show_default=True, help="Broker-only + classifier pairs.")
+@click.option("--messages", type=int, default=10_000, show_default=True, help="Embeddings per pass.")
+@click.option("--profile", is_flag=True, help="Sample the classifier with py-spy during one more pass.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def main(rounds: int, messages: int, profile: bool, as_json: bool) -> None:
+    """Classifier results/s ÷ broker-only messages/s, round by round, and the classifier's profile."""
+    data = run(rounds, messages, profile)
+    options = f" --rounds {rounds} --messages {messages}" + (" --profile" if profile else "")
+    publish(data, "python -m bench.classifier_throughput" + options)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(f"median ratio {data['median_ratio']:.2f} over {rounds} rounds")
+
+
+if __name__ == "__main__":
+    main()
