@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from classifier_service import index_choice
 from classifier_service.quality import gallery_margin
 from facewire.schema import Candidate
 
@@ -41,7 +42,7 @@ class Match:
 
 
 class Matcher:
-    """A flat FAISS index of the gallery; one search call per batch of probes."""
+    """A FAISS index of the gallery (its kind chosen by size: ``index_choice``); one search call per batch."""
 
     def __init__(
         self,
@@ -60,12 +61,7 @@ class Matcher:
             assert embeddings is not None
             if len(labels) != len(embeddings):
                 raise ValueError("one label per embedding")
-            dim = int(embeddings.shape[1]) if embeddings.ndim == 2 and embeddings.shape[1] else 0
-            import faiss
-
-            index = faiss.IndexFlatIP(max(dim, 1))
-            if len(labels):
-                index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+            index = index_choice.build(embeddings)  # flat, or a compressed scan with exact re-ranking
         elif index.ntotal != len(labels):
             raise ValueError("one label per indexed vector")
         self.threshold = threshold

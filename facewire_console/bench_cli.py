@@ -33,7 +33,7 @@ def bench_module(name: str) -> ModuleType:
         raise
 
 
-SUBCOMMANDS = ("accuracy", "edge", "wire", "classifier", "e2e", "chaos", "all")
+SUBCOMMANDS = ("accuracy", "edge", "wire", "classifier", "index-scale", "e2e", "chaos", "all")
 
 
 def command_line() -> str:
@@ -148,6 +148,17 @@ def classifier(quick: bool, sizes: str | None = None, messages: int | None = Non
     bench_module("report").classifier(data, command_line())
 
 
+@bench.command("index-scale")
+@click.option("--quick", is_flag=True, help="Galleries of 10k and 60k rows only.")
+@click.option("--sizes", default=None, help="Comma-separated gallery sizes (default: 1k to 1M).")
+@fail_cleanly
+def index_scale(quick: bool, sizes: str | None = None) -> None:
+    """The index chosen by gallery size on lfw-dev faces among realistic distractors: speed against flat,
+    recall@1, memory, adds and removes, strangers named as the gallery grows."""
+    module = bench_module("index_scale")
+    module.publish_run(module.parse_sizes(quick, sizes), command_line())
+
+
 @bench.command()
 @click.option("--quick", is_flag=True, help="Shorter runs per load level.")
 @click.option("--seconds", type=float, default=None, help="Seconds per load level (6 quick, 20 full).")
@@ -193,7 +204,7 @@ def all_(ctx: click.Context, quick: bool, dataset: Path | None) -> None:
     """Every benchmark in turn (and bench_models / bench_recorder when present)."""
     started = time.perf_counter()
     ctx.invoke(accuracy, dataset=dataset, models=(), limit_people=None, quick=quick)
-    for command in (edge, wire, classifier, e2e):
+    for command in (edge, wire, classifier, index_scale, e2e):
         ctx.invoke(command, quick=quick)
     for extra in ("bench_models", "bench_recorder"):
         try:

@@ -4,7 +4,9 @@
 row count, a hash of the store row ids in index order and the file's SHA-256.
 Both are written to a temporary file and renamed, so a crash leaves either the
 old pair, or a pair that does not match (and is rebuilt), never a half file that
-is trusted.
+is trusted. Any kind ``index_choice`` builds is saved; one that no longer fits the
+gallery's size (a flat file of a gallery grown past the flat limit) is rebuilt
+rather than served.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from classifier_service import index_choice
 from facewire.logs import kv
 
 if TYPE_CHECKING:
@@ -51,6 +54,7 @@ def save_index(folder: Path, index: faiss.Index, ids: list[int], version: str) -
         "version": version,
         "count": int(index.ntotal),
         "dim": int(index.d),
+        "kind": index_choice.plan_of(index).kind,
         "ids_sha256": ids_digest(ids),
         "file_sha256": hashlib.sha256(data).hexdigest(),
     }
@@ -77,9 +81,9 @@ def load_index(folder: Path, ids: list[int], version: str) -> faiss.Index | None
             except RuntimeError as exc:
                 reason = f"does not deserialise: {str(exc)[:80]}"
             else:
-                if index.ntotal == len(ids):
+                reason = _unfit(index, len(ids))
+                if not reason:
                     return index
-                reason = f"holds {index.ntotal} vectors, store has {len(ids)}"
     log.warning(kv("index-file-rejected", folder=folder, reason=reason))
     return None
 
@@ -92,3 +96,13 @@ def _mismatch(meta: dict[str, object], data: bytes, ids: list[int], version: str
     if meta.get("version") != version:
         return f"version {meta.get('version')} != store {version}"
     return ""
+
+
+def _unfit(index: faiss.Index, rows: int) -> str:
+    if index.ntotal != rows:
+        return f"holds {index.ntotal} vectors, store has {rows}"
+    try:
+        plan = index_choice.plan_of(index)
+    except ValueError as exc:
+        return str(exc)
+    return "" if index_choice.fits(plan, rows, int(index.d)) else f"a {plan.kind} index does not fit {rows} rows"
