@@ -87,6 +87,7 @@ def three(postgres_url: str, tmp_path: Path) -> Iterator[list[GalleryManager]]:
     managers = [replica(postgres_url, tmp_path, name) for name in ("a", "b", "c")]
     for manager in managers:
         manager.open()
+        manager.start_following()
     yield managers
     for manager in managers:
         manager.stop_following()

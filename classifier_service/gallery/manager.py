@@ -90,9 +90,13 @@ class GalleryManager:
         report = self.sync(on_progress)
         self.prune_unknowns()
         self.clusters.restore(self.store.unknowns(self.model_id))
+        return report
+
+    def start_following(self) -> None:
+        """Shared gallery: follow its changes on a thread of their own (after catching up on those made since
+        ``open``). Call once ``on_swap`` is set, so that no change is served without the classifier."""
         if self.shared is not None and self._following is None:
             self._following = start_follower(self.shared, self.follow, POLL_SECONDS)
-        return report
 
     def stop_following(self) -> None:
         if self._following is not None:

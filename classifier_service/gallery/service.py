@@ -74,6 +74,7 @@ class GalleryService:
         manager.on_served = self._served
 
     def start(self) -> None:
+        self.manager.start_following()
         self._worker.start()
         self.connection.subscribe(self.topics.gallery_cmd_all(), lambda m: self._queue.put((m, self._epoch)))
 
