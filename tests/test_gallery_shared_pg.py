@@ -32,7 +32,7 @@ from facewire.faces import FaceAnalyzer
 from facewire.schema.gallery import b64_vectors
 from facewire_console.broker import LocalBroker
 from harness.postgres import PostgresServer
-from harness.probes import probe
+from harness.probes import Probes, probe
 from harness.processes import RunningClassifier
 from tests.gallery_support import KNOWN, b64_file, make_gallery, photos, result_for
 
@@ -305,6 +305,15 @@ def test_an_enrolment_through_one_replica_is_served_by_all(site: Site) -> None:
         assert len({s["embeddings"] for s in now.values()}) == 1
     held = table_rows(site.url, "SELECT count(*) FROM gallery.embeddings WHERE person = %s", "Serena_Williams")
     assert held == enrolled["accepted"]
+    with psycopg.connect(site.url) as conn:
+        stored = conn.execute("SELECT vector FROM gallery.embeddings WHERE person = 'Serena_Williams'").fetchone()
+    assert stored is not None
+    edge = Probes(site.broker.url, node="shared-door")
+    try:
+        result = edge.ask(np.frombuffer(bytes(stored[0]), dtype="<f4"))
+    finally:
+        edge.stop()
+    assert (result.name, result.gallery_version) == ("Serena_Williams", enrolled["gallery_version"])
 
 
 @pytest.mark.slow  # the three replicas start in ~25 s (module fixture); the test itself in seconds
