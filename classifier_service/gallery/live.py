@@ -1,9 +1,9 @@
 """Apply a shared gallery's changes to what a replica serves, without reloading the gallery.
 
-New rows are read by id and added to a copy of the served FAISS index; removed rows are taken
-out of a flat index (which keeps the order of the rest, so position i is still row i); relabelled
-rows change only their labels. An index that cannot remove in place (IVF renumbers nothing,
-HNSW cannot remove) is left to the Matcher to build again from the vectors held in memory.
+New rows are read by id and added to a copy of the served FAISS index, removed rows are taken out
+of a copy (the rest keep their order, so position i is still row i), both through
+:mod:`classifier_service.index_choice` (which keeps a compressed index's codebooks, or rebuilds
+when the gallery outgrows its kind); relabelled rows change only their labels.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from classifier_service import index_choice
 from classifier_service.gallery.changes import Change, ChangeLog
 
 if TYPE_CHECKING:
@@ -49,27 +50,15 @@ def apply_changes(served: Served, changes: list[Change], store: ChangeLog, model
 class _State:
     def __init__(self, served: Served) -> None:
         self.ids, self.people, self.vectors = list(served.ids), list(served.people), served.vectors
-        self.index: Any = served.index  # shared with the served Matcher until changed: then a copy
-        self._copied = False
-
-    def _own_index(self) -> Any:
-        """A copy of the served index to change (the served one stays as it is until the swap)."""
-        if not self._copied:
-            import faiss
-
-            self._copied = True
-            usable = self.index is not None and self.index.ntotal > 0
-            self.index = faiss.clone_index(self.index) if usable else None
-        return self.index
+        self.index: Any = served.index if served.index is not None and served.index.ntotal else None
 
     def add(self, store: ChangeLog, model: str, ids: list[int]) -> None:
         held = set(self.ids)
         rows = store.rows_by_id(model, [i for i in ids if i not in held])
         if not rows.ids or rows.vectors is None:
             return
-        index = self._own_index()
-        if index is not None:
-            index.add(np.ascontiguousarray(rows.vectors, dtype=np.float32))
+        if self.index is not None:  # the served index is never changed: it may be searched right now
+            self.index = index_choice.added(self.index, rows.vectors)
         self.vectors = rows.vectors if not self.ids else np.vstack([self.vectors, rows.vectors])
         self.ids += rows.ids
         self.people += rows.people
@@ -78,14 +67,8 @@ class _State:
         keep = [i for i, row in enumerate(self.ids) if row not in gone]
         if len(keep) == len(self.ids):
             return
-        import faiss
-
-        index = self._own_index()
-        if isinstance(index, faiss.IndexFlat):
-            dropped = np.setdiff1d(np.arange(len(self.ids)), keep).astype(np.int64)
-            index.remove_ids(faiss.IDSelectorBatch(dropped))
-        else:
-            self.index = None
+        if self.index is not None:
+            self.index = index_choice.removed(self.index, np.setdiff1d(np.arange(len(self.ids)), keep))
         self.ids = [self.ids[i] for i in keep]
         self.people = [self.people[i] for i in keep]
         self.vectors = self.vectors[keep]
