@@ -115,8 +115,20 @@ def profiled(pid: int, run: Callable[[], float], folder: Path) -> dict[str, floa
     return bucketed(raw)
 
 
-def run(rounds: int, count: int, profile: bool) -> dict[str, Any]:
-    """Alternating broker-only and classifier rounds; the dict written to bench/results/classifier_throughput.json."""
+def pinned(cpus: dict[int, list[int]]) -> None:
+    """Bind every thread of each process to its CPU (``{cpu: [pid, ...]}``)."""
+    for cpu, pids in cpus.items():
+        for pid in pids:
+            for thread in Path(f"/proc/{pid}/task").iterdir():
+                os.sched_setaffinity(int(thread.name), {cpu})
+
+
+def run(rounds: int, count: int, profile: bool, pin: bool = False) -> dict[str, Any]:
+    """Alternating broker-only and classifier rounds; the dict written to bench/results/classifier_throughput.json.
+
+    ``pin``: the classifier on CPU 1, mosquitto and the load generator on CPU 0 (in both kinds of round), as
+    when the classifier has a machine of its own.
+    """
     vectors, labels, centres = synthetic_gallery(SIZE)
     vectors_in = probes(centres, count, seed=2)
     passes = iter(range(rounds + 1))  # fresh (node, seq) keys per pass: repeats are answered from memory
@@ -134,6 +146,8 @@ def run(rounds: int, count: int, profile: bool) -> dict[str, Any]:
         assert broker.process is not None
         with served("mqtt", args) as (_port, classifier), progress_bar("classifier throughput") as update:
             pids = {"classifier": classifier.pid, "broker": broker.process.pid}
+            if pin:
+                pinned({0: [os.getpid(), broker.process.pid], 1: [classifier.pid]})
             for done in range(rounds):
                 items = fresh()
                 base = measured(partial(pump, broker.url, items, RAW_TOPIC, topic=RAW_TOPIC), pids, count)
@@ -144,6 +158,7 @@ def run(rounds: int, count: int, profile: bool) -> dict[str, Any]:
                 shares = profiled(classifier.pid, partial(pump, broker.url, fresh(), "facewire/results/+"), Path(tmp))
     return {
         "gallery": SIZE,
+        "pinned": pin,
         "messages": count,
         "rounds": rows,
         "median_ratio": statistics.median(row["ratio"] for row in rows),
@@ -165,7 +180,9 @@ def publish(data: dict[str, Any], command: str) -> None:
     body = (
         f"{machine_line(command)}\n\n{data['gallery']:,}-row flat gallery (1 OpenMP thread, batch max 64), "
         f"{data['messages']:,} embeddings from 4 nodes per pass, QoS 1 in and out, one classifier kept running; "
-        "each round: the broker alone (Python publisher → Python subscriber), then the classifier.\n\n"
+        "each round: the broker alone (Python publisher → Python subscriber), then the classifier."
+        + (" Pinned: the classifier on CPU 1, mosquitto and the load generator on CPU 0." if data["pinned"] else "")
+        + "\n\n"
         + table(header, rounds)
         + f"\n\nMedian ratio: **{data['median_ratio']:.2f}**."
     )
@@ -174,18 +191,21 @@ def publish(data: dict[str, Any], command: str) -> None:
         body += "\n\npy-spy samples of the classifier process during one more pass, by where they fall:\n\n" + table(
             ["where", "share of samples"], [[name, f"{share:.1%}"] for name, share in shares]
         )
-    update_section("classifier-throughput", body)
+    update_section("classifier-throughput" + ("-pinned" if data["pinned"] else ""), body)
 
 
 @click.command()
 @click.option("--rounds", type=int, default=3, show_default=True, help="Broker-only + classifier pairs.")
 @click.option("--messages", type=int, default=10_000, show_default=True, help="Embeddings per pass.")
 @click.option("--profile", is_flag=True, help="Sample the classifier with py-spy during one more pass.")
+@click.option("--pin", is_flag=True, help="Classifier on CPU 1; broker and load generator on CPU 0.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def main(rounds: int, messages: int, profile: bool, as_json: bool) -> None:
+def main(rounds: int, messages: int, profile: bool, pin: bool, as_json: bool) -> None:
     """Classifier results/s ÷ broker-only messages/s, round by round, and the classifier's profile."""
-    data = run(rounds, messages, profile)
-    options = f" --rounds {rounds} --messages {messages}" + (" --profile" if profile else "")
+    data = run(rounds, messages, profile, pin)
+    options = (
+        f" --rounds {rounds} --messages {messages}" + (" --profile" if profile else "") + (" --pin" if pin else "")
+    )
     publish(data, "python -m bench.classifier_throughput" + options)
     if as_json:
         click.echo(json.dumps(data, indent=2))
