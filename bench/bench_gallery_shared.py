@@ -7,7 +7,8 @@
    the last ``served`` event of the other two (event timestamps; one machine, one clock). Baseline in the
    same run: a ``status`` command answered by all three (the same broker and replicas, nothing changed).
 2. In one process: a gallery of ``--rows`` rows (128-d) served by a follower; times applying one new row
-   through the change log (incremental) against loading the whole gallery again.
+   through the change log (incremental) against a new replica loading the whole gallery (snapshot of every
+   row, index built; no index file).
 
 Writes bench/results/gallery_shared.json and prints a Markdown table (``--json``: the JSON).
 """
@@ -88,14 +89,16 @@ def no_analyzer() -> FaceAnalyzer:
     raise AssertionError("vectors only")
 
 
+def replica(url: str, folder: Path, name: str) -> GalleryManager:
+    """A replica serving the shared gallery (loaded now: snapshot of every row, index built)."""
+    store = open_gallery_store(folder, url, name)
+    manager = GalleryManager(store, folder, folder, "m", GallerySettings(), no_analyzer, 0.5, 5, name)
+    manager.restore()
+    return manager
+
+
 def follow_versus_reload(url: str, work: Path, rows: int) -> dict[str, Any]:
-    managers = []
-    for name in ("writer", "follower"):
-        store = open_gallery_store(work / name, url, name)
-        manager = GalleryManager(store, work / name, work, "m", GallerySettings(), no_analyzer, 0.5, 5, name)
-        manager.restore()
-        managers.append(manager)
-    writer, follower = managers
+    writer, follower = replica(url, work / "writer", "writer"), replica(url, work / "follower", "follower")
     rng = np.random.default_rng(5)
     for start in track(range(0, rows, 1000), description=f"fill {rows} rows"):
         vectors = unit(rng, min(1000, rows - start))
@@ -110,10 +113,11 @@ def follow_versus_reload(url: str, work: Path, rows: int) -> dict[str, Any]:
         follower.follow()
         incremental.append(time.perf_counter() - started)
         started = time.perf_counter()
-        follower.restore()  # the whole gallery again (snapshot of every row, new index)
+        joined = replica(url, work / f"joined{trial}", f"joined{trial}")  # a new replica: the whole gallery
         reload.append(time.perf_counter() - started)
-    assert len(follower.matcher.labels) == rows + 5
-    for manager in managers:
+        assert joined.matcher.labels == follower.matcher.labels
+        joined.store.close()
+    for manager in (writer, follower):
         manager.store.close()
     return {"rows": rows, "follow_one_row": ms(incremental), "reload_all": ms(reload)}
 
@@ -165,7 +169,7 @@ def main() -> None:
     inc, full = following["follow_one_row"], following["reload_all"]
     print(f"\n| {following['rows']:,} rows | ms (median / p95) |\n|---|---|")
     print(f"| follow: one new row through the change log | {inc['median_ms']} / {inc['p95_ms']} |")
-    print(f"| reload the whole gallery | {full['median_ms']} / {full['p95_ms']} |")
+    print(f"| a new replica loads the whole gallery | {full['median_ms']} / {full['p95_ms']} |")
 
 
 if __name__ == "__main__":
