@@ -185,6 +185,19 @@ def test_a_failed_change_leaves_nothing(three: list[GalleryManager], postgres_ur
     assert a.version == b.version == version_of(0)
 
 
+def test_unknown_faces_are_clustered_per_replica(three: list[GalleryManager]) -> None:
+    """Cluster numbers are each replica's own: naming a's cluster 1 takes a's faces only; a forget still
+    looks at every replica's unknown faces."""
+    a, b, _c = three
+    vectors = unit(np.random.default_rng(8), 3)
+    a.store.add_unknowns("m", [("door", 1, 1.0, 1, vectors[0]), ("door", 2, 2.0, 1, vectors[1])])
+    b.store.add_unknowns("m", [("hall", 1, 3.0, 1, vectors[2])])
+    assert [u.node for u in a.store.unknowns("m", cluster=1)] == ["door", "door"]
+    assert [u.node for u in b.store.unknowns("m", cluster=1)] == ["hall"]
+    assert [u.node for u in b.store.unknowns("m", mine=True)] == ["hall"]
+    assert len(a.store.unknowns("m")) == 3
+
+
 def test_a_replica_far_behind_reloads(postgres_url: str, tmp_path: Path) -> None:
     """Changes pruned past what a replica serves: it loads the gallery again instead of following."""
     first, late = replica(postgres_url, tmp_path, "first"), replica(postgres_url, tmp_path, "late")

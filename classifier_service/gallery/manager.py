@@ -89,7 +89,7 @@ class GalleryManager:
         self.restore()
         report = self.sync(on_progress)
         self.prune_unknowns()
-        self.clusters.restore(self.store.unknowns(self.model_id))
+        self.clusters.restore(self.store.unknowns(self.model_id, mine=True))
         return report
 
     def start_following(self) -> None:

@@ -71,7 +71,7 @@ class PostgresGalleryStore(SqlGalleryStore, ChangeLog):
     byte_order = ' COLLATE "C"'
 
     def __init__(self, url: str, replica: str) -> None:
-        self.url, self.replica = url, replica
+        self.url, self.replica = url, replica  # replica: also the owner of the unknown faces written
         self.database = PostgresDatabase(url, "gallery", schema=SCHEMA, name=f"facewire-gallery-{replica}")
         self._local = threading.local()  # .conn and .command of the claim this thread is in
 
@@ -92,6 +92,7 @@ class PostgresGalleryStore(SqlGalleryStore, ChangeLog):
                     f'INSERT INTO {table} ({columns}) SELECT {columns} FROM "{legacy}".{table}{order}'
                     " ON CONFLICT DO NOTHING".encode()
                 )
+            conn.execute("UPDATE unknowns SET replica = %s WHERE replica = ''", (self.replica,))  # its clusters
             ids = [int(r[0]) for r in conn.execute("SELECT id FROM embeddings ORDER BY id").fetchall()]
             if ids:
                 self._changed(_sql(conn), "add", ids)

@@ -43,6 +43,7 @@ class SqlGalleryStore(GalleryStore):
     """:class:`GalleryStore` on a SQL engine; backends supply transactions, the byte order and the purge."""
 
     byte_order = ""  # collation clause that orders text byte-wise (SQLite's default order)
+    replica = ""  # who keeps the unknown faces written here (a shared store: the replica's id)
 
     @abstractmethod
     def _write(self) -> AbstractContextManager[Sql]:
@@ -224,16 +225,21 @@ class SqlGalleryStore(GalleryStore):
     def add_unknowns(self, model: str, items: Sequence[tuple[str, int, float, int, np.ndarray]]) -> None:
         with self._observe() as sql:
             sql.many(
-                "INSERT INTO unknowns (model, node, seq, ts, cluster, vector) VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO unknowns (model, node, seq, ts, cluster, vector, replica) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (node, seq) DO NOTHING",
-                [(model, node, seq, ts, cluster, vector_blob(vector)) for node, seq, ts, cluster, vector in items],
+                [
+                    (model, node, seq, ts, cluster, vector_blob(vector), self.replica)
+                    for node, seq, ts, cluster, vector in items
+                ],
             )
 
-    def unknowns(self, model: str, cluster: int | None = None) -> list[Unknown]:
+    def unknowns(self, model: str, cluster: int | None = None, mine: bool = False) -> list[Unknown]:
         query = "SELECT id, node, seq, ts, cluster, vector FROM unknowns WHERE model = ?"
         args: tuple[object, ...] = (model,)
+        if cluster is not None or mine:
+            query, args = query + " AND replica = ?", (*args, self.replica)
         if cluster is not None:
-            query, args = query + " AND cluster = ?", (model, cluster)
+            query, args = query + " AND cluster = ?", (*args, cluster)
         with self._read() as sql:
             found = sql.run(query + " ORDER BY id", *args).fetchall()
         return [Unknown(r[0], r[1], r[2], r[3], r[4], np.frombuffer(bytes(r[5]), dtype="<f4").copy()) for r in found]

@@ -160,7 +160,9 @@ class GalleryStore(ABC):
         """Keep (node, seq, ts, cluster, vector) rows; a (node, seq) seen before is ignored."""
 
     @abstractmethod
-    def unknowns(self, model: str, cluster: int | None = None) -> list[Unknown]: ...
+    def unknowns(self, model: str, cluster: int | None = None, mine: bool = False) -> list[Unknown]:
+        """Kept unknown faces; those of this replica's ``cluster`` (or all of its own if ``mine``) when asked.
+        A shared store holds every replica's (clusters are numbered per replica)."""
 
     @abstractmethod
     def delete_unknowns(self, ids: Sequence[int]) -> int: ...
