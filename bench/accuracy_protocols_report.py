@@ -112,6 +112,7 @@ def ablation_table(data: dict[str, Any]) -> str:
             else "—",
             interval(pooled["known_named"]),
             interval(pooled["strangers_rejected"]),
+            f"+{row['vs_first']['right_gained']} / -{row['vs_first']['right_lost']}",
         ]
         cells += [
             f"{pct(row['protocols'][n]['known_named'][0])} / {pct(row['protocols'][n]['strangers_rejected'][0])}"
@@ -124,6 +125,7 @@ def ablation_table(data: dict[str, Any]) -> str:
         "quality slopes A / B",
         "known named (pooled)",
         "strangers rejected (pooled)",
+        "right answers vs first row (+gained / -lost)",
         *[f"`{n}` known / strangers" for n in names],
     ]
     return table(header, rows)
@@ -165,6 +167,23 @@ def gallery_size_table(data: dict[str, Any]) -> str:
         f"every stranger probe of every protocol): the stranger-person pair scores' tail above u = {tail['u']:.3f} "
         f"(1 pair in 1,000 of {tail['pairs']:,}) is exponential with beta = {tail['beta']:.4f}; the rule "
         f"threshold + beta ln(N / {found['reference_people']}) gives {rule}.\n\n" + table(header, rows)
+    )
+
+
+def cost_table(data: dict[str, Any]) -> str:
+    """Seconds per enrolment photo (ratio to plain, same run) and gallery rows per photo, per policy."""
+    found = data.get("enrol_cost")
+    if not found:
+        return ""
+    rows = [
+        [name, f"{1000 * n['seconds_per_photo']:.0f} ms", f"{n['ratio']:.2f}x", f"{n['rows_per_photo']:.1f}"]
+        for name, n in found["policies"].items()
+    ]
+    header = ["enrolment", "time per photo (this run)", "vs plain", "gallery rows per photo"]
+    return (
+        f"\n\nEnrolment cost (bench/enrol_cost.py; the {found['photos']} photos of data/sample, views at "
+        f"{', '.join(map(str, found['sizes']))} px; detect, check and embed, interleaved rounds):\n\n"
+        + table(header, rows)
     )
 
 
@@ -221,6 +240,7 @@ def body(data: dict[str, Any]) -> str:
         "and tested once; counts pooled over both directions; 95 % Wilson intervals:\n\n"
         + ablation_table(data)
         + gallery_size_table(data)
+        + cost_table(data)
         + tracks_table(data)
     )
 

@@ -176,18 +176,22 @@ def ablation(photos: list[Photo], score: ScoreFn, decisions: list[Decision], nam
     """Per decision, cross-validated over the two halves (every stranger is calibrated on once and tested
     on once): the rule is fitted on one half's pooled protocols and tested on the other half; test counts
     are pooled over both directions, overall and per protocol, with 95 % intervals."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     split = halves(photos)
     for decision in decisions:
         scored = {half: score(group, decision) for half, group in split.items()}
         rules = {half: fit_rule(scored[half], decision) for half in split}
         pooled: dict[str, int] = {}
         per_protocol: dict[str, dict[str, int]] = {n: {} for n in names}
+        outcomes = []
         for cal, test in (("A", "B"), ("B", "A")):
             for name, s in zip(names, scored[test], strict=True):
                 found = counts(s, rules[cal])
                 pooled = add(pooled, found)
                 per_protocol[name] = add(per_protocol[name], found)
+                outcomes.append(right_answers(s, rules[cal]))
+        answers = np.concatenate(outcomes)
+        first = answers if not rows else rows[0]["_answers"]
         rank1 = [summarise(s, 0.0)["rank1"] for half in split for s in scored[half]]
         rows.append(
             {
@@ -197,6 +201,21 @@ def ablation(photos: list[Photo], score: ScoreFn, decisions: list[Decision], nam
                 "slopes": {h: r.slopes for h, r in rules.items()},
                 "pooled": rates(pooled),
                 "protocols": {n: rates(c) for n, c in per_protocol.items()},
+                "vs_first": {
+                    "right_gained": int((answers & ~first).sum()),
+                    "right_lost": int((~answers & first).sum()),
+                },
+                "_answers": answers,
             }
         )
+    for row in rows:
+        del row["_answers"]
     return rows
+
+
+def right_answers(scored: Scored, rule: Rule) -> np.ndarray:
+    """Per probe, whether ``rule`` answers it right: a known probe named as its person, a stranger rejected
+    (paired between decisions: the same probes in the same order)."""
+    adjusted = np.nan_to_num(np.where(scored.unidentifiable, np.nan, rule.adjusted(scored)), nan=-np.inf)
+    named = adjusted >= rule.threshold
+    return np.where(scored.known, named & scored.correct, ~named)

@@ -56,7 +56,7 @@ def margin(quality: Mapping[str, float], slopes: Sequence[float]) -> float:
 # grows needs GALLERY_BETA * ln(N / GALLERY_REFERENCE) more than the threshold calibrated on galleries of
 # GALLERY_REFERENCE people. Smaller galleries keep the calibrated threshold (a floor, not a discount).
 GALLERY_REFERENCE = 80
-GALLERY_BETA = 0.03
+GALLERY_BETA = 0.024
 
 
 def gallery_margin(people: int, beta: float = GALLERY_BETA, reference: int = GALLERY_REFERENCE) -> float:

@@ -6,31 +6,36 @@ Real photos from data/sample and real models where a face is involved; the thres
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.calibration import nonnegative_fit
+from bench.protocols import shrink_into_frame
 from classifier_service.core import Arrival, Classifier
 from classifier_service.gallery.enrolment import check_photo
 from classifier_service.matcher import UNKNOWN, Matcher
 from classifier_service.quality import GALLERY_BETA, GALLERY_REFERENCE, gallery_margin, margin, shortfall
-from facewire.config import GallerySettings
-from facewire.faces import FaceAnalyzer
+from facewire.config import GallerySettings, ModelSettings, Settings
+from facewire.faces import FaceAnalyzer, create_analyzer
 from facewire.images import load_image
-from harness.processes import SAMPLE
+from tests.gallery_support import KNOWN, b64_file, command, make_gallery, open_test_manager, photos, settings_for
 from tests.test_schema import embedding, unit
 
-KNOWN = SAMPLE / "lfw" / "known"
 SLOPES = (0.05, 0.02, 0.08)
+COLIN = photos(KNOWN / "Colin_Powell")
+SMALL_SCALE = 0.35
 
 
 def test_enrolment_embeds_each_photo_at_the_camera_sizes_asked_for(analyzer: FaceAnalyzer) -> None:
-    image = load_image(KNOWN / "Colin_Powell" / "Colin_Powell_0001.jpg")
-    plain = check_photo(analyzer, image, GallerySettings())
+    image = load_image(COLIN[0])
+    plain = check_photo(analyzer, image, GallerySettings(enrol_flip=False))
     assert plain.accepted and plain.views == ()
-    views = check_photo(analyzer, image, GallerySettings(enrol_face_sizes=(24, 36, 400)))
+    assert GallerySettings().enrol_flip and GallerySettings().enrol_face_sizes == ()  # the shipped defaults
+    views = check_photo(analyzer, image, GallerySettings(enrol_flip=False, enrol_face_sizes=(24, 36, 400)))
     assert [tag for tag, _ in views.views] == ["s24", "s36"]  # never larger than the photo's own face
+    assert views.vector is not None and plain.vector is not None
     assert np.allclose(views.vector, plain.vector, atol=1e-5)
     for _tag, vector in views.views:
         assert abs(float(np.linalg.norm(vector)) - 1) < 1e-4
@@ -87,3 +92,41 @@ def test_quality_slopes_fit_is_non_negative_least_squares() -> None:
     values = 0.2 + features @ np.array([0.1, 0.0, 0.05]) - 0.08 * features[:, 1] + rng.normal(scale=0.01, size=500)
     slopes = nonnegative_fit(features, values)
     assert slopes[1] == 0.0 and slopes[0] == pytest.approx(0.1, abs=0.01) and slopes[2] == pytest.approx(0.05, abs=0.01)
+
+
+def test_enrolment_stores_the_extra_views_and_folder_sync_drops_them_with_their_photo(
+    analyzer: FaceAnalyzer, tmp_path: Path
+) -> None:
+    tony = photos(KNOWN / "Tony_Blair")[1:3]
+    gallery = make_gallery(tmp_path / "gallery", {"Tony_Blair": tony})
+    settings = settings_for(tmp_path, gallery, enrol_face_sizes=(24, 36), enrol_flip=True)
+    manager = open_test_manager(settings, analyzer)
+    rows = manager.store.rows(manager.model_id, with_vectors=False)
+    assert len(rows.ids) == 2 * 3 and sum("#s24" in s for s in rows.sources) == 2
+    assert manager.matcher.labels == ["Tony_Blair"] * 6
+    event = command(manager, {"op": "enroll", "person": "Colin_Powell", "images": [b64_file(COLIN[0])]}).events[0]
+    assert event.get("accepted") == 1  # one photo; its two views are rows, not photos
+    rows = manager.store.rows(manager.model_id, with_vectors=False)
+    assert rows.people.count("Colin_Powell") == 3 and len(manager.matcher.labels) == 9
+    (gallery / "Tony_Blair" / tony[0].name).unlink()
+    manager.sync()
+    assert manager.store.rows(manager.model_id, with_vectors=False).people.count("Tony_Blair") == 3
+
+
+def test_a_small_probe_of_an_enrolled_sample_person_is_named_with_the_shipped_defaults(
+    analyzer: FaceAnalyzer, tmp_path: Path
+) -> None:
+    settings = Settings()
+    people = {p.name: photos(p)[:1] for p in sorted(KNOWN.iterdir())}  # one enrolment photo each
+    manager = open_test_manager(settings_for(tmp_path, make_gallery(tmp_path / "g", people), 0.5), analyzer)
+    manager.matcher.threshold = settings.classifier_threshold()
+    classifier = Classifier(
+        manager.matcher, manager.model_id, "v", dim=128, quality_slopes=settings.classifier.quality_slopes
+    )
+    frame = shrink_into_frame(load_image(COLIN[3]), SMALL_SCALE, "colin")  # a ~37 px face in a 640x360 frame
+    faces = create_analyzer(ModelSettings(), det_threshold=0.6, min_face=16).analyze(frame)
+    face = max(faces, key=lambda f: f.size)
+    assert face.size < 45 and face.embedding is not None
+    message = embedding(emb=face.embedding, quality=face.quality)
+    (result,) = classifier.classify([Arrival(message, 0.0)])
+    assert result.name == "Colin_Powell" and result.known  # type: ignore[union-attr]

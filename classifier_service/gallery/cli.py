@@ -198,6 +198,7 @@ def enroll(
     analyzer = create_analyzer(settings.model, det_threshold=0.6, min_face=20)
     started = time.perf_counter()
     accepted: dict[str, list[tuple[Path, np.ndarray]]] = {}
+    views: dict[str, list[tuple[Path, np.ndarray]]] = {}  # gallery.enrol_face_sizes: extra rows, after the photos
     rejected: list[tuple[Path, str]] = []
     with progress_bar(f"checking {len(pairs)} photos") as update:
         for done, (owner, path) in enumerate(pairs, start=1):
@@ -209,6 +210,7 @@ def enroll(
                 check, reason = None, str(exc)
             if check is not None and check.vector is not None:
                 accepted.setdefault(owner, []).append((path, check.vector))
+                views.setdefault(owner, []).extend((Path(f"{path}#{tag}"), v) for tag, v in check.views)
                 if list_all and not as_json:
                     click.echo(f"ok       {path}")
             else:
@@ -219,17 +221,21 @@ def enroll(
     checked = time.perf_counter() - started
     model = analyzer.embedder.model_id
     enrolled, duplicates = send_embeddings(target, model, accepted)
+    enrolled_views = send_embeddings(target, model, views)[0] if views else 0  # a view too near another: dropped
     elapsed = time.perf_counter() - started
     if as_json:
         refused = [{"file": str(path), "reason": reason, "by": "checks"} for path, reason in rejected]
         refused += [{"file": str(path), "reason": reason, "by": "gallery"} for path, reason in duplicates]
-        click.echo(json.dumps({"photos": len(pairs), "enrolled": enrolled, "rejected": refused}))
+        click.echo(
+            json.dumps({"photos": len(pairs), "enrolled": enrolled, "views": enrolled_views, "rejected": refused})
+        )
         return
     for path, reason in duplicates:
         click.echo(f"rejected {path}: {reason}")
     click.echo(
-        f"{len(pairs)} photos: {enrolled} enrolled, {len(rejected)} rejected by checks, {len(duplicates)} rejected by"
-        f" the gallery; {len(pairs) / max(checked, 1e-9):.1f} photos/s checked, {elapsed:.1f}s in all"
+        f"{len(pairs)} photos: {enrolled} enrolled (+{enrolled_views} small-face views), {len(rejected)} rejected"
+        f" by checks, {len(duplicates)} rejected by the gallery; {len(pairs) / max(checked, 1e-9):.1f} photos/s"
+        f" checked, {elapsed:.1f}s in all"
     )
 
 

@@ -69,18 +69,31 @@ def _enroll(manager: GalleryManager, command: GalleryCommand) -> Outcome:
         sources = [hashlib.sha256(data).hexdigest() for data in command.images]
         origin = "image"
     results, accepted = _dedup(manager, checks, sources, origin)
-    added = manager.store.add_embeddings(command.person, manager.model_id, accepted, time.time()) if accepted else []
-    for item, was_added in zip(accepted, added, strict=True):
+    views = view_rows(checks, sources, accepted)
+    rows = accepted + views
+    added = manager.store.add_embeddings(command.person, manager.model_id, rows, time.time()) if rows else []
+    for item, was_added in zip(accepted, added[: len(accepted)], strict=True):
         if not was_added:
             results[sources.index(item.source)].update(accepted=False, reason="already enrolled")
-    count = sum(added)
-    if count:
-        manager.append(command.person, np.stack([a.vector for a, ok in zip(accepted, added, strict=True) if ok]))
+    count = sum(added[: len(accepted)])
+    if any(added):
+        manager.append(command.person, np.stack([a.vector for a, ok in zip(rows, added, strict=True) if ok]))
     manager.store.audit(
         "enroll", command.actor, command.person, {"accepted": count, "rejected": len(results) - count}, time.time()
     )
     event = "enrolled" if count else "rejected"
     return Outcome([manager.event(command, event, person=command.person, accepted=count, results=results)])
+
+
+def view_rows(checks: list[PhotoCheck], sources: list[str], accepted: list[NewEmbedding]) -> list[NewEmbedding]:
+    """The extra views (``gallery.enrol_face_sizes``) of the accepted photos, as rows ``<source>#<tag>``."""
+    kept = {item.source: item.origin for item in accepted}
+    return [
+        NewEmbedding(f"{source}#{tag}", f"{kept[source]}#{tag}", vector)
+        for check, source in zip(checks, sources, strict=True)
+        if source in kept
+        for tag, vector in check.views
+    ]
 
 
 def _dedup(
