@@ -107,7 +107,8 @@ def test_clip_embeds_few_faces_and_names_miranda_no_worse(analyzer: FaceAnalyzer
 def test_run_once_reports_embedded_and_gated_counts_in_its_summary_and_status(
     broker: LocalBroker, sample_dir: Path, tmp_path: Path
 ) -> None:
-    status = Collector(broker.url, ["facewire/nodes/+/status"]).start()
+    # the embeddings topic too: with no subscriber the broker answers 0x10 and `--once` keeps the faces, exit 1
+    status = Collector(broker.url, ["facewire/nodes/+/status", "facewire/embeddings/+"]).start()
     try:
         edge = run_module(
             "edge_agent",

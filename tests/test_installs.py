@@ -158,7 +158,12 @@ def test_tail_extract_and_camera_enrolment_on_an_edge_install(
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
     )
     time.sleep(3)  # tail subscribed
-    run(edge_venv, ["edge-agent", "run", "--source", str(CLIP), "--node-id", "pi", "--once"], tmp_path, env)
+    # tail leaves after 3; a consumer stays for the rest (with none, `--once` keeps the faces and exits 1)
+    consumer = Collector(env["FACEWIRE_MQTT__URL"], ["facewire/embeddings/+"]).start()
+    try:
+        run(edge_venv, ["edge-agent", "run", "--source", str(CLIP), "--node-id", "pi", "--once"], tmp_path, env)
+    finally:
+        consumer.stop()
     lines, errors = tail.communicate(timeout=60)
     assert tail.returncode == 0, errors
     messages = [json.loads(line) for line in lines.splitlines()]
@@ -202,7 +207,11 @@ def live_stack(server_venv: Path, broker: LocalBroker, tmp_path: Path) -> Iterat
         assert online and status_online(online[-1][1]), (tmp_path / "alert-service.log").read_text()[-2000:]
         # an edge node (the server image has the edge agent too) leaves its retained status behind
         edge = ["edge-agent", "run", "--source", str(CLIP), "--node-id", "pi", "--once", "--skip-frames", "10"]
-        run(server_venv, edge, tmp_path, env)
+        consumer = Collector(broker.url, ["facewire/embeddings/+"]).start()  # no classifier in this stack
+        try:
+            run(server_venv, edge, tmp_path, env)
+        finally:
+            consumer.stop()
         yield env
     finally:
         watcher.stop()

@@ -308,10 +308,13 @@ def test_edge_agent_kill9_keeps_its_spool_and_sends_it_after_restart(
     env = {"FACEWIRE_EDGE__STATE_DIR": str(tmp_path / "state")}
     args = ["run", "--node-id", "cam-1", "--source", str(sample_dir / "lfw"), "--max-fps", "10", "--broker", broker.url]
     edge = start_module("edge_agent", args, env, tmp_path / "edge.log")
-    time.sleep(8.0)
+    spool_file = tmp_path / "state" / "cam-1.spool.sqlite"
+    deadline = time.monotonic() + 90  # model loading takes seconds on a loaded machine
+    while time.monotonic() < deadline and not (spool_file.exists() and len(unacknowledged_seqs(spool_file)) >= 5):
+        time.sleep(0.5)
     edge.send_signal(signal.SIGKILL)
     edge.wait(10)
-    pending = unacknowledged_seqs(tmp_path / "state" / "cam-1.spool.sqlite")
+    pending = unacknowledged_seqs(spool_file)
     broker.start()
     edge = start_module("edge_agent", args, env, tmp_path / "edge2.log")
     try:
