@@ -161,7 +161,7 @@ def gallery_size_table(data: dict[str, Any]) -> str:
         "known named, size-aware",
     ]
     tail = found["tail"]
-    rule = "; ".join(f"{n:,} people: {v['rule_threshold']:.3f}" for n, v in found["rule"].items())
+    rule = "; ".join(f"{int(n):,} people: {v['rule_threshold']:.3f}" for n, v in found["rule"].items())
     return (
         f"\n\nGallery size (bench/gallery_size.py; shipped decision; random sub-galleries of the known people, "
         f"every stranger probe of every protocol): the stranger-person pair scores' tail above u = {tail['u']:.3f} "
@@ -245,11 +245,14 @@ def body(data: dict[str, Any]) -> str:
     )
 
 
-def publish(data: dict[str, Any], command: str) -> None:
-    """JSON, BENCHMARKS.md section, and the tables on stdout."""
+def publish(data: dict[str, Any], command: str, full: bool = True) -> None:
+    """JSON, BENCHMARKS.md section, and the tables on stdout; a run on part of the protocols or probes
+    (``full`` False) has its own JSON and section, so it never replaces the full run's."""
     data = {"command": command, **data}
-    path = write_json("accuracy_protocols", data)
+    section = SECTION if full else f"{SECTION}-subset"
+    path = write_json(section.replace("-", "_"), data)
     text = body(data)
-    update_section(SECTION, machine_line(command) + "\n\n" + text)
+    heading = "" if full else "### Accuracy levers on part of the protocols (issue 23)\n\n"
+    update_section(section, heading + machine_line(command) + "\n\n" + text)
     click.echo(text)
-    click.echo(f"written {path} and the '{SECTION}' table of BENCHMARKS.md", err=True)
+    click.echo(f"written {path} and the '{section}' table of BENCHMARKS.md", err=True)

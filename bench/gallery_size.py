@@ -4,7 +4,8 @@ A stranger is named when their best score over N enrolled people reaches the thr
 FPIR = 1 - (1 - FMR)^N, FMR being the chance that one stranger-person pair reaches it. The tail of the
 pair scores is close to exponential (FMR(t) = p_u exp(-(t - u) / beta) above a high quantile u), so
 keeping FPIR fixed as N grows needs FMR ~ FPIR / N, i.e. a threshold ``beta * ln(N / N_ref)`` above the
-one calibrated on galleries of N_ref people (``classifier_service.quality.gallery_margin``).
+default beyond the N_ref people at which the default's FPIR reaches its goal
+(``classifier_service.quality.gallery_margin``).
 
 Measured here on the pooled protocols: ``beta`` fitted on the pair scores of strangers and enrolled people,
 and on random sub-galleries of N people the strangers named at the fixed default and at the rule.
@@ -21,7 +22,7 @@ from bench.protocol_eval import Scored
 from classifier_service.quality import GALLERY_REFERENCE, gallery_margin
 
 TAIL_QUANTILE = 1e-3  # the tail fit starts where 1 pair in 1,000 scores higher
-SIZES = (10, 20, 40, 80, 158)
+SIZES = (10, 20, 40, 80, 158)  # lfw-dev has 158 known people: larger galleries are extrapolated
 DRAWS = 40
 
 

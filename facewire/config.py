@@ -124,7 +124,7 @@ class ClassifierSettings(Section):
     )
     track_gap_seconds: float = Field(10.0, description="A track unseen this long starts afresh", gt=0)
     quality_slopes: tuple[float, float, float] = Field(
-        (0.0, 0.0, 0.015),
+        (0.0, 0.0, 0.019),
         description="Rise of the score needed per unit of size, sharpness and pose shortfall (docs/accuracy.md)",
     )
     faiss_threads: int = Field(
@@ -169,7 +169,7 @@ class GallerySettings(Section):
         0.97, description="Cosine at which a new embedding duplicates an enrolled one", gt=0, le=1
     )
     enrol_flip: bool = Field(
-        True, description="Enrol the mean of each face's and its mirror image's embeddings (docs/accuracy.md)"
+        False, description="Enrol the mean of each face's and its mirror image's embeddings (docs/accuracy.md)"
     )
     enrol_face_sizes: tuple[int, ...] = Field(
         (), description="Also enrol each photo as a camera shows it at these face sizes in pixels (docs/accuracy.md)"

@@ -105,7 +105,8 @@ def accuracy(
             limit_people=limit_people if limit_people is not None else (40 if quick else None),
             max_probes=max_probes_per_person,
         )
-        bench_module("accuracy_protocols_report").publish(data, command_line())
+        full = protocol == "all" and max_probes_per_person is None and limit_people is None and not quick
+        bench_module("accuracy_protocols_report").publish(data, command_line(), full)
         return
     module = bench_module("accuracy")
     report = bench_module("report")

@@ -132,7 +132,7 @@ def test_protocol_bench_on_a_small_lfw_dev_subset(shared_data: Path, tmp_path: P
     args = ["--dataset", dataset, "--limit-people", "3", "--enroll-per-person", "1", "--probe-scale", "0.35"]
     result = run_module("facewire_console", ["bench", "accuracy", *args, "--no-peer"], env=env, timeout=600)
     assert result.returncode == 0, result.stderr
-    data = json.loads((tmp_path / "results" / "accuracy_protocols.json").read_text())
+    data = json.loads((tmp_path / "results" / "accuracy_protocols_subset.json").read_text())
     numbers = data["systems"][0]["protocols"]["enrol1-s0.35"]
     assert numbers["known_probes"] > 10 and numbers["unknown_probes"] == 3
     assert numbers["rank1"] > 0.8  # ~30 px faces of 3 people are still told apart
