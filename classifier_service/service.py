@@ -3,7 +3,9 @@
 Messages arrive with manual acknowledgement. Each inbound message is acked only
 after the broker has acknowledged its result (or its dead letter), so a crash
 at any point leads to redelivery, never to a lost face; redelivered messages
-are answered from the core's memory of recent keys.
+are answered from the core's memory of recent keys. A result the broker took
+with no subscriber for it (PUBACK 0x10) is published again after a back-off
+(classifier_service.unheard).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import orjson
 
 from classifier_service.core import Arrival, Classifier, Decision, Rejection
 from classifier_service.fair_queue import FairQueue
+from classifier_service.unheard import UnheardResults
 from classifier_service.workers import guarded_thread
 from facewire.config import ClassifierSettings
 from facewire.errors import SchemaError
@@ -127,6 +130,7 @@ class ClassifierService:
         self.instance = instance
         self.queue: FairQueue[tuple[Incoming, Message, int]] = FairQueue(settings.queue_max)
         self.counters = ServiceCounters()
+        self.unheard = UnheardResults()
         self._epoch = 0
         self._stop = threading.Event()
         self._republish = threading.Event()
@@ -151,6 +155,8 @@ class ClassifierService:
             "results": self.counters.results,
             "deadletters": self.counters.deadletters,
             "deadletter_reasons": dict(self.counters.reasons),
+            "results_retrying": len(self.unheard),
+            "results_unheard": self.unheard.given_up,
             "queue": self.queue.depths(),
         }
         return ServiceStatus(self.instance, state, time.time(), details).to_json()
@@ -188,6 +194,7 @@ class ClassifierService:
             if self._republish.is_set():
                 self._republish.clear()
                 self._republish_recent()
+            self._republish_unheard()
             items = self.queue.take(self.settings.batch_max, self.settings.batch_wait_ms / 1000.0, timeout=0.2)
             if items:
                 self._handle(items)
@@ -196,15 +203,34 @@ class ClassifierService:
         outcomes = decide(self.classifier, self.topics, [incoming for incoming, _, _ in items])
         self.counters.batches += 1
         for (incoming, message, epoch), outcome in zip(items, outcomes, strict=True):
+            ack = self._acker(message, epoch)
             if isinstance(outcome, FaceResult):
-                topic, payload = self.topics.results(outcome.node), result_json(outcome)
                 self.counters.results += 1
-            else:
-                topic, payload = self.topics.deadletter(SERVICE), outcome.to_json(SERVICE)
-                self.counters.deadletters += 1
-                self.counters.reasons[outcome.reason] += 1
-                log.warning(kv("dead-letter", reason=outcome.reason, detail=outcome.detail, topic=incoming.topic))
-            self.connection.publish(topic, payload, on_acked=self._acker(message, epoch))
+                self._publish_result(outcome, 0, on_acked=ack, on_unheard=ack)
+                continue
+            self.counters.deadletters += 1
+            self.counters.reasons[outcome.reason] += 1
+            log.warning(kv("dead-letter", reason=outcome.reason, detail=outcome.detail, topic=incoming.topic))
+            self.connection.publish(self.topics.deadletter(SERVICE), outcome.to_json(SERVICE), on_acked=ack)
+
+    def _publish_result(
+        self, result: FaceResult, attempt: int, on_acked: Callable[[], None] | None, on_unheard: Callable[[], None]
+    ) -> None:
+        """Publish ``result``; if nobody subscribes (0x10), ``on_unheard`` runs and it is kept for a retry."""
+
+        def unheard() -> None:
+            on_unheard()
+            if not self.unheard.add(result, attempt):
+                log.warning(kv("result-unheard", node=result.node, seq=result.seq, attempts=attempt + 1))
+
+        self.connection.publish(
+            self.topics.results(result.node), result_json(result), on_acked=on_acked, on_unheard=unheard
+        )
+
+    def _republish_unheard(self) -> None:
+        """Publish again the results whose back-off is over (the embedding was acked: the result is here)."""
+        for retry in self.unheard.due():
+            self._publish_result(retry.result, retry.attempt + 1, on_acked=None, on_unheard=lambda: None)
 
     def _republish_recent(self) -> None:
         """After a reconnect, publish again the results of the last ``resend_seconds``.

@@ -19,9 +19,11 @@ import msgpack
 import numpy as np
 import pytest
 
+from classifier_service.unheard import UnheardResults
 from edge_agent.spool import Spool
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
+from facewire.schema import FaceResult
 from facewire_console.broker import LocalBroker
 from harness.faults import SpooledPublisher
 from harness.probes import probe
@@ -125,3 +127,39 @@ def test_edge_once_with_no_classifier_fails_keeps_its_faces_and_sends_them_next_
         assert len(seqs) == 2 * published, "and the second run's"
     finally:
         broker.stop()
+
+
+def test_a_result_nobody_hears_yet_is_published_again_once_a_subscriber_is_there(tmp_path: Path) -> None:
+    """The classifier's result answered 0x10 (no results subscriber yet) is re-published after a back-off."""
+    gallery = serena_gallery(tmp_path)
+    broker = LocalBroker(tmp_path / "broker").start()
+    (tmp_path / "c1").mkdir()
+    classifier = RunningClassifier(broker.url, gallery, tmp_path / "c1", instance="c1").start()
+    publisher = MqttConnection(MqttSettings(url=broker.url), "one-shot")
+    results: Collector | None = None
+    try:
+        publisher.connect()
+        embedding = probe(np.random.default_rng(5).standard_normal(128), "cam-1", 7).to_msgpack()
+        publisher.publish(EMBEDDINGS, embedding).wait_for_publish(10)
+        time.sleep(2.0)  # answered by now, to no one
+        results = Collector(broker.url, ["facewire/results/+"]).start()
+        assert results.wait_for(lambda _t: True, 1, timeout=30), "re-published once a subscriber was there"
+        assert seqs(results)[0] == 7
+    finally:
+        if results is not None:
+            results.stop()
+        publisher.close()
+        classifier.stop()
+        broker.stop()
+
+
+def test_unheard_results_back_off_and_are_given_up_after_the_last_delay() -> None:
+    result = FaceResult("cam-1", 1, 0, 0, 1.0, "unknown", 0.1, False, 0.5, "m", "g", 2.0, 1.0)
+    unheard = UnheardResults(delays=(1.0, 2.0))
+    assert unheard.add(result, 0, now=10.0)
+    assert unheard.due(now=10.5) == [] and len(unheard) == 1
+    (retry,) = unheard.due(now=11.0)
+    assert retry.attempt == 0 and len(unheard) == 0
+    assert unheard.add(result, 1, now=11.0) and unheard.due(now=12.9) == []
+    assert [r.attempt for r in unheard.due(now=13.0)] == [1]
+    assert not unheard.add(result, 2, now=13.0) and unheard.given_up == 1
