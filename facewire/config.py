@@ -134,7 +134,11 @@ class ClassifierSettings(Section):
         le=64,
     )
     queue_max: int = Field(4096, description="Messages held in memory before the broker is paced", ge=16)
-    share_group: str = Field("classifiers", description="Shared-subscription group of the replicas")
+    share_group: str = Field(
+        "classifiers",
+        description="Shared-subscription group of the replicas ('': plain subscription, one classifier only;"
+        " mosquitto restores it after a restart, a shared one only when its subscriber is back)",
+    )
     instance: str = Field("", description="Replica id (default: host name and process id)")
     max_future_seconds: float = Field(
         300.0, description="Dead-letter embeddings whose capture time is this far ahead of ours (0: off)", ge=0

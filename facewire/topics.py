@@ -26,8 +26,8 @@ class Topics:
         return f"{self.prefix}/embeddings/+"
 
     def embeddings_shared(self, group: str) -> str:
-        """Shared subscription so classifier replicas split the stream between them."""
-        return f"$share/{group}/{self.embeddings_all()}"
+        """Shared subscription so classifier replicas split the stream ('': a plain one, for a single classifier)."""
+        return f"$share/{group}/{self.embeddings_all()}" if group else self.embeddings_all()
 
     def results(self, node: str) -> str:
         return f"{self.prefix}/results/{node}"

@@ -102,3 +102,8 @@ def test_reference_lists_every_option_with_its_variable() -> None:
     assert rows["classifier.threshold"] == "FACEWIRE_CLASSIFIER__THRESHOLD"
     assert rows["mqtt.url"] == "FACEWIRE_MQTT__URL"
     assert all(text for _k, _e, _d, text in reference_rows())
+
+
+def test_an_empty_share_group_is_a_plain_subscription_for_a_single_classifier() -> None:
+    assert Topics().embeddings_shared("") == "facewire/embeddings/+"
+    assert Topics().embeddings_shared("classifiers") == "$share/classifiers/facewire/embeddings/+"
