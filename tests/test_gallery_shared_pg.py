@@ -25,11 +25,12 @@ from classifier_service.gallery.changes import version_of
 from classifier_service.gallery.client import GalleryClient
 from classifier_service.gallery.factory import open_gallery_store
 from classifier_service.gallery.manager import GalleryManager
+from classifier_service.gallery.operations import apply_command
 from classifier_service.gallery.pg_store import PostgresGalleryStore
 from classifier_service.gallery.store import NewEmbedding, vector_source
 from facewire.config import GallerySettings, MqttSettings
 from facewire.faces import FaceAnalyzer
-from facewire.schema.gallery import b64_vectors
+from facewire.schema.gallery import GalleryCommand, b64_vectors
 from facewire_console.broker import LocalBroker
 from harness.postgres import PostgresServer
 from harness.probes import Probes, probe
@@ -196,6 +197,8 @@ def test_unknown_faces_are_clustered_per_replica(three: list[GalleryManager]) ->
     assert [u.node for u in b.store.unknowns("m", cluster=1)] == ["hall"]
     assert [u.node for u in b.store.unknowns("m", mine=True)] == ["hall"]
     assert len(a.store.unknowns("m")) == 3
+    listed = apply_command(a, GalleryCommand("unknowns", "u1", "ops")).events[0].details["clusters"]
+    assert [(c["cluster"], c["size"]) for c in listed] == [(f"{a.instance}:1", 2)], "b's cluster 1 is not a's"
 
 
 def test_a_replica_far_behind_reloads(postgres_url: str, tmp_path: Path) -> None:

@@ -210,7 +210,7 @@ def _reject_or_relabel(manager: GalleryManager, command: GalleryCommand) -> Outc
 
 
 def _unknowns(manager: GalleryManager, command: GalleryCommand) -> Outcome:
-    unknowns = manager.store.unknowns(manager.model_id)
+    unknowns = manager.store.unknowns(manager.model_id, mine=True)  # a shared store holds every replica's
     recent: dict[int, list[str]] = {}  # newest members as NODE/SEQ, so a viewer can show their thumbnails
     for item in sorted(unknowns, key=lambda u: -u.ts):
         members = recent.setdefault(item.cluster, [])
