@@ -13,7 +13,6 @@ from classifier_service.core import Classifier
 from classifier_service.gallery.service import GalleryService
 from classifier_service.gallery.setup import legacy_cache_file, open_manager
 from classifier_service.identify_service import IdentifyService
-from classifier_service.service import ClassifierService
 from classifier_service.tracks import TrackMemory
 from facewire import __version__
 from facewire.cli_common import common_options, fail_cleanly, settings_from, stop_event_on_signals
@@ -104,6 +103,8 @@ def run(
     def worker_died(worker: str) -> None:
         died.append(worker)
         stop.set()
+
+    from classifier_service.service import ClassifierService  # needs orjson (server extra): not at --help
 
     service = ClassifierService(classifier, connection, topics, conf, name, worker_died)
     gallery_service = GalleryService(manager, connection, topics, legacy_cache_file(settings), worker_died)
