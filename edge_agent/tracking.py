@@ -30,17 +30,25 @@ class _Track:
 
 
 class FaceTracker:
-    """Greedy IoU association of boxes to tracks; a track not seen for ``max_age`` seconds ends."""
+    """Greedy IoU association of boxes to tracks; a track not seen for ``max_age`` seconds ends.
+
+    A device slower than one frame per ``max_age`` would otherwise end every track between two frames:
+    a track seen in the previous frame survives to the next one, however long the gap.
+    """
 
     def __init__(self, min_iou: float, max_age: float, first_id: int = 1) -> None:
         self.min_iou = min_iou
         self.max_age = max_age
         self._tracks: dict[int, _Track] = {}
         self._next_id = first_id
+        self._previous_ts: float | None = None
 
     def update(self, boxes: list[Box], ts: float) -> list[int]:
         """Track ids for ``boxes`` (new ids for unmatched boxes)."""
-        self._tracks = {tid: t for tid, t in self._tracks.items() if ts - t.last_seen <= self.max_age}
+        previous, self._previous_ts = self._previous_ts, ts
+        self._tracks = {
+            tid: t for tid, t in self._tracks.items() if ts - t.last_seen <= self.max_age or t.last_seen == previous
+        }
         pairs = sorted(
             (
                 (iou(box, track.box), index, tid)

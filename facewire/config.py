@@ -70,7 +70,9 @@ class EdgeSettings(Section):
     min_face: int = Field(40, description="Smallest face side in pixels that is embedded", ge=8)
     det_threshold: float = Field(0.7, description="Detector score threshold", gt=0, lt=1)
     track_iou: float = Field(0.3, description="IoU that continues a track between frames", gt=0, lt=1)
-    track_max_age: float = Field(1.0, description="Seconds a track survives without a detection", gt=0)
+    track_max_age: float = Field(
+        1.0, description="Seconds a track survives without a detection (at least until the next frame)", gt=0
+    )
     dedup_cosine: float = Field(
         0.9, description="Do not republish a track's face this similar to its last one", gt=0, le=1
     )

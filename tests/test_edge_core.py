@@ -30,8 +30,18 @@ def test_tracker_keeps_ids_for_moving_boxes_and_expires_old_tracks() -> None:
     first = tracker.update([(0, 0, 10, 10), (100, 100, 10, 10)], ts=0.0)
     second = tracker.update([(101, 101, 10, 10), (1, 1, 10, 10)], ts=0.1)
     assert second == [first[1], first[0]]
+    for tenth in range(2, 50):  # 10 frames/s with no face for 4.9 s: the tracks end after 1 s
+        tracker.update([], ts=tenth / 10)
     third = tracker.update([(1, 1, 10, 10)], ts=5.0)
     assert third[0] not in first
+
+
+def test_a_device_slower_than_max_age_keeps_its_tracks_between_frames() -> None:
+    """One frame every 2.5 s (a Pi at --max-fps 0.4) with max_age 1 s: the face stays one track."""
+    tracker = FaceTracker(min_iou=0.3, max_age=1.0)
+    ids = [tracker.update([(10 + step, 10, 40, 40)], ts=step * 2.5)[0] for step in range(4)]
+    assert len(set(ids)) == 1
+    assert tracker.update([], ts=10.0) == [] and tracker.update([(10, 10, 40, 40)], ts=20.0)[0] != ids[0]
 
 
 def test_dedup_skips_near_identical_faces_until_refresh() -> None:
