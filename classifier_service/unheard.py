@@ -9,22 +9,25 @@ that is given up and counted (nobody subscribes to results at all, or not for ha
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from facewire.schema import FaceResult
 
 DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Retry:
     """One unheard result, its attempt number (0 for the first re-publish) and when it is due."""
 
-    result: FaceResult
-    attempt: int
     due: float
+    order: int  # ties on ``due`` keep the order results were added
+    result: FaceResult = field(compare=False)
+    attempt: int = field(compare=False)
 
 
 class UnheardResults:
@@ -33,7 +36,8 @@ class UnheardResults:
     def __init__(self, delays: tuple[float, ...] = DELAYS) -> None:
         self.delays = delays
         self.given_up = 0
-        self._waiting: list[Retry] = []
+        self._waiting: list[Retry] = []  # a heap by due time: the worker looks at it on every pass
+        self._added = itertools.count()
         self._lock = threading.Lock()
 
     def add(self, result: FaceResult, attempt: int = 0, now: float | None = None) -> bool:
@@ -43,15 +47,16 @@ class UnheardResults:
                 self.given_up += 1
                 return False
             moment = time.monotonic() if now is None else now
-            self._waiting.append(Retry(result, attempt, moment + self.delays[attempt]))
+            heapq.heappush(self._waiting, Retry(moment + self.delays[attempt], next(self._added), result, attempt))
             return True
 
     def due(self, now: float | None = None) -> list[Retry]:
-        """Take the retries whose time has come, oldest first."""
+        """Take the retries whose time has come, in the order they fell due."""
         moment = time.monotonic() if now is None else now
+        ready = []
         with self._lock:
-            ready = [r for r in self._waiting if r.due <= moment]
-            self._waiting = [r for r in self._waiting if r.due > moment]
+            while self._waiting and self._waiting[0].due <= moment:
+                ready.append(heapq.heappop(self._waiting))
         return ready
 
     def __len__(self) -> int:
