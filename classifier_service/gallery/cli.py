@@ -25,7 +25,7 @@ from rich.table import Table
 
 from classifier_service.gallery.camera_enrol import CameraEnrolment, FrameVerdict, run_camera_enrolment
 from classifier_service.gallery.client import GalleryClient
-from classifier_service.gallery.enrolment import check_photo
+from classifier_service.gallery.enrolment import check_photo, view_name
 from classifier_service.gallery.manager import GalleryManager
 from classifier_service.gallery.operations import apply_command
 from classifier_service.gallery.setup import legacy_cache_file, open_manager
@@ -210,7 +210,7 @@ def enroll(
                 check, reason = None, str(exc)
             if check is not None and check.vector is not None:
                 accepted.setdefault(owner, []).append((path, check.vector))
-                views.setdefault(owner, []).extend((Path(f"{path}#{tag}"), v) for tag, v in check.views)
+                views.setdefault(owner, []).extend((Path(view_name(str(path), tag)), v) for tag, v in check.views)
                 if list_all and not as_json:
                     click.echo(f"ok       {path}")
             else:

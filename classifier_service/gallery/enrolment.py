@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from classifier_service.gallery.store import NewEmbedding
 from facewire.config import GallerySettings
 from facewire.errors import ImageError
 from facewire.faces import Face, FaceAnalyzer, pitch_offset, yaw_ratio
@@ -43,6 +44,21 @@ class PhotoCheck:
     @property
     def accepted(self) -> bool:
         return self.vector is not None
+
+    def view_rows(self, source: str, origin: str) -> list[NewEmbedding]:
+        """The extra views as gallery rows of the photo stored as ``source`` / ``origin``."""
+        return [NewEmbedding(view_name(source, tag), view_name(origin, tag), vector) for tag, vector in self.views]
+
+
+def view_name(base: str, tag: str) -> str:
+    """The source, origin or file name of an extra view of ``base`` (``<base>#s24``)."""
+    return f"{base}#{tag}"
+
+
+def base_of_view(name: str) -> str:
+    """``name`` without the ``#s<size>`` of an extra view (the photo's own name)."""
+    head, mark, tag = name.rpartition("#")
+    return head if mark and tag[:1] == "s" and tag[1:].isdigit() else name
 
 
 def check_photo(analyzer: FaceAnalyzer, image: np.ndarray, policy: GallerySettings) -> PhotoCheck:

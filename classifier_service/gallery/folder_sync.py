@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier_service.gallery.enrolment import PhotoCheck, check_photo, near_duplicate
+from classifier_service.gallery.enrolment import PhotoCheck, base_of_view, check_photo, near_duplicate
 from classifier_service.gallery.store import GalleryStore, NewEmbedding
 from facewire.config import GallerySettings
 from facewire.errors import FacewireError, ImageError
@@ -67,12 +67,6 @@ def policy_key(model: str, policy: GallerySettings) -> str:
     return f"{model}|{policy.min_face}|{policy.min_sharpness}|{policy.second_face_ratio}|{policy.duplicate_cosine}"
 
 
-def base_origin(origin: str) -> str:
-    """The photo's origin of a row, without the ``#s<size>`` of an extra enrolment view."""
-    head, mark, tag = origin.rpartition("#")
-    return head if mark and tag[:1] == "s" and tag[1:].isdigit() else origin
-
-
 def sync_folder(
     root: Path,
     store: GalleryStore,
@@ -99,13 +93,13 @@ def sync_folder(
             report.unchanged += 1
         else:
             if row is not None:
-                report.removed += store.delete_rows([r[0] for o, r in stored.items() if base_origin(o) == origin])
+                report.removed += store.delete_rows([r[0] for o, r in stored.items() if base_of_view(o) == origin])
             vector = _check_new(path, person, origin, digest, store, model, analyzer, policy, known, report)
             if vector is not None:
                 known = vector[None, :] if not len(known) else np.vstack([known, vector])
         if on_progress:
             on_progress(done, len(pairs))
-    gone = [row[0] for origin, row in stored.items() if base_origin(origin) not in seen]
+    gone = [row[0] for origin, row in stored.items() if base_of_view(origin) not in seen]
     report.removed += store.delete_rows(gone)
     return report
 
@@ -140,8 +134,8 @@ def _check_new(
         log.info(kv("enrolment-photo-rejected", origin=origin, reason=reason))
         return None
     assert check.vector is not None
-    views = [NewEmbedding(f"{digest}#{tag}", f"{origin}#{tag}", vector) for tag, vector in check.views]
-    store.add_embeddings(person, model, [NewEmbedding(digest, origin, check.vector), *views], time.time())
+    rows = [NewEmbedding(digest, origin, check.vector), *check.view_rows(digest, origin)]
+    store.add_embeddings(person, model, rows, time.time())
     report.added += 1
     return check.vector
 

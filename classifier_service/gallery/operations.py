@@ -89,10 +89,10 @@ def view_rows(checks: list[PhotoCheck], sources: list[str], accepted: list[NewEm
     """The extra views (``gallery.enrol_face_sizes``) of the accepted photos, as rows ``<source>#<tag>``."""
     kept = {item.source: item.origin for item in accepted}
     return [
-        NewEmbedding(f"{source}#{tag}", f"{kept[source]}#{tag}", vector)
+        row
         for check, source in zip(checks, sources, strict=True)
         if source in kept
-        for tag, vector in check.views
+        for row in check.view_rows(source, kept[source])
     ]
 
 
