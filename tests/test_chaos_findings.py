@@ -28,6 +28,7 @@ from facewire_console.broker import LocalBroker
 from harness.faults import SpooledPublisher
 from harness.probes import probe
 from harness.processes import SAMPLE, Collector, RunningClassifier, run_module
+from tests.gallery_support import make_gallery
 
 EMBEDDINGS = "facewire/embeddings/cam-1"
 
@@ -37,11 +38,8 @@ def seqs(collector: Collector) -> list[int]:
 
 
 def serena_gallery(tmp_path: Path) -> Path:
-    gallery = tmp_path / "gallery"
-    (gallery / "Serena_Williams").mkdir(parents=True)
-    for photo in sorted((SAMPLE / "lfw" / "known" / "Serena_Williams").iterdir())[:2]:
-        (gallery / "Serena_Williams" / photo.name).write_bytes(photo.read_bytes())
-    return gallery
+    photos = sorted((SAMPLE / "lfw" / "known" / "Serena_Williams").iterdir())[:2]
+    return make_gallery(tmp_path / "gallery", {"Serena_Williams": photos})
 
 
 @pytest.mark.slow
