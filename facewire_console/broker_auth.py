@@ -24,6 +24,7 @@ from pathlib import Path
 from facewire.errors import BrokerError, ConfigError
 from facewire.topics import valid_node_id
 from facewire_console.broker import BROKER_CONF
+from facewire_console.private_files import write_private
 
 BROKER_DIR = BROKER_CONF.parent
 SECURE_CONF = BROKER_DIR / "secure.conf"
@@ -51,19 +52,12 @@ def add_account(passwd_file: Path, user: str, secrets_dir: Path, password: str |
     if not valid_node_id(user):
         raise ConfigError(f"account name {user!r} must be letters, digits, '-', '_' or '.' (max 64)")
     password = password or secrets.token_urlsafe(24)
-    passwd_file.parent.mkdir(parents=True, exist_ok=True)
-    passwd_file.touch(mode=0o600)
-    lines = passwd_file.read_text(encoding="utf-8").splitlines()
+    lines = passwd_file.read_text(encoding="utf-8").splitlines() if passwd_file.exists() else []
     kept = [line for line in lines if line.split(":", 1)[0] != user]
-    with passwd_file.open("r+", encoding="utf-8") as out:
-        out.write("".join(f"{line}\n" for line in [*kept, f"{user}:{hash_password(password)}"]))
-        out.truncate()
-    os.chmod(passwd_file, 0o600)
-    secrets_dir.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{line}\n" for line in [*kept, f"{user}:{hash_password(password)}"])
+    write_private(passwd_file, text, in_place=True)
     stored = secrets_dir / f"{user}.password"
-    stored.touch(mode=0o600)
-    os.chmod(stored, 0o600)
-    stored.write_text(password + "\n", encoding="utf-8")
+    write_private(stored, password + "\n")
     return password, stored
 
 

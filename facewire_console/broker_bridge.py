@@ -22,6 +22,7 @@ from facewire.errors import ConfigError
 from facewire.mqtt import broker_password, parse_broker_url
 from facewire.topics import Topics, valid_node_id
 from facewire_console.broker import BROKER_CONF
+from facewire_console.private_files import write_private
 
 KEEPALIVE = 30  # seconds: a dead WAN link is noticed within 1.5x this and the queue takes over
 RESTART = (2, 15)  # restart_timeout base cap: jittered back-off, first retry after 2 s, at most 15 s apart
@@ -132,9 +133,7 @@ def write_bridge(bridge: Bridge, out: Path) -> tuple[Path, Path]:
     """Write the site snippet (0600: it may hold the password) and the centre's ACL section into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     conf, acl = out / f"bridge-{bridge.site}.conf", out / f"centre-acl-{bridge.site}"
-    conf.touch(mode=0o600)
-    conf.chmod(0o600)
-    conf.write_text(bridge.site_conf(), encoding="utf-8")
+    write_private(conf, bridge.site_conf())
     acl.write_text(bridge.centre_acl(), encoding="utf-8")
     return conf, acl
 

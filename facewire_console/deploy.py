@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from facewire_console.private_files import create_private
+
 IMAGE_UID = 10001  # the user "facewire" of docker/Dockerfile's runtime stage
 
 
@@ -59,12 +61,7 @@ def init_secrets(directory: Path, owner: int | None = None) -> list[Created]:
     done = []
     for secret in STACK_SECRETS:
         path = folder / secret.name
-        created = not path.exists()
-        if created:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-                out.write(secrets.token_hex(24) + "\n" if secret.password else "")
-        path.chmod(0o600)
+        created = create_private(path, secrets.token_hex(24) + "\n" if secret.password else "")
         if owner is not None:
             os.chown(path, owner, owner)
         done.append(Created(path, secret.meaning, created))

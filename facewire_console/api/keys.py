@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from facewire.config import Settings
 from facewire.errors import ConfigError
+from facewire_console.private_files import write_private
 
 SCOPES = ("recognize", "read", "admin")  # each scope may do everything the ones before it may
 KEY_PREFIX = "fwk_"
@@ -71,12 +71,7 @@ class KeyStore:
             raise ConfigError(f"unreadable API key file {self.path}: {exc}") from exc
 
     def _write(self, keys: list[ApiKey]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump([asdict(k) for k in keys], out, indent=1)
-        temporary.replace(self.path)
+        write_private(self.path, json.dumps([asdict(k) for k in keys], indent=1))
 
     def add(self, name: str, scope: str, per_minute: int) -> str:
         """Create key ``name`` (replacing an older key of that name) and return the secret, which is not stored."""

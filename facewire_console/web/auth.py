@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
@@ -17,6 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from facewire.errors import ConfigError
+from facewire_console.private_files import write_private
 
 USER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 MIN_PASSWORD = 8
@@ -24,16 +24,6 @@ MAX_KEYS = 100_000  # client addresses and user names with recent failed logins
 _hasher = PasswordHasher()  # argon2id with the library's current recommended cost
 # A hash to verify against when the user does not exist, so both cases cost the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(temporary, path)
 
 
 class UserStore:
@@ -66,7 +56,7 @@ class UserStore:
         users = self._load()
         new = name not in users
         users[name] = {"hash": _hasher.hash(password), "created": time.time()}
-        _write_private(self.path, json.dumps({"users": users}, indent=1))
+        write_private(self.path, json.dumps({"users": users}, indent=1))
         return new
 
     def verify(self, name: str, password: str) -> bool:
@@ -209,7 +199,7 @@ def session_secret(path: Path) -> str:
             return text
         raise ConfigError(f"{path}: session key too short (delete it to make a new one)")
     secret = secrets.token_hex(32)
-    _write_private(path, secret + "\n")
+    write_private(path, secret + "\n")
     return secret
 
 
