@@ -54,9 +54,11 @@ class Matcher:
         index: faiss.Index | None = None,
         negatives: tuple[np.ndarray, list[str]] | None = None,
         centroid: bool = True,
+        centroids: dict[str, np.ndarray] | None = None,
     ) -> None:
         """Index ``embeddings`` (or take a ready ``index`` of the same rows); ``negatives`` are
-        (vectors, person) examples of faces that are *not* that person."""
+        (vectors, person) examples of faces that are *not* that person; ``centroids``: every person's
+        centroid, ready (kept per person by a shared gallery's follower, ``classifier_service.gallery.live``)."""
         if index is None:
             assert embeddings is not None
             if len(labels) != len(embeddings):
@@ -69,7 +71,10 @@ class Matcher:
         self.labels = list(labels)
         self.index = index
         self.dim = int(index.d) if len(labels) else 0
-        self._centroids = person_centroids(embeddings, index, self.labels) if centroid and len(labels) else {}
+        if centroid and centroids is not None:
+            self._centroids = centroids
+        else:
+            self._centroids = person_centroids(embeddings, index, self.labels) if centroid and len(labels) else {}
         self._negatives: dict[str, np.ndarray] = {}
         if negatives is not None and len(negatives[1]):
             vectors, people = negatives
