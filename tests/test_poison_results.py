@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import psycopg
+
 from alert_service.store_factory import open_result_log
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
@@ -65,9 +67,10 @@ def test_a_poison_result_is_dead_lettered_acked_and_not_redelivered(broker: Loca
 def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_recorded(
     broker: LocalBroker, tmp_path: Path, postgres_url: str
 ) -> None:
-    """PostgreSQL refuses a NUL in a text column. That one result is dead-lettered and acked; the results
-    batched with it and after it are recorded (before: the batch was retried forever, every later batch
-    with it, and the recorder recorded nothing more)."""
+    """PostgreSQL refuses one row (a CHECK constraint an operator added; a NUL in a text column was the
+    example until the schema refused control characters itself). That one result is dead-lettered and acked;
+    the results batched with it and after it are recorded (before: the batch was retried forever, every later
+    batch with it, and the recorder recorded nothing more)."""
     letters = Collector(broker.url, ["facewire/deadletter/recorder"]).start()
     status = "facewire/services/recorder/pg/status"
     ready = Collector(broker.url, [status]).start()
@@ -77,8 +80,10 @@ def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_recorded(
     now = time.time()
     try:
         assert ready.wait_for(lambda _t: True, 1, timeout=60), (tmp_path / "recorder.log").read_text()
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute("ALTER TABLE results ADD CONSTRAINT no_refused CHECK (gallery_version <> 'refused')")
         good = [result(seq=seq, ts=now, classified_at=now).to_json() for seq in range(1, 6)]
-        poison = result(seq=0, ts=now, classified_at=now, gallery_version="a\x00b").to_json()
+        poison = result(seq=0, ts=now, classified_at=now, gallery_version="refused").to_json()
         publish_many(broker.url, "facewire/results/cam-1", [poison, *good])
         letter = letters.wait_for(lambda _t: True, 1, timeout=30)
         log = open_result_log(postgres_url)

@@ -376,3 +376,47 @@ def test_json_decoders_fail_only_with_schema_error(name: str, data: st.DataObjec
 def test_sensor_state_decoder_fails_only_with_schema_error(payload: bytes) -> None:
     with contextlib.suppress(SchemaError):
         SensorState.from_text(payload)
+
+
+# Text fields refuse control characters (an ESC sequence would reach an operator's terminal) and lone surrogates.
+
+CONTROL_CHARACTERS = ["\x1b[2J", "\x00", "\x07", "\x7f", "\x9b"]
+
+
+def string_fields(name: str) -> list[str]:
+    data = json.loads(MESSAGES[name].encode(EXAMPLES[name]))
+    return sorted(key for key, value in data.items() if isinstance(value, str) and key != "v")
+
+
+@pytest.mark.parametrize("name", JSON_DECODERS)
+def test_text_fields_refuse_control_characters(name: str) -> None:
+    codec = MESSAGES[name]
+    data = json.loads(codec.encode(EXAMPLES[name]))
+    fields = string_fields(name)
+    if not fields:
+        pytest.skip(f"{name} has no top-level text field")
+    for key in fields:
+        for bad in CONTROL_CHARACTERS:
+            with pytest.raises(SchemaError):
+                codec.decode(json.dumps({**data, key: data[key][:8] + bad}).encode())
+        surrogate = json.dumps({**data, key: "x"}).replace(f'"{key}": "x"', f'"{key}": "x\\ud800"')
+        with pytest.raises(SchemaError):
+            codec.decode(surrogate.encode())
+
+
+def test_control_characters_are_named_in_the_reason_and_line_breaks_pass() -> None:
+    alert = json.loads(MESSAGES["Alert"].encode(EXAMPLES["Alert"]))
+    assert rejection("Alert", json.dumps({**alert, "message": "x\x1b[31m"}).encode()) == "control-char"
+    assert (
+        Alert.from_json(json.dumps({**alert, "message": "two\nlines\tand a tab\r\n"}).encode()).message.count("\n") == 2
+    )
+    evidence = {**alert["evidence"][0], "name": "\x1b]0;pwned\x07"}
+    assert rejection("Alert", json.dumps({**alert, "evidence": [evidence]}).encode()) == "control-char"
+    result = json.loads(MESSAGES["FaceResult"].encode(EXAMPLES["FaceResult"]))
+    assert rejection("FaceResult", json.dumps({**result, "model": "sface\u0000"}).encode()) == "control-char"
+
+
+def test_embedding_text_fields_refuse_control_characters() -> None:
+    good = msgpack.unpackb(embedding().to_msgpack(), raw=False)
+    with pytest.raises(SchemaError, match="control-char"):
+        FaceEmbedding.from_msgpack(msgpack.packb({**good, "model": "sface\x1b[2J"}, use_bin_type=True))

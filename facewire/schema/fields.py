@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from typing import Any
 
 from facewire.errors import SchemaError
@@ -19,6 +20,8 @@ from facewire.topics import valid_node_id
 
 SCHEMA_VERSION = 1
 MAX_TEXT = 256
+# C0 controls but tab, line feed and carriage return; DEL and the C1 controls; UTF-16 surrogates.
+UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 INT64_MAX = 2**63 - 1
 
 
@@ -90,7 +93,7 @@ def text(data: dict[str, Any], key: str, longest: int = MAX_TEXT) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not 0 < len(value) <= longest:
         raise SchemaError("wrong-type", f"{key} must be a non-empty string")
-    return value
+    return printable(value, key)
 
 
 def flag(data: dict[str, Any], key: str) -> bool:
@@ -113,6 +116,16 @@ def optional_text(data: dict[str, Any], key: str, longest: int = MAX_TEXT) -> st
     value = data.get(key, "")
     if not isinstance(value, str) or len(value) > longest:
         raise SchemaError("wrong-type", f"{key} must be a string of at most {longest} characters")
+    return printable(value, key)
+
+
+def printable(value: str, key: str) -> str:
+    """``value`` unless it holds a control character other than tab and line breaks (an ESC sequence would
+    reach the terminal of whoever watches the monitor or reads the log; PostgreSQL refuses a NUL) or a lone
+    surrogate (JSON's ``"\\ud800"`` decodes to one, and no encoder can write it back)."""
+    bad = UNPRINTABLE.search(value)
+    if bad:
+        raise SchemaError("control-char", f"{key} holds U+{ord(bad.group()):04X}")
     return value
 
 

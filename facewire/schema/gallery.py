@@ -280,7 +280,7 @@ class GalleryEvent:
         data = read.json_object(payload, MAX_EVENT_BYTES)
         read.check_version(data)
         details = {k: v for k, v in data.items() if k not in EVENT_COMMON}
-        _check_depth(details, MAX_DEPTH)
+        _check_details(details, MAX_DEPTH)
         return cls(
             event=read.text(data, "event", 64),
             id=read.text(data, "id", 128),
@@ -294,11 +294,16 @@ class GalleryEvent:
         )
 
 
-def _check_depth(value: object, depth: int) -> None:
+def _check_details(value: object, depth: int) -> None:
+    """Refuse details nested deeper than ``depth``, holding NaN or infinity, or text a terminal would obey."""
     if isinstance(value, dict | list):
         if depth == 0:
             raise SchemaError("too-deep", f"details nest deeper than {MAX_DEPTH}")
+        for key in value if isinstance(value, dict) else ():
+            read.printable(key, "details")
         for item in value.values() if isinstance(value, dict) else value:
-            _check_depth(item, depth - 1)
+            _check_details(item, depth - 1)
     elif isinstance(value, float) and not math.isfinite(value):
         raise SchemaError("not-finite", "a detail is NaN or infinite")
+    elif isinstance(value, str):
+        read.printable(value, "details")
