@@ -114,6 +114,7 @@ def run(
         lambda: manager.matcher,
         functools.cache(lambda: create_analyzer(settings.model, det_threshold=0.6, min_face=20)),
         conf.share_group,
+        conf.quality_slopes,
     )
     connection.set_will(service.will())
     # All subscribe before connecting: what a resumed session has queued arrives right after CONNACK.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from classifier_service.matcher import Matcher
+from classifier_service.quality import margin
+from facewire.config import ClassifierSettings
 from facewire.faces import FaceAnalyzer
 from facewire.schema import Candidate
 
@@ -32,13 +35,18 @@ class Identification:
         return data
 
 
-def identify_image(analyzer: FaceAnalyzer, matcher: Matcher, image: np.ndarray) -> list[Identification]:
-    """Detect, embed and match every face of ``image``, largest first."""
+def identify_image(
+    analyzer: FaceAnalyzer, matcher: Matcher, image: np.ndarray, quality_slopes: Sequence[float] | None = None
+) -> list[Identification]:
+    """Detect, embed and match every face of ``image``, largest first, with the live classifier's decision:
+    each face needs its quality margin (``quality_slopes``, default ``classifier.quality_slopes``'s default)."""
     faces = sorted(analyzer.faces(image), key=lambda f: -f.size)
     if not faces:
         return []
     analyzer.embed(faces)
-    matches = matcher.match(np.stack([f.embedding for f in faces if f.embedding is not None]))
+    slopes = ClassifierSettings().quality_slopes if quality_slopes is None else quality_slopes
+    embedded = [(f.embedding, margin(f.quality, slopes)) for f in faces if f.embedding is not None]
+    matches = matcher.match(np.stack([e for e, _ in embedded]), np.array([m for _, m in embedded]))
     return [
         Identification(f.detection.bbox, f.detection.score, m.name, m.score, m.known, m.candidates, f.embedding)
         for f, m in zip(faces, matches, strict=True)

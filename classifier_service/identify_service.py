@@ -53,8 +53,11 @@ class IdentifyService:
         matcher: Callable[[], Matcher],
         analyzer: Callable[[], FaceAnalyzer],
         share_group: str,
+        quality_slopes: tuple[float, float, float] | None = None,
     ) -> None:
+        """``quality_slopes``: the classifier's ``classifier.quality_slopes`` (None: that setting's default)."""
         self.connection, self.topics = connection, topics
+        self.quality_slopes = quality_slopes
         self.matcher, self.analyzer, self.share_group = matcher, analyzer, share_group
         self._queue: queue.Queue[Message] = queue.Queue()
         self._stop = threading.Event()
@@ -83,7 +86,8 @@ class IdentifyService:
             matcher, analyzer = self.matcher(), self.analyzer()
             results = []
             for number, data in enumerate(request.images):
-                faces = identify_image(analyzer, matcher, decode_image(data, f"image {number}"))
+                image = decode_image(data, f"image {number}")
+                faces = identify_image(analyzer, matcher, image, self.quality_slopes)
                 results.append(tuple(_answer(face, request.top_k) for face in faces))
             return IdentifyResponse(True, tuple(results), matcher.threshold)
         except ImageError as exc:

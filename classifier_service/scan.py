@@ -34,15 +34,16 @@ class ScanSetup:
     threshold: float
     top_k: int
     min_face: int
+    quality_slopes: tuple[float, float, float] | None = None  # None: classifier.quality_slopes's default
 
 
-_worker: tuple[FaceAnalyzer, Matcher] | None = None
+_worker: tuple[FaceAnalyzer, Matcher, tuple[float, float, float] | None] | None = None
 
 
 def _init(setup: ScanSetup) -> None:
     global _worker
     analyzer = create_analyzer(setup.model, det_threshold=0.6, min_face=setup.min_face)
-    _worker = (analyzer, Matcher(setup.embeddings, setup.labels, setup.threshold, setup.top_k))
+    _worker = (analyzer, Matcher(setup.embeddings, setup.labels, setup.threshold, setup.top_k), setup.quality_slopes)
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,16 @@ def scan_file(path: Path) -> ScannedFile:
     """The report line of one file (faces with names and scores, or the error) and the faces' embeddings.
     Videos are sampled at one frame per second; each of their faces carries its ``frame``."""
     assert _worker is not None, "worker not initialised"
-    analyzer, matcher = _worker
+    analyzer, matcher, slopes = _worker
     try:
         if path.suffix.lower() in VIDEO_SUFFIXES:
             found = [
                 (face, {"frame": frame.index})
                 for frame in sampled(video_frames(str(path), live=False), source_fps(str(path)), 1.0)
-                for face in identify_image(analyzer, matcher, frame.image)
+                for face in identify_image(analyzer, matcher, frame.image, slopes)
             ]
         else:
-            found = [(face, {}) for face in identify_image(analyzer, matcher, load_image(path))]
+            found = [(face, {}) for face in identify_image(analyzer, matcher, load_image(path), slopes)]
     except (ImageError, SourceError) as exc:
         return ScannedFile({"file": str(path), "error": str(exc), "faces": []}, np.zeros((0, 0), dtype=np.float32))
     vectors = [face.embedding for face, _ in found if face.embedding is not None]

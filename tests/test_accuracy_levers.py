@@ -15,6 +15,7 @@ from bench.calibration import nonnegative_fit
 from bench.protocols import shrink_into_frame
 from classifier_service.core import Arrival, Classifier
 from classifier_service.gallery.enrolment import check_photo
+from classifier_service.identify import identify_image
 from classifier_service.matcher import UNKNOWN, Matcher
 from classifier_service.quality import GALLERY_BETA, GALLERY_REFERENCE, gallery_margin, margin, shortfall
 from facewire.config import GallerySettings, ModelSettings, Settings
@@ -131,3 +132,18 @@ def test_a_small_probe_of_an_enrolled_sample_person_is_named_with_the_shipped_de
     message = embedding(emb=face.embedding, quality=face.quality)
     (result,) = classifier.classify([Arrival(message, 0.0)])
     assert result.name == "Colin_Powell" and result.known  # type: ignore[union-attr]
+
+
+def test_search_by_photo_applies_the_quality_margin_like_the_live_classifier(analyzer: FaceAnalyzer) -> None:
+    small_faces = create_analyzer(ModelSettings(), det_threshold=0.6, min_face=16)
+    gallery = [analyzer.analyze(load_image(p))[0].embedding for p in COLIN[:2]]
+    matcher = Matcher(np.stack(gallery), ["Colin_Powell"] * 2, threshold=0.5, top_k=2)  # type: ignore[arg-type]
+    large = load_image(COLIN[3])
+    small = shrink_into_frame(large, SMALL_SCALE, "colin")  # a ~37 px face: size shortfall ~0.45
+    size_only = (1.0, 0.0, 0.0)
+    (plain,) = identify_image(small_faces, matcher, small, (0.0, 0.0, 0.0))
+    (strict,) = identify_image(small_faces, matcher, small, size_only)
+    assert plain.name == "Colin_Powell" and plain.known and plain.score < 0.9  # named without a quality margin
+    assert strict.name == UNKNOWN and strict.score == pytest.approx(plain.score)  # same score, more needed
+    (full,) = identify_image(small_faces, matcher, large, size_only)  # a full-size face has no shortfall
+    assert full.name == "Colin_Powell"
