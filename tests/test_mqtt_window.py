@@ -8,7 +8,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -79,7 +81,7 @@ def test_publishes_beyond_the_brokers_receive_maximum_wait_their_turn_and_all_ar
         assert publisher.window.limit == RECEIVE_MAXIMUM, "the window is the broker's Receive Maximum"
         publications = []
         for i in range(300):
-            publications.append(publisher.publish("window/test", b"%d" % i, on_acked=lambda i=i: acked.append(i)))
+            publications.append(publisher.publish("window/test", b"%d" % i, on_acked=partial(acked.append, i)))
             in_flight.append(publisher.window.in_flight)
             waiting.append(publisher.window.waiting)
         assert all(p.wait_for_publish(20) for p in publications)
@@ -100,7 +102,7 @@ def test_a_publish_nobody_hears_is_still_reported_unheard_through_the_window(sma
     try:
         publications = [
             publisher.publish(
-                "window/nobody", b"x", on_acked=lambda i=i: acked.append(i), on_unheard=lambda i=i: unheard.append(i)
+                "window/nobody", b"x", on_acked=partial(acked.append, i), on_unheard=partial(unheard.append, i)
             )
             for i in range(40)
         ]
@@ -132,9 +134,9 @@ def test_refused_and_taken_publishes_are_told_apart_through_a_small_window(secur
         publications = []
         for i in range(40):
             topic = "facewire/embeddings/cam-1" if i % 2 else "facewire/embeddings/cam-2"
-            on_refused = lambda r, i=i: refused.append((i, r.code))  # noqa: E731
+            on_refused = partial(lambda n, r: refused.append((n, r.code)), i)
             publications.append(
-                node.publish(topic, b"%d" % i, on_acked=lambda i=i: acked.append(i), on_refused=on_refused)
+                node.publish(topic, b"%d" % i, on_acked=partial(acked.append, i), on_refused=on_refused)
             )
         assert all(p.wait_for_publish(20) for p in publications)
         got = inbox.wait_for(20)
@@ -155,14 +157,13 @@ def test_a_connection_lost_mid_window_loses_nothing(small_broker: LocalBroker) -
     acked: list[int] = []
     try:
         publications = [
-            publisher.publish("window/drop", b"%d" % i, on_acked=lambda i=i: acked.append(i)) for i in range(200)
+            publisher.publish("window/drop", b"%d" % i, on_acked=partial(acked.append, i)) for i in range(200)
         ]
         assert publisher.window.waiting > 0, "the cut comes while publishes wait for the window"
-        sock = publisher.client.socket()
-        assert sock is not None
+        sock = cast(socket.socket, publisher.client.socket())
         sock.shutdown(socket.SHUT_RDWR)  # paho sees the connection lost and reconnects (1 s back-off)
         for i in range(200, 300):
-            publications.append(publisher.publish("window/drop", b"%d" % i, on_acked=lambda i=i: acked.append(i)))
+            publications.append(publisher.publish("window/drop", b"%d" % i, on_acked=partial(acked.append, i)))
         assert all(p.wait_for_publish(30) for p in publications)
         got = inbox.wait_for(300, timeout=30)
     finally:
