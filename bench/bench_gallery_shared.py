@@ -1,14 +1,15 @@
 """The shared gallery in PostgreSQL: time to served by every replica, and following versus reloading.
 
-    .venv/bin/python -m bench.bench_gallery_shared [--trials 20] [--rows 20000] [--json]
+    .venv/bin/python -m bench.bench_gallery_shared [--trials 20] [--rows 20000 ...] [--json]
 
 1. Starts a throwaway PostgreSQL, mosquitto and three classifier replicas sharing one gallery. Each trial
    enrols one embedding over MQTT and times, from the send: the applying replica's ``enrolled`` event and
    the last ``served`` event of the other two (event timestamps; one machine, one clock). Baseline in the
    same run: a ``status`` command answered by all three (the same broker and replicas, nothing changed).
-2. In one process: a gallery of ``--rows`` rows (128-d) served by a follower; times applying one new row
-   through the change log (incremental) against a new replica loading the whole gallery (snapshot of every
-   row, index built; no index file).
+2. In one process, for each of ``--rows``: a gallery of that many rows (128-d, 10 rows a person) served by a
+   follower; times applying one new row through the change log (incremental) against a new replica loading
+   the whole gallery (snapshot of every row, index built; no index file). FAISS runs on one OpenMP thread,
+   as the classifier does (``classifier.faiss_threads``). ``--trials 0`` runs only this part.
 
 Writes bench/results/gallery_shared.json and prints a Markdown table (``--json``: the JSON).
 """
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import psycopg
 from rich.progress import track
@@ -98,13 +100,13 @@ def replica(url: str, folder: Path, name: str) -> GalleryManager:
 
 
 def follow_versus_reload(url: str, work: Path, rows: int) -> dict[str, Any]:
-    writer, follower = replica(url, work / "writer", "writer"), replica(url, work / "follower", "follower")
+    writer = replica(url, work / "writer", "writer")
     rng = np.random.default_rng(5)
-    for start in track(range(0, rows, 1000), description=f"fill {rows} rows"):
-        vectors = unit(rng, min(1000, rows - start))
+    for start in track(range(0, rows, 10), description=f"fill {rows} rows"):
+        vectors = unit(rng, min(10, rows - start))
         items = [NewEmbedding(vector_source(v), "bench", v) for v in vectors]
         writer.store.add_embeddings(f"p{start}", "m", items, time.time())
-    follower.follow()
+    follower = replica(url, work / "follower", "follower")
     incremental, reload = [], []
     for trial in range(5):
         vector = unit(rng, 1)[0]
@@ -113,7 +115,7 @@ def follow_versus_reload(url: str, work: Path, rows: int) -> dict[str, Any]:
         follower.follow()
         incremental.append(time.perf_counter() - started)
         started = time.perf_counter()
-        joined = replica(url, work / f"joined{trial}", f"joined{trial}")  # a new replica: the whole gallery
+        joined = replica(url, work / f"joined{rows}-{trial}", f"joined{trial}")  # a new replica: the whole gallery
         reload.append(time.perf_counter() - started)
         assert joined.matcher.labels == follower.matcher.labels
         joined.store.close()
@@ -125,51 +127,68 @@ def follow_versus_reload(url: str, work: Path, rows: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--rows", type=int, nargs="+", default=[20_000])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     bindir = postgres_bindir()
     if bindir is None:
         raise SystemExit("PostgreSQL binaries not found (apt-get install postgresql)")
+    faiss.omp_set_num_threads(1)  # as the classifier (classifier.faiss_threads)
     server = PostgresServer(bindir).start()
+    served: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        gallery = work / "gallery" / "Colin_Powell"
-        gallery.mkdir(parents=True)
-        photo = sorted((SAMPLE / "lfw" / "known" / "Colin_Powell").glob("*.jpg"))[0]
-        (gallery / photo.name).write_bytes(photo.read_bytes())
-        broker = LocalBroker(work / "broker").start()
-        url = server.create_database()
-        env = {"FACEWIRE_GALLERY__DATABASE_URL": url}
-        replicas = []
-        try:
-            for name in REPLICAS:
-                (work / name).mkdir()
-                replicas.append(RunningClassifier(broker.url, gallery.parent, work / name, name, env=env).start())
-            served = time_to_served(url, broker, args.trials)
-        finally:
-            for replica in replicas:
-                replica.stop()
-            broker.stop()
-        following = follow_versus_reload(server.create_database(), work, args.rows)
+        if args.trials:
+            served = served_by_three(server, work, args.trials)
+        following = [follow_versus_reload(server.create_database(), work, rows) for rows in args.rows]
     server.stop()
     results = {"time_to_served": served, "follow": following}
     path = write_json("gallery_shared", results)
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    base = served["status_round_trip_baseline"]
-    print(f"wrote {path}\n| measure (median / p95) | ms | ÷ status round trip (median) |\n|---|---|---|")
-    rows = [
-        ("enrol -> applied by one replica", served["applied_by_one"]),
-        ("enrol -> served by all 3", served["served_by_all"]),
-    ]
-    for label, found in [*rows, ("status command answered by all 3 (baseline)", base)]:
-        print(f"| {label} | {found['median_ms']} / {found['p95_ms']} | {found['median_ms'] / base['median_ms']:.2f} |")
-    inc, full = following["follow_one_row"], following["reload_all"]
-    print(f"\n| {following['rows']:,} rows | ms (median / p95) |\n|---|---|")
-    print(f"| follow: one new row through the change log | {inc['median_ms']} / {inc['p95_ms']} |")
-    print(f"| a new replica loads the whole gallery | {full['median_ms']} / {full['p95_ms']} |")
+    print(f"wrote {path}")
+    if served:
+        base = served["status_round_trip_baseline"]
+        print("| measure (median / p95) | ms | ÷ status round trip (median) |\n|---|---|---|")
+        rows = [
+            ("enrol -> applied by one replica", served["applied_by_one"]),
+            ("enrol -> served by all 3", served["served_by_all"]),
+        ]
+        for label, found in [*rows, ("status command answered by all 3 (baseline)", base)]:
+            ratio = found["median_ms"] / base["median_ms"]
+            print(f"| {label} | {found['median_ms']} / {found['p95_ms']} | {ratio:.2f} |")
+    print("\n| rows | follow one new row, ms (median / p95) | a new replica loads the gallery, ms | ratio |")
+    print("|---|---|---|---|")
+    for found in following:
+        inc, full = found["follow_one_row"], found["reload_all"]
+        cells = [
+            f"{found['rows']:,}",
+            f"{inc['median_ms']} / {inc['p95_ms']}",
+            f"{full['median_ms']} / {full['p95_ms']}",
+        ]
+        print(f"| {' | '.join(cells)} | {inc['median_ms'] / full['median_ms']:.3f} |")
+
+
+def served_by_three(server: PostgresServer, work: Path, trials: int) -> dict[str, Any]:
+    """Part 1: three classifier processes on one mosquitto and one shared gallery."""
+    gallery = work / "gallery" / "Colin_Powell"
+    gallery.mkdir(parents=True)
+    photo = sorted((SAMPLE / "lfw" / "known" / "Colin_Powell").glob("*.jpg"))[0]
+    (gallery / photo.name).write_bytes(photo.read_bytes())
+    broker = LocalBroker(work / "broker").start()
+    url = server.create_database()
+    env = {"FACEWIRE_GALLERY__DATABASE_URL": url}
+    replicas = []
+    try:
+        for name in REPLICAS:
+            (work / name).mkdir()
+            replicas.append(RunningClassifier(broker.url, gallery.parent, work / name, name, env=env).start())
+        return time_to_served(url, broker, trials)
+    finally:
+        for replica in replicas:
+            replica.stop()
+        broker.stop()
 
 
 if __name__ == "__main__":

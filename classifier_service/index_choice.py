@@ -18,6 +18,8 @@ encoded) and when rows go (the rest are re-encoded, no retraining).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -82,7 +84,8 @@ def build(vectors: np.ndarray, plan: IndexPlan | None = None) -> faiss.Index:
     else:
         base = faiss.IndexPQFastScan(dim, plan.sub_quantizers, 4, faiss.METRIC_INNER_PRODUCT)
         sample = np.random.default_rng(0).permutation(len(rows))[:TRAIN_ROWS]
-        base.train(rows[np.sort(sample)])
+        with _threads(1):  # dim / 2 tiny k-means: OpenMP's fork and join cost ~8x the work on 2 cores
+            base.train(rows[np.sort(sample)])
         index = faiss.IndexRefineFlat(base)
         index.k_factor = plan.k_factor
     if len(rows):
@@ -90,23 +93,25 @@ def build(vectors: np.ndarray, plan: IndexPlan | None = None) -> faiss.Index:
     return index
 
 
-def added(index: faiss.Index, vectors: np.ndarray) -> faiss.Index:
+def added(index: faiss.Index, vectors: np.ndarray, copy: bool = True) -> faiss.Index:
     """A new index: ``index``'s rows then ``vectors`` (``index`` itself, possibly being searched, is
-    not touched). Rows are appended to a copy, keeping the trained codebooks; once the index no longer
-    ``fits`` the size (a flat gallery outgrowing ``FLAT_MAX``), everything is rebuilt by ``build``."""
+    not touched; with ``copy`` False, an index nobody searches yet, it may be grown in place and returned).
+    Rows are appended to a copy, keeping the trained codebooks; once the index no longer ``fits`` the size
+    (a flat gallery outgrowing ``FLAT_MAX``), everything is rebuilt by ``build``."""
     import faiss
 
     rows = np.ascontiguousarray(vectors, dtype=np.float32)
     if not fits(plan_of(index), int(index.ntotal) + len(rows), int(index.d)):
         return build(np.vstack([index.reconstruct_n(0, index.ntotal), rows]))
-    copy = faiss.clone_index(index)
-    copy.add(rows)
-    return copy
+    grown = faiss.clone_index(index) if copy else index
+    grown.add(rows)
+    return grown
 
 
-def removed(index: faiss.Index, positions: np.ndarray | list[int]) -> faiss.Index:
+def removed(index: faiss.Index, positions: np.ndarray | list[int], copy: bool = True) -> faiss.Index:
     """A new index without the rows at ``positions``; the others keep their order (and shift down).
-    A compressed index keeps its codebooks (no retraining) while it ``fits`` the size, then turns flat."""
+    A compressed index keeps its codebooks (no retraining) while it ``fits`` the size, then turns flat.
+    ``copy`` False: ``index`` is searched by nobody yet and may be emptied and refilled in place."""
     import faiss
 
     keep = np.ones(int(index.ntotal), dtype=bool)
@@ -114,8 +119,30 @@ def removed(index: faiss.Index, positions: np.ndarray | list[int]) -> faiss.Inde
     vectors = index.reconstruct_n(0, index.ntotal)[keep] if index.ntotal else np.zeros((0, index.d), np.float32)
     if not fits(plan_of(index), len(vectors), int(index.d)):
         return build(vectors)
-    copy = faiss.clone_index(index)
-    copy.reset()
+    shrunk = faiss.clone_index(index) if copy else index
+    shrunk.reset()
     if len(vectors):
-        copy.add(vectors)
-    return copy
+        shrunk.add(vectors)
+    return shrunk
+
+
+def thread_count_keeper() -> Callable[[], None]:
+    """What a new thread calls first to search and build with the OpenMP thread count of the thread that
+    made it (``classifier.faiss_threads``, set on the main thread): OpenMP keeps the count per thread, and a
+    new thread would use every core."""
+    import faiss
+
+    count = int(faiss.omp_get_max_threads())
+    return lambda: faiss.omp_set_num_threads(count)
+
+
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    import faiss
+
+    before = int(faiss.omp_get_max_threads())
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)

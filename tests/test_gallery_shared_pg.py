@@ -9,6 +9,7 @@ straight away, and forget leaves no row in any table and no vector in any replic
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -34,7 +35,7 @@ from facewire.schema.gallery import GalleryCommand, b64_vectors
 from facewire_console.broker import LocalBroker
 from harness.postgres import PostgresServer
 from harness.probes import Probes, probe
-from harness.processes import RunningClassifier
+from harness.processes import RunningClassifier, run_module
 from tests.gallery_support import KNOWN, b64_file, make_gallery, photos, result_for
 
 DIM = 16
@@ -126,6 +127,44 @@ def test_replicas_follow_changes_incrementally(three: list[GalleryManager]) -> N
         assert [m.name for m in manager.matcher.match(bob)] == ["robert", "robert"]
         np.testing.assert_allclose(manager._vectors, bob, atol=1e-6)
         assert manager._ids == c.store.rows("m").ids
+
+
+def test_following_keeps_what_a_fresh_load_serves(postgres_url: str, tmp_path: Path) -> None:
+    """Following adds, more rows of a person, removes, a rename and a forget, one follow() at a time, serves
+    the rows, vectors and centroids a replica loading the gallery afresh serves; the arrays of a Matcher
+    served before are never written to."""
+    writer, follower = replica(postgres_url, tmp_path, "writer"), replica(postgres_url, tmp_path, "follower")
+    rng = np.random.default_rng(11)
+    enrol(writer, "ann", unit(rng, 3))
+    follower.follow()
+    served_before, kept = follower._vectors, follower._vectors.copy()
+    centroid_before = follower.matcher._centroids["ann"].copy()
+    steps = [
+        lambda: enrol(writer, "ben", unit(rng, 2)),
+        lambda: enrol(writer, "ann", unit(rng, 2)),  # more rows of a person served
+        lambda: writer.store.delete_rows(writer.store.rows("m").ids[1:2]),  # one of ann's rows
+        lambda: writer.store.rename("ben", "bert"),
+        lambda: enrol(writer, "cy", unit(rng, 40)),  # past the spare room: a larger array
+        lambda: writer.store.forget("ann"),
+    ]
+    for step in steps:
+        step()
+        follower.follow()
+        fresh = replica(postgres_url, tmp_path, f"fresh{follower.seq}")
+        try:
+            assert follower.version == fresh.version and follower.matcher.labels == fresh.matcher.labels
+            assert follower._ids == fresh._ids
+            np.testing.assert_array_equal(follower._vectors, fresh._vectors)
+            mine, theirs = follower.matcher._centroids, fresh.matcher._centroids
+            assert sorted(mine) == sorted(theirs)
+            for person, centroid in theirs.items():
+                np.testing.assert_allclose(mine[person], centroid, atol=1e-6)
+        finally:
+            fresh.store.close()
+    np.testing.assert_array_equal(served_before, kept)
+    assert "ann" not in follower.matcher._centroids and centroid_before.shape == (DIM,)
+    for manager in (writer, follower):
+        manager.store.close()
 
 
 def test_a_replica_catches_up_after_losing_its_listening_connection(
@@ -420,3 +459,58 @@ def test_forget_leaves_no_row_in_any_table_and_no_vector_in_any_replica(site: Si
             for table, column in columns
         }
     assert len(naming) > 20 and set(naming.values()) == {(0,)}, naming
+
+
+def offline(site: Site, *args: str) -> dict[str, Any]:
+    """``facewire ARGS --offline --json`` against the site's shared gallery, as a process of its own."""
+    env = {
+        "FACEWIRE_GALLERY__DATABASE_URL": site.url,
+        "FACEWIRE_GALLERY__STORE_DIR": str(site.root / "cli"),
+        "FACEWIRE_CLASSIFIER__GALLERY": str(site.gallery),
+    }
+    done = run_module("facewire_console", [*args, "--offline", "--json"], env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def last_change(url: str) -> tuple[str, str]:
+    """(kind, command id) of the newest change."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT kind, command FROM gallery.changes ORDER BY seq DESC LIMIT 1").fetchone()
+    assert row is not None
+    return str(row[0]), str(row[1])
+
+
+@pytest.mark.slow  # the three replicas start in ~25 s (module fixture); the test itself in ~15 s
+def test_offline_commands_on_the_shared_gallery_are_claimed_and_served_by_the_running_replicas(site: Site) -> None:
+    """``--offline`` enrol, rename and forget with replicas running: each is claimed and committed as one
+    transaction of the change log like a command over MQTT, every running replica serves it (a ``served``
+    event for the CLI's command id), and the rows are stored once."""
+    person, photo_dir = "Offline_Person", site.root / "offline-photos"
+    photo_dir.mkdir()
+    for photo in photos(KNOWN / "Serena_Williams")[4:6]:
+        (photo_dir / photo.name).write_bytes(photo.read_bytes())
+    count = "SELECT count(*) FROM gallery.embeddings WHERE person = %s"
+    with GalleryClient(MqttSettings(url=site.broker.url), actor="test") as client:
+        running = sorted(statuses(client, 3))
+        claims = table_rows(site.url, "SELECT count(*) FROM gallery.commands")
+        enrolled = offline(site, "enroll", person, str(photo_dir))
+        assert enrolled["enrolled"] >= 1, enrolled
+        kind, command = last_change(site.url)
+        assert kind == "add" and command.startswith("offline-"), command
+        assert table_rows(site.url, "SELECT count(*) FROM gallery.commands") == claims + 1, "the CLI claimed it"
+        assert table_rows(site.url, count, person) == enrolled["enrolled"]
+        served = served_events(client, command, len(running))
+        assert sorted(served) == running and len({e["gallery_version"] for e in served.values()}) == 1
+        offline(site, "rename", person, "Offline_Renamed")
+        kind, command = last_change(site.url)
+        assert kind == "relabel" and sorted(served_events(client, command, len(running))) == running
+        offline(site, "forget", "Offline_Renamed")
+        kind, command = last_change(site.url)
+        assert kind == "remove" and sorted(served_events(client, command, len(running))) == running
+        now = statuses(client, len(running))
+    stored = table_rows(site.url, "SELECT count(*) FROM gallery.embeddings")
+    assert table_rows(site.url, count, "Offline_Renamed") == 0
+    assert {s["embeddings"] for s in now.values()} == {stored} and len(
+        {s["gallery_version"] for s in now.values()}
+    ) == 1

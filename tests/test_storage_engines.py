@@ -13,10 +13,15 @@ import pytest
 from alert_service.store import LogQuery, LogRow, Sighting
 from alert_service.store_factory import open_alert_store, open_result_log
 from classifier_service.gallery.factory import open_gallery_store
+from classifier_service.gallery.manager import GalleryManager
+from classifier_service.gallery.operations import apply_command
 from classifier_service.gallery.store import GalleryStore, NewEmbedding
+from facewire.config import GallerySettings
 from facewire.erasure import erasure_marker
 from facewire.errors import ConfigError
+from facewire.faces import FaceAnalyzer
 from facewire.schema import Alert, Evidence, FaceResult
+from facewire.schema.gallery import GalleryCommand
 from facewire.storage.migrate import latest, migrate_sqlite, migrations
 from facewire.storage.url import parse_database_url, postgres_conninfo, redact
 from tests.alert_support import T0, face
@@ -320,6 +325,62 @@ def test_gallery_store_rows_version_and_forget(
         assert reopened.tombstoned(["Zoe"]) == set()
     finally:
         reopened.close()
+
+
+def engine_sql(url: str, store: GalleryStore, statement: str) -> None:
+    """Run ``statement`` on the store's engine over a connection of its own."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(getattr(store, "path")) as conn:  # noqa: B009 - a SqliteGalleryStore
+            conn.execute(statement)
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement.encode())
+
+
+def test_an_enrolment_is_one_transaction(database_url: str, tmp_path: Path) -> None:
+    """The enrolment's rows and its audit row commit together: when the engine itself refuses the audit row
+    (a trigger; the second statement), no embedding, person or change is left and nothing is served; without
+    the trigger the same command goes through."""
+    store = gallery(database_url, tmp_path)
+    manager = GalleryManager(
+        store, tmp_path / "r1", tmp_path / "photos", "m", GallerySettings(), _no_faces, 0.5, 5, "r1"
+    )
+    manager.restore()
+    command = GalleryCommand("enroll", "e1", "test", "Zoe", embeddings=np.eye(3, 8, dtype=np.float32), model="m")
+    sqlite = database_url.startswith("sqlite")
+    if sqlite:
+        engine_sql(
+            database_url,
+            store,
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+        )
+    else:
+        engine_sql(
+            database_url,
+            store,
+            "CREATE FUNCTION gallery.refuse() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$;"
+            " CREATE TRIGGER refuse BEFORE INSERT ON gallery.audit FOR EACH ROW EXECUTE FUNCTION gallery.refuse()",
+        )
+    try:
+        with pytest.raises(Exception, match="audit refused"):
+            apply_command(manager, command)
+        assert store.rows("m").ids == [] and store.people("m") == {} and store.roster("m") == []
+        assert manager.matcher.labels == [] and store.audit_events() == []
+        if not sqlite:
+            assert getattr(store, "changes")(0) == [], "no change logged"  # noqa: B009
+        engine_sql(database_url, store, "DROP TRIGGER refuse" + ("" if sqlite else " ON gallery.audit"))
+        (event,) = apply_command(manager, command).events
+        assert event.event == "enrolled" and store.people("m") == {"Zoe": 3} and len(store.audit_events()) == 1
+        assert manager.matcher.labels == ["Zoe"] * 3
+    finally:
+        store.close()
+
+
+def _no_faces() -> FaceAnalyzer:
+    raise AssertionError("vectors only")
 
 
 def test_the_gallery_version_is_the_same_on_both_engines(postgres_server: PostgresServer, tmp_path: Path) -> None:

@@ -71,11 +71,14 @@ class ChangeLog(ABC):
         """Call ``on_change`` after each notification, after each (re)connect and every ``poll_seconds``."""
 
 
-def start_follower(log_: ChangeLog, on_change: Callable[[], None], poll_seconds: float) -> threading.Event:
-    """Follow ``log_`` on a daemon thread; set the returned event to stop it."""
+def start_follower(
+    log_: ChangeLog, on_change: Callable[[], None], poll_seconds: float, setup: Callable[[], None] = lambda: None
+) -> threading.Event:
+    """Follow ``log_`` on a daemon thread (which calls ``setup`` first); set the returned event to stop it."""
     stop = threading.Event()
 
     def run() -> None:
+        setup()
         while not stop.is_set():
             try:
                 log_.listen(on_change, stop, poll_seconds)

@@ -1,17 +1,21 @@
 """Gallery commands: ``facewire enroll / forget / rename / reload / unknowns / whereis / gallery``.
 
 Online (default): the command is published on gallery/cmd and the CLI waits for
-the classifiers' events. ``--offline`` acts on one replica's store directly; it
-is only safe while no classifier runs on that store (see docs/gallery.md).
+the classifiers' events. ``--offline`` acts on one replica's store directly; on a
+SQLite store it is only safe while no classifier runs on it (see docs/gallery.md). On
+the shared PostgreSQL gallery it claims the command and applies it in one transaction
+of the change log, as a replica does, so the running replicas serve it.
 """
 
 from __future__ import annotations
 
 import functools
 import getpass
+import hashlib
 import json
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +31,7 @@ from classifier_service.gallery.camera_enrol import CameraEnrolment, FrameVerdic
 from classifier_service.gallery.client import GalleryClient
 from classifier_service.gallery.enrolment import check_photo, view_name
 from classifier_service.gallery.manager import GalleryManager
-from classifier_service.gallery.operations import apply_command
+from classifier_service.gallery.operations import apply_once
 from classifier_service.gallery.setup import legacy_cache_file, open_manager
 from facewire.cli_common import common_options, fail_cleanly, settings_from
 from facewire.config import Settings
@@ -91,9 +95,9 @@ def gallery_options(func: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--instance", default="", help="Offline: the replica whose store to use ('' : default).")(
         command
     )
-    command = click.option("--offline", is_flag=True, help="Act on the store directly (no classifier may be running).")(
-        command
-    )
+    command = click.option(
+        "--offline", is_flag=True, help="Act on the store directly (SQLite: no classifier may be running on it)."
+    )(command)
     return common_options(command)
 
 
@@ -129,12 +133,15 @@ def _offline_manager(settings: Settings, instance: str) -> GalleryManager:
 
 def _apply_offline(manager: GalleryManager, settings: Settings, command: dict[str, Any]) -> list[dict[str, Any]]:
     """Apply ``command`` here; the events as the wire carries them (what ``GalleryClient.request`` returns)."""
-    offline = {"id": "offline", "actor": actor() + " (offline)", **command}
+    offline = {"id": f"offline-{uuid.uuid4().hex[:12]}", "actor": actor() + " (offline)", **command}
     return _apply_here(manager, settings, GalleryCommand.from_json(json.dumps(offline).encode()))
 
 
 def _apply_here(manager: GalleryManager, settings: Settings, command: GalleryCommand) -> list[dict[str, Any]]:
-    outcome = apply_command(manager, command, legacy_cache_file(settings))
+    """A shared gallery: claimed, one transaction, logged, as a replica applies a command it received (the
+    running replicas serve it through NOTIFY); the key is the command as the wire carries it."""
+    key = hashlib.sha256(b"offline\0" + command.to_json()).hexdigest()
+    outcome = apply_once(manager, command, key, legacy_cache_file(settings))
     events = [json.loads(event.to_json()) for event in outcome.events]
     for forwarded in outcome.forward:  # through the wire format, as a replica would receive it
         events += _apply_here(manager, settings, GalleryCommand.from_json(forwarded.to_json()))

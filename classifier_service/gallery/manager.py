@@ -17,17 +17,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from classifier_service import index_choice
 from classifier_service.gallery.changes import Change, ChangeLog, start_follower, version_of
 from classifier_service.gallery.clusters import LeaderClusters
 from classifier_service.gallery.erasure import finish_erasures
 from classifier_service.gallery.folder_sync import SyncReport, sync_folder
 from classifier_service.gallery.index_file import load_index, save_index
-from classifier_service.gallery.live import Served, apply_changes
+from classifier_service.gallery.live import Served, apply_changes, served
 from classifier_service.gallery.store import GalleryStore
 from classifier_service.matcher import UNKNOWN, Matcher
 from facewire.config import GallerySettings
@@ -82,6 +84,7 @@ class GalleryManager:
         self._apply_lock = threading.RLock()
         self._claiming = False
         self._following: threading.Event | None = None
+        self._served: Served | None = None  # shared: what is served, as the next change starts from
 
     # -- start-up -----------------------------------------------------------------------------------
     def open(self, on_progress: Callable[[int, int], None] | None = None) -> SyncReport:
@@ -96,7 +99,8 @@ class GalleryManager:
         """Shared gallery: follow its changes on a thread of their own (after catching up on those made since
         ``open``). Call once ``on_swap`` is set, so that no change is served without the classifier."""
         if self.shared is not None and self._following is None:
-            self._following = start_follower(self.shared, self.follow, POLL_SECONDS)
+            keep = index_choice.thread_count_keeper()
+            self._following = start_follower(self.shared, self.follow, POLL_SECONDS, keep)
 
     def stop_following(self) -> None:
         if self._following is not None:
@@ -130,14 +134,22 @@ class GalleryManager:
             assert rows.vectors is not None
             index = load_index(self.store_dir, rows.ids, version) if rows.ids else None
             self.restored_from_file, self.seq = index is not None, snapshot.seq
-            self._install(rows.ids, rows.people, rows.vectors, version, index=index, save=index is None)
+            self._install_served(served(rows.ids, rows.people, rows.vectors, index), version, save=index is None)
+
+    def _install_served(self, state: Served, version: str, save: bool) -> None:
+        """Shared gallery: serve ``state`` (its centroids as they are) and keep it for the next change."""
+        vectors = state.vectors
+        self._install(state.ids, state.people, vectors, version, state.index, save, state.persons.centroids)
+        self._served = replace(state, index=self.matcher.index)
 
     def follow(self) -> None:
-        """Shared gallery: serve the changes committed since the version served (rows added to and taken out
-        of the index in place), then tell ``on_served`` about those other replicas made."""
+        """Shared gallery: serve the changes committed since the version served (only the rows and people
+        they touch are read and recomputed, :mod:`classifier_service.gallery.live`), then tell ``on_served``
+        about those other replicas made."""
         assert self.shared is not None
         with self._apply_lock:
-            before = set(self.matcher.labels)
+            assert self._served is not None
+            before = self._served.persons.counts  # people served, with their rows: no pass over every row
             changes = self.shared.changes(self.seq)
             if changes is None:  # pruned past what this replica serves
                 self._load_shared(self.shared)
@@ -145,13 +157,11 @@ class GalleryManager:
             elif not changes:
                 return
             else:
-                served = Served(self._ids, self.matcher.labels, self._vectors, self.matcher.index)
-                served = apply_changes(served, changes, self.shared, self.model_id)
+                state = apply_changes(self._served, changes, self.shared, self.model_id)
                 self.seq = changes[-1].seq
-                version = version_of(self.seq)
-                self._install(served.ids, served.people, served.vectors, version, index=served.index, save=False)
+                self._install_served(state, version_of(self.seq), save=False)
                 self._save_soon()
-            gone, version = before - set(self.matcher.labels), self.version
+            gone, version = set(before) - set(self._served.persons.counts), self.version
         for person in gone:  # forgotten or renamed elsewhere: no probe or remembered result names them here
             self.forget_probes(person)
             if self.on_forget is not None:
@@ -197,7 +207,14 @@ class GalleryManager:
         return report
 
     def _install(
-        self, ids: list[int], people: list[str], vectors: np.ndarray, version: str, index: Any = None, save: bool = True
+        self,
+        ids: list[int],
+        people: list[str],
+        vectors: np.ndarray,
+        version: str,
+        index: Any = None,
+        save: bool = True,
+        centroids: dict[str, np.ndarray] | None = None,
     ) -> None:
         negatives = self.store.negatives(self.model_id)
         matcher = Matcher(
@@ -207,6 +224,7 @@ class GalleryManager:
             self.top_k,
             index=index,
             negatives=(negatives.vectors, negatives.people) if negatives.vectors is not None else None,
+            centroids=centroids,
         )
         self._ids, self._vectors = list(ids), vectors
         self.matcher, self.version = matcher, version

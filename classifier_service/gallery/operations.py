@@ -27,6 +27,7 @@ from facewire.erasure import erasure_marker
 from facewire.schema.gallery import GalleryCommand, GalleryEvent
 
 CLUSTER_MEMBERS_LISTED = 8
+CHANGING = frozenset({"enroll", "negative", "forget", "rename", "reload"})  # applied once in a shared gallery
 
 
 @dataclass
@@ -55,6 +56,22 @@ def apply_command(manager: GalleryManager, command: GalleryCommand, cache_file: 
     return handler(manager, command)
 
 
+def apply_once(manager: GalleryManager, command: GalleryCommand, key: str, cache_file: Path | None = None) -> Outcome:
+    """:func:`apply_command`; on a shared gallery a changing command only by the replica (or offline CLI) that
+    claims ``key`` first, in one transaction logged for every replica (they serve it through NOTIFY), its
+    events then carrying the version served once it committed."""
+    if command.op not in CHANGING or manager.shared is None:
+        return apply_command(manager, command, cache_file)
+    with manager.change(key, command.id) as claimed:
+        outcome = apply_command(manager, command, cache_file) if claimed else Outcome()
+    now = manager.served(command.id)
+    outcome.events = [
+        replace(event, gallery_version=now.gallery_version, people=now.people, embeddings=now.embeddings, ts=now.ts)
+        for event in outcome.events
+    ]
+    return outcome
+
+
 def _enroll(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     if command.embeddings is not None:
         mismatch = _model_mismatch(manager, command, command.embeddings)
@@ -71,16 +88,16 @@ def _enroll(manager: GalleryManager, command: GalleryCommand) -> Outcome:
     results, accepted = _dedup(manager, checks, sources, origin)
     views = view_rows(checks, sources, accepted)
     rows = accepted + views
-    added = manager.store.add_embeddings(command.person, manager.model_id, rows, time.time()) if rows else []
+    with manager.store.transaction():  # the rows and their audit row: both or neither
+        added = manager.store.add_embeddings(command.person, manager.model_id, rows, time.time()) if rows else []
+        count = sum(added[: len(accepted)])
+        details = {"accepted": count, "rejected": len(results) - count}
+        manager.store.audit("enroll", command.actor, command.person, details, time.time())
     for item, was_added in zip(accepted, added[: len(accepted)], strict=True):
         if not was_added:
             results[sources.index(item.source)].update(accepted=False, reason="already enrolled")
-    count = sum(added[: len(accepted)])
     if any(added):
         manager.append(command.person, np.stack([a.vector for a, ok in zip(rows, added, strict=True) if ok]))
-    manager.store.audit(
-        "enroll", command.actor, command.person, {"accepted": count, "rejected": len(results) - count}, time.time()
-    )
     event = "enrolled" if count else "rejected"
     return Outcome([manager.event(command, event, person=command.person, accepted=count, results=results)])
 

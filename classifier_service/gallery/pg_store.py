@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import psycopg
 
 from classifier_service.gallery.changes import CHANNEL, Change, ChangeLog, Snapshot
-from classifier_service.gallery.sql_store import SqlGalleryStore, select_rows
+from classifier_service.gallery.sql_store import SqlGalleryStore
 from classifier_service.gallery.statements import Sql, stack_blobs
 from classifier_service.gallery.store import Rows
 from facewire.storage.postgres import PostgresDatabase
@@ -42,6 +43,7 @@ ERASED_TABLES = ("embeddings", "negatives", "rejections", "people", "last_seen",
 WRITE_LOCK = 0x67616C6C  # pg_advisory_xact_lock key of every gallery write ("gall")
 KEEP_CHANGES = 10_000  # a replica further behind than this reloads the whole gallery
 KEEP_COMMANDS_SECONDS = 7 * 86400  # a command redelivered later than this would be applied again
+COPY_HEADER = 19  # a binary COPY's signature, flags and header extension length
 
 
 def replica_schema(replica: str) -> str:
@@ -63,6 +65,28 @@ def _columns(conn: psycopg.Connection, schema: str, table: str) -> set[str]:
         (schema, table),
     ).fetchall()
     return {str(r[0]) for r in found}
+
+
+def _copy_vectors(conn: psycopg.Connection, model: str) -> np.ndarray:
+    """Every vector of ``model`` in id order as one (N, dim) float32 array: one binary COPY, its rows (field
+    count, length, the vector's bytes) read in place by numpy, no Python object per row."""
+    data = bytearray()
+    query = "COPY (SELECT vector FROM embeddings WHERE model = %s ORDER BY id) TO STDOUT (FORMAT BINARY)"
+    with conn.cursor() as cursor, cursor.copy(query.encode(), (model,)) as copy:
+        for block in copy:
+            data += block
+    start = COPY_HEADER + int.from_bytes(data[COPY_HEADER - 4 : COPY_HEADER], "big")  # header extension
+    body = memoryview(data)[start:-2]  # the trailer: a field count of -1
+    if not len(body):
+        return np.zeros((0, 0), dtype=np.float32)
+    dim = int.from_bytes(body[2:6], "big") // 4
+    row = np.dtype([("fields", ">i2"), ("size", ">i4"), ("vector", "<f4", (dim,))])
+    if len(body) % row.itemsize:
+        raise ValueError("vectors of different sizes in one model")
+    found = np.frombuffer(body, dtype=row)
+    if (found["fields"] != 1).any() or (found["size"] != 4 * dim).any():
+        raise ValueError("vectors of different sizes in one model")
+    return np.ascontiguousarray(found["vector"], dtype=np.float32)
 
 
 class PostgresGalleryStore(SqlGalleryStore, ChangeLog):
@@ -143,18 +167,29 @@ class PostgresGalleryStore(SqlGalleryStore, ChangeLog):
 
     @contextmanager
     def claim(self, key: str, command: str) -> Iterator[bool]:
-        purge = False
-        with self.database.write() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        with self._joined(command) as conn:
             now = time.time()
             conn.execute("DELETE FROM commands WHERE ts < %s", (now - KEEP_COMMANDS_SECONDS,))
             claimed = conn.execute("INSERT INTO commands VALUES (%s, %s) ON CONFLICT DO NOTHING", (key, now)).rowcount
-            if not claimed:
-                yield False
-                return
+            yield bool(claimed)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._held() is not None:
+            yield
+            return
+        with self._joined(""):
+            yield
+
+    @contextmanager
+    def _joined(self, command: str) -> Iterator[psycopg.Connection]:
+        """One write transaction (the write lock taken) that this thread's store calls join; erased rows are
+        purged once it commits."""
+        with self.database.write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             self._local.conn, self._local.command, self._local.purge = conn, command, False
             try:
-                yield True
+                yield conn
             finally:
                 purge = self._local.purge
                 self._local.conn, self._local.command = None, ""
@@ -165,7 +200,9 @@ class PostgresGalleryStore(SqlGalleryStore, ChangeLog):
         with self.database.read() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             row = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
-            rows = select_rows(_sql(conn), "embeddings", model)
+            found = conn.execute("SELECT id, person FROM embeddings WHERE model = %s ORDER BY id", (model,)).fetchall()
+            vectors = _copy_vectors(conn, model)
+        rows = Rows([r[0] for r in found], [r[1] for r in found], vectors)
         return Snapshot(int(row[0]) if row else 0, rows)
 
     def changes(self, after: int) -> list[Change] | None:

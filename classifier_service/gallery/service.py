@@ -24,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from classifier_service import index_choice
 from classifier_service.gallery.authority import ANONYMOUS_REPLICA, command_actor
 from classifier_service.gallery.changes import Change
 from classifier_service.gallery.manager import GalleryManager, log_event
-from classifier_service.gallery.operations import Outcome, apply_command
+from classifier_service.gallery.operations import Outcome, apply_once
 from classifier_service.workers import guarded_thread
 from facewire.errors import SchemaError
 from facewire.logs import kv
@@ -38,7 +39,6 @@ from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
 SERVICE = "classifier"
-CHANGING = frozenset({"enroll", "negative", "forget", "rename", "reload"})  # applied once in a shared gallery
 
 
 class GalleryService:
@@ -59,7 +59,13 @@ class GalleryService:
         self.account = connection.settings.username or ANONYMOUS_REPLICA  # its own command topic
         self.applied = 0
         self._queue: queue.Queue[tuple[Message, int] | None] = queue.Queue()
-        self._worker = guarded_thread("gallery-worker", self._work, on_worker_death)
+        keep_threads = index_choice.thread_count_keeper()  # commands build indexes with the service's count
+
+        def work() -> None:
+            keep_threads()
+            self._work()
+
+        self._worker = guarded_thread("gallery-worker", work, on_worker_death)
         self._epoch = 0
         self._request: str | None = None  # id of the command being applied (None: not parsed yet)
         previous = connection.on_connection_change  # the classifier's; both must hear about reconnects
@@ -143,17 +149,8 @@ class GalleryService:
     def _apply(self, message: Message, command: GalleryCommand) -> Outcome:
         """Apply ``command``; one that changes a shared gallery only if this replica claims it, its events then
         carry the version served once it committed."""
-        if command.op not in CHANGING or self.manager.shared is None:
-            return apply_command(self.manager, command, self.cache_file)
         key = hashlib.sha256(message.topic.encode() + b"\0" + message.payload).hexdigest()
-        with self.manager.change(key, command.id) as claimed:
-            outcome = apply_command(self.manager, command, self.cache_file) if claimed else Outcome()
-        now = self.manager.served(command.id)
-        outcome.events = [
-            replace(event, gallery_version=now.gallery_version, people=now.people, embeddings=now.embeddings, ts=now.ts)
-            for event in outcome.events
-        ]
-        return outcome
+        return apply_once(self.manager, command, key, self.cache_file)
 
     def _served(self, changes: list[Change], version: str) -> None:
         """Changes other replicas committed are served here now: one ``served`` event per command."""

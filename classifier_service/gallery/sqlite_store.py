@@ -14,12 +14,15 @@ from facewire.storage.migrate import migrate_sqlite
 
 
 class SqliteGalleryStore(SqlGalleryStore):
-    """The gallery store in SQLite; every call holds one lock and commits before returning."""
+    """The gallery store in SQLite; every call holds one lock and commits before returning (inside
+    :meth:`transaction`: the thread holds the lock and commits when the block ends)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._joined = False  # a transaction() is open (only the thread holding the lock can see True)
+        self._purge_due = False
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not left in free pages
@@ -30,9 +33,28 @@ class SqliteGalleryStore(SqlGalleryStore):
         return Sql(self._db.execute, self._db.executemany, "?")
 
     @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._joined:
+                yield
+                return
+            self._joined, self._purge_due = True, False
+            try:
+                with self._db:  # commits, or rolls back if the block raises
+                    yield
+            finally:
+                self._joined = False
+            if self._purge_due:
+                self._purge_erased()
+
+    @contextmanager
     def _write(self) -> Iterator[Sql]:
-        with self._lock, self._db:
-            yield self._sql()
+        with self._lock:
+            if self._joined:
+                yield self._sql()
+                return
+            with self._db:
+                yield self._sql()
 
     @contextmanager
     def _read(self) -> Iterator[Sql]:
@@ -44,6 +66,9 @@ class SqliteGalleryStore(SqlGalleryStore):
         """Observations are written per batch on the recognition path: no fsync per commit
         (WAL + synchronous=NORMAL stays consistent; a power cut may lose the newest few)."""
         with self._lock:
+            if self._joined:
+                yield self._sql()
+                return
             self._db.execute("PRAGMA synchronous=NORMAL")
             try:
                 with self._db:
@@ -56,6 +81,9 @@ class SqliteGalleryStore(SqlGalleryStore):
 
     def _purge_erased(self) -> None:
         with self._lock:
+            if self._joined:  # once the transaction commits
+                self._purge_due = True
+                return
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy of the erased pages stays in the WAL
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,6 +93,11 @@ class GalleryStore(ABC):
     """Persistence of one gallery replica. Implementations are safe to call from several threads."""
 
     created = False  # True when opening made a new, empty store (the replica then asks its peers to sync)
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Every store call of this thread inside the block joins one transaction, committed when the block
+        ends and rolled back if it raises (inside another transaction or a shared gallery's claim: joins it)."""
 
     @abstractmethod
     def add_embeddings(self, person: str, model: str, items: Sequence[NewEmbedding], now: float) -> list[bool]:
