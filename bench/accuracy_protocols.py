@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from bench import enrol_cost, gallery_size, track_sim
 from bench import peer_face_recognition as peer
 from bench.accuracy import Photo, dataset_hash, scan_dataset
-from bench.calibration import ablation, cross_half
+from bench.calibration import CohortPrior, Rule, ablation, cross_half
 from bench.protocol_embed import Embedded
 from bench.protocol_eval import Decision, Scored, score_probes, summarise
 from bench.protocol_systems import (
@@ -49,9 +48,9 @@ TARGETS: dict[str, dict[str, float]] = {
     "enrol5-s0.22": {"rank1": 0.985},
 }
 
-# What the classifier ships (classifier_service.matcher: centroid scoring, classifier.quality_slopes); the
-# default threshold is calibrated for it.
-SHIPPED = Decision(centroid=True, quality=True)
+# What the classifier ships (classifier_service.matcher: centroid scoring, classifier.quality_slopes,
+# classifier.cohort_weight); the default threshold is calibrated for it.
+SHIPPED = Decision(centroid=True, quality=True, cohort="mean")
 
 # Earlier decisions (nearest photo, test-time flip, person norm, reject < 20 px) are in docs/accuracy.md;
 # the ablation now measures issue 23's levers, each alone on top of centroid scoring, then together.
@@ -64,6 +63,10 @@ DECISIONS = [
     Decision(centroid=True, gallery_flip=True, quality=True),
     Decision(centroid=True, gallery_flip=True, views="pooled"),
     Decision(centroid=True, gallery_flip=True, views="pooled", quality=True),
+    Decision(centroid=True, quality=True, two_sided=True),
+    Decision(centroid=True, cohort="mean"),
+    Decision(centroid=True, cohort="meanstd"),
+    Decision(centroid=True, quality=True, cohort="mean"),
 ]
 
 
@@ -92,16 +95,27 @@ def scorer(
     return score
 
 
-def as_shipped(scored: Scored, system: System, decision: Decision) -> tuple[Scored, float]:
-    """The scores less the shipped quality margin (``classifier.quality_slopes``) when the decision uses it,
-    and the threshold the classifier would use for this gallery (facewire: raised for its number of people)."""
+def shipped_rule(system: System, decision: Decision) -> Rule:
+    """The decision the classifier makes with its shipped settings: the default threshold, the quality slopes
+    and the cohort term when ``decision`` uses them (the peer: its threshold alone)."""
     if not system.name.startswith("facewire"):
-        return scored, system.default_threshold
-    threshold = system.default_threshold + gallery_margin(len(scored.people))
-    if not decision.quality:
-        return scored, threshold
-    slopes = np.array(ClassifierSettings().quality_slopes)
-    return replace(scored, scores=scored.scores - scored.shortfall @ slopes), threshold
+        return Rule(system.default_threshold)
+    conf = ClassifierSettings()
+    return Rule(
+        system.default_threshold,
+        conf.quality_slopes if decision.quality else (0.0, 0.0, 0.0),
+        (conf.cohort_weight, 0.0, 0.0) if decision.cohort == "mean" else (0.0, 0.0, 0.0),
+        CohortPrior(conf.cohort_reference, conf.cohort_prior),
+    )
+
+
+def as_shipped(scored: Scored, system: System, decision: Decision) -> tuple[Scored, float]:
+    """The scores less the shipped rule's quality margin and cohort term, and the threshold the classifier
+    would use for this gallery (facewire: raised for its number of people)."""
+    rule = shipped_rule(system, decision)
+    if not system.name.startswith("facewire"):
+        return scored, rule.threshold
+    return replace(scored, scores=rule.adjusted(scored)), rule.threshold + gallery_margin(len(scored.people))
 
 
 def evaluate(
@@ -145,7 +159,8 @@ def run(
     cache = cache_dir or ModelSettings().cache_dir
     names = [p.name for p in protocols]
     chosen = decision or SHIPPED
-    facewire = evaluate(facewire_system(model, cache), photos, protocols, cache, chosen, max_probes)
+    system = facewire_system(model, cache)
+    facewire = evaluate(system, photos, protocols, cache, chosen, max_probes)
     score, embedded, scored = facewire.pop("_score"), facewire.pop("_embedded"), facewire.pop("_scored")
     degradations = {p.degradation for p in protocols}
     track_results = (
@@ -179,7 +194,7 @@ def run(
         "calibration": cross_half(photos, score, chosen, names),
         "ablation": ablation(photos, score, DECISIONS, names),
         "tracks": track_results,
-        "gallery_size": gallery_size.run(scored, facewire["default_threshold"]),
+        "gallery_size": gallery_size.run(scored, shipped_rule(system, chosen)),
         "enrol_cost": enrol_cost.run(model, VIEW_SIZES),
     }
 

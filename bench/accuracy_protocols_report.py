@@ -110,6 +110,7 @@ def ablation_table(data: dict[str, Any]) -> str:
             " / ".join(f"{slopes[h][0]:.2f},{slopes[h][1]:.2f},{slopes[h][2]:.2f}" for h in ("A", "B"))
             if any(any(slopes[h]) for h in ("A", "B"))
             else "—",
+            cohort_cell(row),
             interval(pooled["known_named"]),
             interval(pooled["strangers_rejected"]),
             f"+{row['vs_first']['right_gained']} / -{row['vs_first']['right_lost']}",
@@ -123,12 +124,21 @@ def ablation_table(data: dict[str, Any]) -> str:
         "decision",
         "threshold A / B",
         "quality slopes A / B",
+        "cohort weights A / B",
         "known named (pooled)",
         "strangers rejected (pooled)",
         "right answers vs first row (+gained / -lost)",
         *[f"`{n}` known / strangers" for n in names],
     ]
     return table(header, rows)
+
+
+def cohort_cell(row: dict[str, Any]) -> str:
+    """The fitted cohort weights of both halves (mean, std, max of the other people's scores), or a dash."""
+    weights = row.get("cohort", {})
+    if not any(any(weights.get(h, ())) for h in ("A", "B")):
+        return "—"
+    return " / ".join(",".join(f"{w:.2f}" for w in weights[h]) for h in ("A", "B"))
 
 
 def complement(rate: list[float]) -> list[float]:
@@ -235,9 +245,9 @@ def body(data: dict[str, Any]) -> str:
         f"A {cal['thresholds']['A']:.3f}, B {cal['thresholds']['B']:.3f}, shipped default = mean rounded up: "
         f"{cal['shipped']:.2f}.\n\n"
         + calibration_table(data)
-        + "\n\nLever ablation (issue 23), cross-validated: each half's rule (quality slopes, then the threshold at "
-        "FAR 1e-3 over its pooled strangers) is tested on the other half, so every stranger is calibrated on once "
-        "and tested once; counts pooled over both directions; 95 % Wilson intervals:\n\n"
+        + "\n\nLever ablation (issue 23), cross-validated: each half's rule (quality slopes and cohort weights, "
+        "then the threshold at FAR 1e-3 over its pooled strangers) is tested on the other half, so every stranger "
+        "is calibrated on once and tested once; counts pooled over both directions; 95 % Wilson intervals:\n\n"
         + ablation_table(data)
         + gallery_size_table(data)
         + cost_table(data)

@@ -62,52 +62,119 @@ def shipped_default(thresholds: list[float]) -> float:
     return math.ceil(float(np.mean(thresholds)) * 100 - 1e-9) / 100
 
 
+COHORT_COLUMNS = {"": [], "mean": [0], "meanstd": [0, 1]}  # of Scored.cohort
+
+
+@dataclass(frozen=True)
+class CohortPrior:
+    """How a probe's mean score against the other people is read: shrunk towards ``reference`` (the strangers'
+    average) as if ``prior`` more people had scored it, so a small gallery's noisy mean moves the score little."""
+
+    reference: float = 0.0
+    prior: float = 0.0
+
+
+def fit_prior(scored: list[Scored]) -> CohortPrior:
+    """The strangers' average cohort mean, and the prior weight (in people) that makes the shrunk mean the best
+    linear estimate of a probe's own level: within-probe variance / between-probe variance of the mean."""
+    rows = np.concatenate([s.cohort[~s.known & ~np.isnan(s.scores)] for s in scored])
+    others = len(scored[0].people) - 1
+    within = float(np.mean(rows[:, 1] ** 2))
+    between = float(np.var(rows[:, 0])) - within / others
+    return CohortPrior(round(float(rows[:, 0].mean()), 4), round(within / between, 1) if between > 0 else 1e9)
+
+
+def cohort_terms(scored: Scored, prior: CohortPrior) -> np.ndarray:
+    """(probes, 3) the cohort features of ``scored`` with the mean shrunk and centred:
+    n (mean - reference) / (n + prior), n the people other than the best."""
+    others = max(len(scored.people) - 1, 0)
+    out = scored.cohort.copy()
+    out[:, 0] = others * (out[:, 0] - prior.reference) / (others + prior.prior) if others else 0.0
+    return out
+
+
 @dataclass(frozen=True)
 class Rule:
-    """A fitted decision rule: name when score - slopes . shortfall >= threshold."""
+    """A fitted decision rule: name when score - slopes . shortfall - cohort . cohort terms >= threshold."""
 
     threshold: float
     slopes: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cohort: tuple[float, float, float] = (0.0, 0.0, 0.0)  # weights of (mean, std, max) of the other people
+    prior: CohortPrior = CohortPrior()
 
     def adjusted(self, scored: Scored) -> np.ndarray:
-        """The probes' scores less their quality margin (nan stays nan)."""
-        return scored.scores - scored.shortfall @ np.array(self.slopes)
+        """The probes' scores less their quality margin and cohort term (nan stays nan)."""
+        quality = scored.shortfall @ np.array(self.slopes)
+        return scored.scores - quality - cohort_terms(scored, self.prior) @ np.array(self.cohort)
+
+
+def fit_weights(
+    scored: list[Scored], decision: Decision, prior: CohortPrior
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(quality slopes, cohort weights): how much the strangers' best scores rise per unit of (size, sharpness,
+    pose) shortfall and of the cohort terms the decision uses, one least-squares fit of
+    score = c + slopes . shortfall + weights . cohort over the pooled stranger probes; the quality slopes
+    are kept >= 0 unless the decision is two-sided."""
+    columns = COHORT_COLUMNS[decision.cohort]
+    if not decision.quality and not columns:
+        return (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+    values = np.concatenate([s.scores[~s.known] for s in scored])
+    quality = np.concatenate([s.shortfall[~s.known] for s in scored])
+    cohort = np.concatenate([cohort_terms(s, prior)[~s.known] for s in scored])[:, columns]
+    features = np.column_stack([quality, cohort]) if decision.quality else cohort
+    constrained = np.array(
+        [decision.quality and not decision.two_sided] * (3 if decision.quality else 0) + [False] * len(columns),
+        dtype=bool,
+    )
+    keep = ~np.isnan(values)
+    coef = constrained_fit(features[keep], values[keep], constrained)
+    slopes = coef[:3] if decision.quality else np.zeros(3)
+    weights = np.zeros(3)
+    weights[columns] = coef[3:] if decision.quality else coef
+    return _rounded(slopes), _rounded(weights)
+
+
+def _rounded(values: np.ndarray) -> tuple[float, float, float]:
+    return (round(float(values[0]), 4), round(float(values[1]), 4), round(float(values[2]), 4))
 
 
 def fit_slopes(scored: list[Scored]) -> tuple[float, float, float]:
     """How much the strangers' best scores rise per unit of (size, sharpness, pose) shortfall: the
     non-negative least-squares fit of score = c + slopes . shortfall over the pooled stranger probes."""
-    rows = [(s.scores[~s.known], s.shortfall[~s.known]) for s in scored]
-    values = np.concatenate([r[0] for r in rows])
-    features = np.concatenate([r[1] for r in rows])
-    keep = ~np.isnan(values)
-    return nonnegative_fit(features[keep], values[keep])
+    return fit_weights(scored, Decision(centroid=True, quality=True), CohortPrior())[0]
 
 
 def nonnegative_fit(features: np.ndarray, values: np.ndarray) -> tuple[float, float, float]:
-    """Least squares of values = c + slopes . features with every slope >= 0 (exact: the best over the
-    subsets of features whose unconstrained fit has no negative slope)."""
+    """Least squares of values = c + slopes . features with every slope >= 0."""
+    return _rounded(constrained_fit(features, values, np.ones(features.shape[1], dtype=bool)))
+
+
+def constrained_fit(features: np.ndarray, values: np.ndarray, constrained: np.ndarray) -> np.ndarray:
+    """Least squares of values = c + slopes . features with the ``constrained`` slopes >= 0 (exact: the best
+    over the subsets of constrained features whose fit has none of them negative)."""
     best, best_error = np.zeros(features.shape[1]), np.inf
-    for subset in itertools.product((False, True), repeat=features.shape[1]):
-        chosen = np.array(subset)
+    for subset in itertools.product((False, True), repeat=int(constrained.sum())):
+        chosen = np.ones(features.shape[1], dtype=bool)
+        chosen[constrained] = subset
         design = np.column_stack([np.ones(len(values)), features[:, chosen]])
         coef = np.linalg.lstsq(design, values, rcond=None)[0]
-        if (coef[1:] < 0).any():
+        if (coef[1:][constrained[chosen]] < 0).any():
             continue
         error = float(np.sum((design @ coef - values) ** 2))
         if error < best_error:
             best_error, best = error, np.zeros(features.shape[1])
             best[chosen] = coef[1:]
-    return (round(float(best[0]), 4), round(float(best[1]), 4), round(float(best[2]), 4))
+    return best
 
 
 def fit_rule(scored: list[Scored], decision: Decision, far: float = CALIBRATION_FAR) -> Rule:
     """The rule fitted on one fold: the quality slopes (when the decision uses them), then the threshold
     at ``far`` over the pooled strangers' adjusted scores."""
-    slopes = fit_slopes(scored) if decision.quality else (0.0, 0.0, 0.0)
-    rule = Rule(0.0, slopes)
+    prior = fit_prior(scored) if decision.cohort else CohortPrior()
+    slopes, weights = fit_weights(scored, decision, prior)
+    rule = Rule(0.0, slopes, weights, prior)
     impostors = [np.where(s.unidentifiable, np.nan, rule.adjusted(s))[~s.known] for s in scored]
-    return Rule(calibrate([i[~np.isnan(i)] for i in impostors], far), slopes)
+    return Rule(calibrate([i[~np.isnan(i)] for i in impostors], far), slopes, weights, prior)
 
 
 def counts(scored: Scored, rule: Rule) -> dict[str, int]:
@@ -199,6 +266,8 @@ def ablation(photos: list[Photo], score: ScoreFn, decisions: list[Decision], nam
                 "rank1": float(np.mean(rank1)),
                 "thresholds": {h: r.threshold for h, r in rules.items()},
                 "slopes": {h: r.slopes for h, r in rules.items()},
+                "cohort": {h: r.cohort for h, r in rules.items()},
+                "cohort_prior": {h: (r.prior.reference, r.prior.prior) for h, r in rules.items()},
                 "pooled": rates(pooled),
                 "protocols": {n: rates(c) for n, c in per_protocol.items()},
                 "vs_first": {

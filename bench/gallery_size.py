@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.calibration import wilson
-from bench.protocol_eval import Scored
+from bench.calibration import Rule, wilson
+from bench.protocol_eval import Scored, cohort_features
 from classifier_service.quality import GALLERY_REFERENCE, gallery_margin
 
 TAIL_QUANTILE = 1e-3  # the tail fit starts where 1 pair in 1,000 scores higher
@@ -39,34 +39,56 @@ def fit_tail(pairs: np.ndarray, quantile: float = TAIL_QUANTILE) -> dict[str, fl
     return {"u": u, "beta": float(excess.mean()), "pairs": len(pairs), "tail_pairs": len(excess)}
 
 
-def sub_galleries(scored: list[Scored], threshold: float, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """Per gallery size: strangers named and known named, at ``threshold`` and at the size-aware rule."""
+def sub_scored(scored: Scored, chosen: np.ndarray) -> Scored:
+    """``scored`` as if only the people ``chosen`` (column indexes) were enrolled: known probes of the others
+    are left out, strangers kept; best person, score and cohort features recomputed."""
+    people = [scored.people[i] for i in chosen]
+    keep = ~scored.known | np.isin(np.array(scored.truth), people)
+    per_person = scored.per_person[keep][:, chosen]
+    best = np.nan_to_num(per_person, nan=-np.inf).argmax(axis=1)
+    scores = per_person[np.arange(len(per_person)), best]
+    names = [people[b] if not np.isnan(v) else "" for b, v in zip(best, scores, strict=True)]
+    truth = [t for t, k in zip(scored.truth, keep, strict=True) if k]
+    return Scored(
+        names,
+        scores,
+        scored.known[keep],
+        np.array([n == t for n, t in zip(names, truth, strict=True)], dtype=bool),
+        scored.unidentifiable[keep],
+        scored.sizes[keep],
+        scored.shortfall[keep],
+        people,
+        per_person,
+        truth,
+        cohort_features(per_person),
+    )
+
+
+def sub_galleries(scored: list[Scored], rule: Rule, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Per gallery size: strangers named and known named under ``rule`` (the shipped decision), at its
+    threshold and at the size-aware rule (its threshold + ``gallery_margin``)."""
     people = scored[0].people
     rows = []
     for size in SIZES:
         if size > len(people):
             continue
-        rule = threshold + gallery_margin(size)
+        threshold, raised = rule.threshold, rule.threshold + gallery_margin(size)
         tally = {"strangers": 0, "named_fixed": 0, "named_rule": 0, "known": 0, "known_fixed": 0, "known_rule": 0}
         for _ in range(DRAWS if size < len(people) else 1):
             chosen = np.sort(rng.choice(len(people), size, replace=False))
-            names = np.array(people)[chosen]
-            for s in scored:
-                sub = np.nan_to_num(s.per_person[:, chosen], nan=-np.inf)
-                best, who = sub.max(axis=1), names[sub.argmax(axis=1)]
-                strangers = ~s.known
-                truth = np.isin(np.array(s.truth), names) & s.known
-                right = truth & (who == np.array(s.truth))
+            for s in (sub_scored(s, chosen) for s in scored):
+                adjusted = np.nan_to_num(rule.adjusted(s), nan=-np.inf)
+                strangers, right = ~s.known, s.known & s.correct
                 tally["strangers"] += int(strangers.sum())
-                tally["named_fixed"] += int((best[strangers] >= threshold).sum())
-                tally["named_rule"] += int((best[strangers] >= rule).sum())
-                tally["known"] += int(truth.sum())
-                tally["known_fixed"] += int((right & (best >= threshold)).sum())
-                tally["known_rule"] += int((right & (best >= rule)).sum())
+                tally["named_fixed"] += int((adjusted[strangers] >= threshold).sum())
+                tally["named_rule"] += int((adjusted[strangers] >= raised).sum())
+                tally["known"] += int(s.known.sum())
+                tally["known_fixed"] += int((right & (adjusted >= threshold)).sum())
+                tally["known_rule"] += int((right & (adjusted >= raised)).sum())
         rows.append(
             {
                 "people": size,
-                "rule_threshold": rule,
+                "rule_threshold": raised,
                 "strangers_named_fixed": wilson(tally["named_fixed"], tally["strangers"]),
                 "strangers_named_rule": wilson(tally["named_rule"], tally["strangers"]),
                 "known_named_fixed": wilson(tally["known_fixed"], tally["known"]),
@@ -77,8 +99,10 @@ def sub_galleries(scored: list[Scored], threshold: float, rng: np.random.Generat
     return rows
 
 
-def run(scored: list[Scored], threshold: float, seed: int = 23) -> dict[str, Any]:
-    """The tail fit, the rule's thresholds up to 100k people and the sub-gallery measurement."""
+def run(scored: list[Scored], rule: Rule, seed: int = 23) -> dict[str, Any]:
+    """The tail fit, the rule's thresholds up to 100k people and the sub-gallery measurement of the shipped
+    decision ``rule``."""
+    threshold = rule.threshold
     pairs = pair_scores(scored)
     tail = fit_tail(pairs)
     predicted = {
@@ -89,7 +113,7 @@ def run(scored: list[Scored], threshold: float, seed: int = 23) -> dict[str, Any
         "reference_people": GALLERY_REFERENCE,
         "tail": tail,
         "rule": predicted,
-        "sub_galleries": sub_galleries(scored, threshold, np.random.default_rng(seed)),
+        "sub_galleries": sub_galleries(scored, rule, np.random.default_rng(seed)),
     }
 
 

@@ -47,6 +47,8 @@ class Decision:
     gallery_flip: bool = False
     views: str = ""  # "", "pooled" or "matched"
     quality: bool = False
+    two_sided: bool = False  # quality slopes fitted without the >= 0 constraint
+    cohort: str = ""  # "", "mean" or "meanstd": the probe's scores against the other people (bench.calibration)
 
     @property
     def name(self) -> str:
@@ -56,7 +58,8 @@ class Decision:
             ("centroid", self.centroid),
             ("enrol flip", self.gallery_flip),
             (f"enrol views ({self.views})", bool(self.views)),
-            ("quality-aware threshold", self.quality),
+            ("quality-aware threshold" + (" (two-sided)" if self.two_sided else ""), self.quality),
+            (f"cohort norm ({self.cohort})", bool(self.cohort)),
         )
         parts = [name for name, on in named if on]
         if self.min_quality:
@@ -78,6 +81,19 @@ class Scored:
     people: list[str]
     per_person: np.ndarray  # (probes, people) score of every probe for every person (nan: missed)
     truth: list[str]  # each probe's person
+    cohort: np.ndarray  # (probes, 3) the probe's scores against the people other than its best: mean, std, max
+
+
+def cohort_features(per_person: np.ndarray) -> np.ndarray:
+    """(probes, 3): mean, standard deviation and maximum of each probe's scores against every enrolled person
+    but its best one (0 for a missed probe or a gallery of fewer than 3 people)."""
+    out = np.zeros((len(per_person), 3))
+    found = ~np.isnan(per_person[:, 0]) if per_person.shape[1] else np.zeros(len(per_person), dtype=bool)
+    if per_person.shape[1] < 3 or not found.any():
+        return out
+    rows = np.sort(per_person[found], axis=1)[:, :-1]  # without the best
+    out[found] = np.column_stack([rows.mean(axis=1), rows.std(axis=1), rows[:, -1]])
+    return out
 
 
 def person_offsets(vectors: np.ndarray, labels: list[str], similarity: Any) -> dict[str, float]:
@@ -182,7 +198,19 @@ def score_probes(
     correct = np.array([n == p.person for n, p in zip(names, probes, strict=True)], dtype=bool)
     unidentifiable = ~np.isnan(scores) & (sizes < decision.min_quality)
     truth = [p.person for p in probes]
-    return Scored(names, scores, known, correct, unidentifiable, sizes, shortfalls, people, per_person, truth)
+    return Scored(
+        names,
+        scores,
+        known,
+        correct,
+        unidentifiable,
+        sizes,
+        shortfalls,
+        people,
+        per_person,
+        truth,
+        cohort_features(per_person),
+    )
 
 
 def summarise(scored: Scored, threshold: float) -> dict[str, Any]:

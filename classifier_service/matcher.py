@@ -8,7 +8,9 @@ known people at the same false-accept rate. The default threshold is calibrated 
 The score needed to name a face (``Match.threshold``) is the threshold, plus a rise with the number of
 people enrolled (``classifier_service.quality.gallery_margin``: a stranger has more people to resemble
 in a larger gallery), plus the face's own quality margin (``classifier_service.quality.margin``,
-passed in by the caller).
+passed in by the caller), plus its cohort margin (``classifier_service.quality.Cohort``: a face that
+scores high against every enrolled person needs more; one matrix-vector product per batch against the sum
+of the centroids, whatever the gallery's size).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from classifier_service import index_choice
-from classifier_service.quality import gallery_margin
+from classifier_service.quality import Cohort, gallery_margin
+from facewire.config import ClassifierSettings
 from facewire.schema import Candidate
 
 if TYPE_CHECKING:
@@ -55,10 +58,12 @@ class Matcher:
         negatives: tuple[np.ndarray, list[str]] | None = None,
         centroid: bool = True,
         centroids: dict[str, np.ndarray] | None = None,
+        cohort: Cohort | None = None,
     ) -> None:
         """Index ``embeddings`` (or take a ready ``index`` of the same rows); ``negatives`` are
         (vectors, person) examples of faces that are *not* that person; ``centroids``: every person's
-        centroid, ready (kept per person by a shared gallery's follower, ``classifier_service.gallery.live``)."""
+        centroid, ready (kept per person by a shared gallery's follower, ``classifier_service.gallery.live``);
+        ``cohort``: the cohort normalisation (default: the shipped ``classifier.cohort_*`` settings)."""
         if index is None:
             assert embeddings is not None
             if len(labels) != len(embeddings):
@@ -75,6 +80,12 @@ class Matcher:
             self._centroids = centroids
         else:
             self._centroids = person_centroids(embeddings, index, self.labels) if centroid and len(labels) else {}
+        self.cohort = cohort if cohort is not None else shipped_cohort()
+        self._centroid_sum = (
+            np.sum(list(self._centroids.values()), axis=0, dtype=np.float64).astype(np.float32)
+            if self._centroids
+            else None
+        )
         self._negatives: dict[str, np.ndarray] = {}
         if negatives is not None and len(negatives[1]):
             vectors, people = negatives
@@ -99,12 +110,23 @@ class Matcher:
         k = min(self.top_k, self.index.ntotal)
         probes = np.ascontiguousarray(probes, dtype=np.float32)
         scores, indexes = self.index.search(probes, k)
+        best = [
+            self._scores(probe, row_scores, row_indexes)
+            for probe, row_scores, row_indexes in zip(probes, scores, indexes, strict=True)
+        ]
+        if self.cohort.weight and self._centroid_sum is not None:
+            tops = np.array([max(b[0].values(), default=0.0) for b in best])
+            extra = extra + self.cohort.margins(probes @ self._centroid_sum, tops, len(self._centroids))
         return [
-            self._decide(probe, row_scores, row_indexes, self.needed + float(margin))
-            for probe, row_scores, row_indexes, margin in zip(probes, scores, indexes, extra, strict=True)
+            self._decide(probe, person, nearest, self.needed + float(margin))
+            for probe, (person, nearest), margin in zip(probes, best, extra, strict=True)
         ]
 
-    def _decide(self, probe: np.ndarray, scores: np.ndarray, indexes: np.ndarray, needed: float) -> Match:
+    def _scores(
+        self, probe: np.ndarray, scores: np.ndarray, indexes: np.ndarray
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """The probe's score for each candidate person (its centroid's, else the nearest photo's) and the
+        nearest enrolled photo of each."""
         best: dict[str, float] = {}
         for score, index in zip(scores, indexes, strict=True):
             if index >= 0:
@@ -113,6 +135,9 @@ class Matcher:
         nearest = dict(best)  # the veto compares negatives with the nearest enrolled photo, as before
         if self._centroids:
             best = {name: float(self._centroids[name] @ probe) for name in best}
+        return best, nearest
+
+    def _decide(self, probe: np.ndarray, best: dict[str, float], nearest: dict[str, float], needed: float) -> Match:
         candidates = tuple(Candidate(name, score) for name, score in sorted(best.items(), key=lambda kv: -kv[1]))
         named = [c for c in candidates if c.score >= needed and not self._vetoed(probe, c.name, nearest[c.name])]
         if named:
@@ -123,6 +148,12 @@ class Matcher:
         """True when the probe is closer to a negative example of the person than to their enrolled faces."""
         negatives = self._negatives.get(name)
         return negatives is not None and float(np.max(negatives @ probe)) > nearest
+
+
+def shipped_cohort() -> Cohort:
+    """The cohort normalisation of the shipped settings (``classifier.cohort_*``)."""
+    conf = ClassifierSettings()
+    return Cohort(conf.cohort_weight, conf.cohort_reference, conf.cohort_prior)
 
 
 def person_centroids(embeddings: np.ndarray | None, index: faiss.Index, labels: list[str]) -> dict[str, np.ndarray]:

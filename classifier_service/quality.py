@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 SIZE_FULL, SIZE_NONE = 64.0, 16.0
 SHARP_FULL, SHARP_NONE = 100.0, 10.0
@@ -63,3 +66,28 @@ GALLERY_BETA = 0.024
 def gallery_margin(people: int, beta: float = GALLERY_BETA, reference: int = GALLERY_REFERENCE) -> float:
     """How much the threshold rises for a gallery of ``people`` over one of ``reference`` people."""
     return beta * math.log(max(people, reference) / reference)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Cohort normalisation (issue 23): a face that resembles everyone needs more to be named.
+
+    ``mean`` is the face's mean score against the centroids of every enrolled person but its best one. Shrunk
+    towards ``reference`` (the strangers' average) as if ``prior`` more people had been scored, so a small
+    gallery's noisy mean moves little, it raises the score needed by ``weight * n (mean - reference) / (n + prior)``
+    (n: the other people). The three are fitted on calibration folds (``bench.calibration``) and shipped as
+    ``classifier.cohort_weight``, ``cohort_reference`` and ``cohort_prior``; weight 0 is off.
+    """
+
+    weight: float = 0.0
+    reference: float = 0.0
+    prior: float = 10.0
+
+    def margins(self, totals: np.ndarray, best: np.ndarray, people: int) -> np.ndarray:
+        """The rise of the score needed per face, from each face's summed score over every enrolled person's
+        centroid (``totals``) and its best one (``best``) in a gallery of ``people``."""
+        others = people - 1
+        if not self.weight or others < 1:
+            return np.zeros(len(totals))
+        mean = (totals - best) / others
+        return self.weight * others * (mean - self.reference) / (others + self.prior)
