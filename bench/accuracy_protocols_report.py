@@ -243,7 +243,9 @@ def body(data: dict[str, Any]) -> str:
         + f"\n\nThreshold calibration (facewire, FAR {cal['far']:g} over the pooled protocols of one half of the "
         f"people, tested on the other half; halves of {cal['people']['A']} and {cal['people']['B']} people): "
         f"A {cal['thresholds']['A']:.3f}, B {cal['thresholds']['B']:.3f}, shipped default = mean rounded up: "
-        f"{cal['shipped']:.2f}.\n\n"
+        f"{cal['shipped']:.2f}; quality slopes {cal['shipped_slopes']}; cohort weight / reference / prior "
+        f"{cal['shipped_cohort']['weight']} / {cal['shipped_cohort']['reference']} / {cal['shipped_cohort']['prior']} "
+        f"(halves' means).\n\n"
         + calibration_table(data)
         + "\n\nLever ablation (issue 23), cross-validated: each half's rule (quality slopes and cohort weights, "
         "then the threshold at FAR 1e-3 over its pooled strangers) is tested on the other half, so every stranger "

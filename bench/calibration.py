@@ -223,6 +223,7 @@ def cross_half(photos: list[Photo], score: ScoreFn, decision: Decision, names: l
         directions[f"{cal}->{test}"] = {
             "threshold": rules[cal].threshold,
             "slopes": rules[cal].slopes,
+            "cohort": (rules[cal].cohort[0], rules[cal].prior.reference, rules[cal].prior.prior),
             "protocols": {
                 n: summarise(s, rules[cal].threshold) | rates(counts(s, rules[cal]))
                 for n, s in zip(names, scored[test], strict=True)
@@ -235,6 +236,11 @@ def cross_half(photos: list[Photo], score: ScoreFn, decision: Decision, names: l
         "slopes": {h: r.slopes for h, r in rules.items()},
         "shipped": shipped_default([r.threshold for r in rules.values()]),
         "shipped_slopes": tuple(round(float(np.mean([r.slopes[i] for r in rules.values()])), 3) for i in range(3)),
+        "shipped_cohort": {
+            "weight": round(float(np.mean([r.cohort[0] for r in rules.values()])), 2),
+            "reference": round(float(np.mean([r.prior.reference for r in rules.values()])), 3),
+            "prior": round(float(np.mean([r.prior.prior for r in rules.values()])), 1),
+        },
         "directions": directions,
     }
 

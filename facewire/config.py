@@ -126,21 +126,21 @@ class ClassifierSettings(Section):
     )
     track_gap_seconds: float = Field(10.0, description="A track unseen this long starts afresh", gt=0)
     quality_slopes: tuple[float, float, float] = Field(
-        (0.0, 0.0, 0.019),
+        (0.002, 0.0, 0.0),
         description="Rise of the score needed per unit of size, sharpness and pose shortfall (docs/accuracy.md)",
     )
     cohort_weight: float = Field(
-        0.0,
+        1.03,
         description="Rise of the score needed per unit of the face's mean score against the other people enrolled "
         "(cohort normalisation, docs/accuracy.md; 0: off)",
         ge=0,
         le=2,
     )
     cohort_reference: float = Field(
-        0.0, description="The strangers' mean score against enrolled people, where the cohort term is 0", ge=-1, le=1
+        0.085, description="The strangers' mean score against enrolled people, where the cohort term is 0", ge=-1, le=1
     )
     cohort_prior: float = Field(
-        10.0, description="People's worth of weight the cohort mean is shrunk towards the reference with", ge=0
+        9.7, description="People's worth of weight the cohort mean is shrunk towards the reference with", ge=0
     )
     faiss_threads: int = Field(
         1,

@@ -17,7 +17,7 @@ from classifier_service.core import Arrival, Classifier
 from classifier_service.gallery.enrolment import check_photo
 from classifier_service.identify import identify_image
 from classifier_service.matcher import UNKNOWN, Matcher
-from classifier_service.quality import GALLERY_BETA, GALLERY_REFERENCE, gallery_margin, margin, shortfall
+from classifier_service.quality import GALLERY_BETA, GALLERY_REFERENCE, Cohort, gallery_margin, margin, shortfall
 from facewire.config import GallerySettings, ModelSettings, Settings
 from facewire.faces import FaceAnalyzer, create_analyzer
 from facewire.images import load_image
@@ -58,7 +58,7 @@ def test_quality_shortfall_is_zero_for_a_good_face_and_grows_for_small_blurred_o
 
 def test_the_score_needed_rises_for_a_small_turned_face_in_the_classifier() -> None:
     vectors = np.stack([unit(seed=1), unit(seed=2)])
-    matcher = Matcher(vectors, ["ada", "bob"], threshold=0.5, top_k=2)
+    matcher = Matcher(vectors, ["ada", "bob"], threshold=0.5, top_k=2, cohort=Cohort())  # this lever alone
     probe = 0.6 * unit(seed=1) + 0.8 * unit(seed=9)  # cosine ~0.6 with ada: named when the face is good
     probe /= np.linalg.norm(probe)
     classifier = Classifier(matcher, "sface-2021dec", "v1", dim=128, quality_slopes=SLOPES)
@@ -81,8 +81,8 @@ def test_the_threshold_rises_with_the_log_of_the_people_enrolled() -> None:
     rng = np.random.default_rng(0)
     big = rng.normal(size=(800, 16)).astype(np.float32)
     big /= np.linalg.norm(big, axis=1, keepdims=True)
-    few = Matcher(big[:10], [f"p{i}" for i in range(10)], threshold=0.5)
-    many = Matcher(big, [f"p{i}" for i in range(800)], threshold=0.5)
+    few = Matcher(big[:10], [f"p{i}" for i in range(10)], threshold=0.5, cohort=Cohort())  # this lever alone
+    many = Matcher(big, [f"p{i}" for i in range(800)], threshold=0.5, cohort=Cohort())
     assert few.needed == 0.5 and many.needed == pytest.approx(0.5 + GALLERY_BETA * math.log(800 / GALLERY_REFERENCE))
     assert fpir[0] < 0.002  # up to the reference size the default alone keeps 99.8 % of strangers rejected
     assert many.match(big[:1])[0].threshold == pytest.approx(many.needed)
