@@ -114,12 +114,15 @@ def follow_versus_reload(url: str, work: Path, rows: int) -> dict[str, Any]:
         started = time.perf_counter()
         follower.follow()
         incremental.append(time.perf_counter() - started)
+        follower.flush()  # its index file now, not by the saver thread during the next timing
         started = time.perf_counter()
         joined = replica(url, work / f"joined{rows}-{trial}", f"joined{trial}")  # a new replica: the whole gallery
         reload.append(time.perf_counter() - started)
         assert joined.matcher.labels == follower.matcher.labels
+        joined.flush()
         joined.store.close()
     for manager in (writer, follower):
+        manager.flush()
         manager.store.close()
     return {"rows": rows, "follow_one_row": ms(incremental), "reload_all": ms(reload)}
 

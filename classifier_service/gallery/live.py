@@ -45,11 +45,14 @@ def people_of(vectors: np.ndarray, people: list[str]) -> People:
     names, rows = np.unique(np.array(people), return_inverse=True)
     counts = np.bincount(rows, minlength=len(names))
     sums = np.stack([np.bincount(rows, weights=vectors[:, d], minlength=len(names)) for d in range(vectors.shape[1])])
-    found = People({str(n): int(c) for n, c in zip(names, counts, strict=True)}, {}, {})
-    for i, name in enumerate(names):
-        found.sums[str(name)] = sums[:, i].copy()
-        found.centroids[str(name)] = _centroid(found.sums[str(name)])
-    return found
+    sums = np.ascontiguousarray(sums.T)  # (people, dim)
+    centroids = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    keys = [str(name) for name in names]
+    return People(
+        dict(zip(keys, counts.tolist(), strict=True)),
+        dict(zip(keys, sums, strict=True)),
+        dict(zip(keys, centroids, strict=True)),
+    )
 
 
 def _centroid(total: np.ndarray) -> np.ndarray:

@@ -134,7 +134,9 @@ class GalleryManager:
             assert rows.vectors is not None
             index = load_index(self.store_dir, rows.ids, version) if rows.ids else None
             self.restored_from_file, self.seq = index is not None, snapshot.seq
-            self._install_served(served(rows.ids, rows.people, rows.vectors, index), version, save=index is None)
+            self._install_served(served(rows.ids, rows.people, rows.vectors, index), version, save=False)
+            if index is None and rows.ids:
+                self._save_soon()  # the index file for the next start, written off the start-up path
 
     def _install_served(self, state: Served, version: str, save: bool) -> None:
         """Shared gallery: serve ``state`` (its centroids as they are) and keep it for the next change."""
