@@ -107,6 +107,7 @@ def follow_versus_reload(url: str, work: Path, rows: int) -> dict[str, Any]:
         items = [NewEmbedding(vector_source(v), "bench", v) for v in vectors]
         writer.store.add_embeddings(f"p{start}", "m", items, time.time())
     follower = replica(url, work / "follower", "follower")
+    follower.flush()
     incremental, reload = [], []
     for trial in range(5):
         vector = unit(rng, 1)[0]
