@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from classifier_service import index_choice
-from classifier_service.quality import Cohort, gallery_margin
-from facewire.config import ClassifierSettings
+from classifier_service.quality import COHORT_EMBEDDER, Cohort, cohort_for, gallery_margin
 from facewire.schema import Candidate
 
 if TYPE_CHECKING:
@@ -151,9 +150,8 @@ class Matcher:
 
 
 def shipped_cohort() -> Cohort:
-    """The cohort normalisation of the shipped settings (``classifier.cohort_*``)."""
-    conf = ClassifierSettings()
-    return Cohort(conf.cohort_weight, conf.cohort_reference, conf.cohort_prior)
+    """The cohort normalisation of the shipped settings (``classifier.cohort_*``, fitted for SFace)."""
+    return cohort_for(COHORT_EMBEDDER)
 
 
 def person_centroids(embeddings: np.ndarray | None, index: faiss.Index, labels: list[str]) -> dict[str, np.ndarray]:

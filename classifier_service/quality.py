@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facewire.config import ClassifierSettings
+
 SIZE_FULL, SIZE_NONE = 64.0, 16.0
 SHARP_FULL, SHARP_NONE = 100.0, 10.0
 YAW_NONE = 0.6
@@ -91,3 +93,15 @@ class Cohort:
             return np.zeros(len(totals))
         mean = (totals - best) / others
         return self.weight * others * (mean - self.reference) / (others + self.prior)
+
+
+COHORT_EMBEDDER = "sface-2021dec"  # the embedder the shipped classifier.cohort_* values were fitted for
+
+
+def cohort_for(embedder: str, conf: ClassifierSettings | None = None) -> Cohort:
+    """The cohort normalisation of ``conf`` (default: the shipped settings) for ``embedder``: off for another
+    embedder than the one the shipped values were fitted for, unless ``conf`` sets ``cohort_weight`` itself."""
+    conf = conf or ClassifierSettings()
+    if embedder != COHORT_EMBEDDER and "cohort_weight" not in conf.model_fields_set:
+        return Cohort()
+    return Cohort(conf.cohort_weight, conf.cohort_reference, conf.cohort_prior)

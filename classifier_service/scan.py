@@ -17,6 +17,7 @@ import numpy as np
 
 from classifier_service.identify import identify_image
 from classifier_service.matcher import Matcher
+from classifier_service.quality import Cohort, cohort_for
 from facewire.config import ModelSettings
 from facewire.errors import ImageError, SourceError
 from facewire.faces import FaceAnalyzer, create_analyzer
@@ -35,6 +36,7 @@ class ScanSetup:
     top_k: int
     min_face: int
     quality_slopes: tuple[float, float, float] | None = None  # None: classifier.quality_slopes's default
+    cohort: Cohort | None = None  # None: the shipped cohort normalisation for the embedder
 
 
 _worker: tuple[FaceAnalyzer, Matcher, tuple[float, float, float] | None] | None = None
@@ -43,7 +45,9 @@ _worker: tuple[FaceAnalyzer, Matcher, tuple[float, float, float] | None] | None 
 def _init(setup: ScanSetup) -> None:
     global _worker
     analyzer = create_analyzer(setup.model, det_threshold=0.6, min_face=setup.min_face)
-    _worker = (analyzer, Matcher(setup.embeddings, setup.labels, setup.threshold, setup.top_k), setup.quality_slopes)
+    cohort = setup.cohort if setup.cohort is not None else cohort_for(analyzer.embedder.model_id)
+    matcher = Matcher(setup.embeddings, setup.labels, setup.threshold, setup.top_k, cohort=cohort)
+    _worker = (analyzer, matcher, setup.quality_slopes)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from bench.calibration import CohortPrior, Rule, fit_prior
 from bench.protocol_embed import Embedded
 from bench.protocol_eval import Decision, score_probes
 from classifier_service.matcher import Matcher, shipped_cohort
-from classifier_service.quality import Cohort
-from facewire.config import ClassifierSettings
+from classifier_service.quality import Cohort, cohort_for
+from facewire.config import ClassifierSettings, load_settings
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
-from tests.gallery_support import KNOWN, photos
+from tests.gallery_support import KNOWN, make_gallery, open_test_manager, photos
 
 UNKNOWN_DIR = KNOWN.parent / "unknown"
 COHORT = Cohort(weight=1.0, reference=0.08, prior=10.0)
@@ -132,3 +132,22 @@ def test_the_shipped_settings_are_the_matchers_default() -> None:
     vectors = rng.normal(size=(6, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     assert Matcher(vectors, [f"p{i}" for i in range(6)], THRESHOLD).cohort == shipped_cohort()
+
+
+def test_the_configured_cohort_reaches_the_gallery_matcher_and_is_off_for_another_embedder(
+    analyzer: FaceAnalyzer, tmp_path: Path
+) -> None:
+    assert shipped_cohort().weight > 0 and cohort_for("sface-2021dec") == shipped_cohort()
+    assert cohort_for("clip-vit-b32") == Cohort()  # SFace's reference means nothing for another embedder
+    settings = load_settings(
+        None,
+        {
+            "classifier": {"gallery": str(tmp_path / "g"), "cohort_weight": 0.5, "cohort_prior": 4.0},
+            "gallery": {"store_dir": str(tmp_path / "store")},
+        },
+    )
+    assert cohort_for("clip-vit-b32", settings.classifier).weight == 0.5  # set explicitly: applied to any
+    make_gallery(tmp_path / "g", {"Tony_Blair": photos(KNOWN / "Tony_Blair")[:1]})
+    manager = open_test_manager(settings, analyzer)
+    expected = Cohort(0.5, ClassifierSettings().cohort_reference, 4.0)
+    assert manager.matcher.cohort == expected and manager.cohort == expected

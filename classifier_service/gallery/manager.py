@@ -32,6 +32,7 @@ from classifier_service.gallery.index_file import load_index, save_index
 from classifier_service.gallery.live import Served, apply_changes, served
 from classifier_service.gallery.store import GalleryStore
 from classifier_service.matcher import UNKNOWN, Matcher
+from classifier_service.quality import Cohort, cohort_for
 from facewire.config import GallerySettings
 from facewire.faces import FaceAnalyzer
 from facewire.logs import kv
@@ -56,8 +57,11 @@ class GalleryManager:
         threshold: float,
         top_k: int,
         instance: str,
+        cohort: Cohort | None = None,
     ) -> None:
+        """``cohort``: the matcher's cohort normalisation (default: the shipped one for ``model_id``)."""
         self.store, self.store_dir, self.folder = store, store_dir, folder
+        self.cohort = cohort if cohort is not None else cohort_for(model_id)
         self.model_id, self.policy, self.analyzer = model_id, policy, analyzer
         self.threshold, self.top_k, self.instance = threshold, top_k, instance
         self.on_swap: Callable[[Matcher, str], None] | None = None
@@ -227,6 +231,7 @@ class GalleryManager:
             index=index,
             negatives=(negatives.vectors, negatives.people) if negatives.vectors is not None else None,
             centroids=centroids,
+            cohort=self.cohort,
         )
         self._ids, self._vectors = list(ids), vectors
         self.matcher, self.version = matcher, version

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from classifier_service.gallery.factory import open_gallery_store
 from classifier_service.gallery.manager import GalleryManager
+from classifier_service.quality import cohort_for
 from facewire.config import Settings
 from facewire.faces import FaceAnalyzer, create_analyzer
 
@@ -43,6 +44,7 @@ def open_manager(settings: Settings, instance: str, analyzer: FaceAnalyzer | Non
         settings.classifier_threshold(),
         conf.top_k,
         replica_id(instance),
+        cohort_for(face_analyzer.embedder.model_id, conf),
     )
     manager.fresh_store = store.created
     return manager
