@@ -132,7 +132,8 @@ class ClassifierSettings(Section):
     cohort_weight: float = Field(
         1.03,
         description="Rise of the score needed per unit of the face's mean score against the other people enrolled "
-        "(cohort normalisation, docs/accuracy.md; 0: off)",
+        "(cohort normalisation, docs/accuracy.md; 0: off). Fitted for sface-2021dec: off for another embedder "
+        "unless set",
         ge=0,
         le=2,
     )
