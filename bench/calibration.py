@@ -79,6 +79,8 @@ def fit_prior(scored: list[Scored]) -> CohortPrior:
     linear estimate of a probe's own level: within-probe variance / between-probe variance of the mean."""
     rows = np.concatenate([s.cohort[~s.known & ~np.isnan(s.scores)] for s in scored])
     others = len(scored[0].people) - 1
+    if others < 2 or len(rows) < 2:  # no cohort to speak of (a tiny --limit-people run)
+        return CohortPrior()
     within = float(np.mean(rows[:, 1] ** 2))
     between = float(np.var(rows[:, 0])) - within / others
     return CohortPrior(round(float(rows[:, 0].mean()), 4), round(within / between, 1) if between > 0 else 1e9)
