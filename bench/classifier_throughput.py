@@ -9,9 +9,11 @@ Beside the rates: CPU seconds per message of the classifier process, of the load
 and subscriber, this process) and of mosquitto, which other load on the machine disturbs less.
 
 ``--profile``: py-spy samples the classifier during one more pass; the samples are put in buckets (FAISS,
-JSON, msgpack, paho's read loop, ...) by the innermost frame that names one.
+JSON, msgpack, paho's read loop, ...) by the innermost frame that names one, and counted by thread (paho's
+network thread, the classifier's worker). ``--gil``: only samples of the thread holding the GIL (what one
+Python process can do at a time), instead of every thread not idle (which counts threads waiting for it).
 
-    python -m bench.classifier_throughput [--rounds 3] [--messages 10000] [--profile] [--json]
+    python -m bench.classifier_throughput [--rounds 3] [--messages 10000] [--profile [--gil]] [--json]
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("msgpack decoding and checks of embeddings", ("from_msgpack", "decode (classifier_service")),
     ("core: checks, de-duplication, FaceResult", ("Classifier.classify", "decide (classifier_service")),
     ("ack of each embedding (PUBACK out)", ("MqttConnection.ack", "_acker")),
-    ("result publish (worker into paho)", ("MqttConnection.publish",)),
+    ("result publish (into paho)", ("MqttConnection.publish", "MqttConnection._send")),
     ("hand-off: fair queue put/take", ("FairQueue.put", "FairQueue.take", "ClassifierService._on_message")),
     ("paho: PUBACKs of results in (in-flight window)", ("_handle_pubackcomp",)),
     ("paho: embeddings in (decode, route to handler)", ("_handle_publish",)),
@@ -77,16 +79,24 @@ def measured(rate_of: Callable[[], float], pids: dict[str, int], count: int) -> 
     return {"per_s": rate, "load_generator_cpu_ms": 1000 * (own_cpu_seconds() - own) / count, **row}
 
 
-def bucketed(raw: Path) -> dict[str, float]:
-    """Share of py-spy samples per bucket (raw format: ``thread;frame;...;frame count`` per line)."""
+THREADS = [("paho network thread", "Client._thread_main"), ("classifier worker", "ClassifierService._work")]
+
+
+def bucketed(raw: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Share of py-spy samples per bucket and per thread (raw format: ``frame;...;frame count`` per line)."""
     counts: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         if not line.strip():
             continue
         stack, samples = line.rsplit(" ", 1)
         counts[bucket_of(stack.split(";")[1:])] += int(samples)
+        threads[next((name for name, frame in THREADS if frame in stack), "other")] += int(samples)
     total = sum(counts.values()) or 1
-    return {name: counts[name] / total for name, _ in [*BUCKETS, ("other", ())]}
+    names = [name for name, _ in [*BUCKETS, ("other", ())]]
+    return {name: counts[name] / total for name in names}, {
+        name: threads[name] / total for name in [*(name for name, _ in THREADS), "other"]
+    }
 
 
 def bucket_of(frames: list[str]) -> str:
@@ -97,14 +107,18 @@ def bucket_of(frames: list[str]) -> str:
     return "other"
 
 
-def profiled(pid: int, run: Callable[[], float], folder: Path) -> dict[str, float]:
-    """Bucket shares of py-spy samples of process ``pid`` while ``run()`` runs."""
+def profiled(
+    pid: int, run: Callable[[], float], folder: Path, gil: bool = False
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Bucket and thread shares of py-spy samples of process ``pid`` while ``run()`` runs (``gil``: only
+    samples of the thread holding the GIL)."""
     spy = shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     if spy is None:
         raise click.ClickException("--profile needs py-spy (pip install py-spy)")
     raw = folder / "py-spy.txt"
     recorder = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--nonblocking", "-o", str(raw)],
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--nonblocking", "-o", str(raw)]
+        + (["--gil"] if gil else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -123,7 +137,7 @@ def pinned(cpus: dict[int, list[int]]) -> None:
                 os.sched_setaffinity(int(thread.name), {cpu})
 
 
-def run(rounds: int, count: int, profile: bool, pin: bool = False) -> dict[str, Any]:
+def run(rounds: int, count: int, profile: bool, pin: bool = False, gil: bool = False) -> dict[str, Any]:
     """Alternating broker-only and classifier rounds; the dict written to bench/results/classifier_throughput.json.
 
     ``pin``: the classifier on CPU 1, mosquitto and the load generator on CPU 0 (in both kinds of round), as
@@ -138,6 +152,7 @@ def run(rounds: int, count: int, profile: bool, pin: bool = False) -> dict[str, 
 
     rows: list[dict[str, Any]] = []
     shares: dict[str, float] = {}
+    threads: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, LocalBroker(Path(tmp) / "broker") as broker:
         np.save(Path(tmp) / "gallery.npy", vectors)
         (Path(tmp) / "labels.txt").write_text("\n".join(labels))
@@ -155,7 +170,8 @@ def run(rounds: int, count: int, profile: bool, pin: bool = False) -> dict[str, 
                 rows.append({"broker_only": base, "classifier": through, "ratio": through["per_s"] / base["per_s"]})
                 update(done + 1, rounds)
             if profile:
-                shares = profiled(classifier.pid, partial(pump, broker.url, fresh(), "facewire/results/+"), Path(tmp))
+                load = partial(pump, broker.url, fresh(), "facewire/results/+")
+                shares, threads = profiled(classifier.pid, load, Path(tmp), gil)
     return {
         "gallery": SIZE,
         "pinned": pin,
@@ -163,6 +179,8 @@ def run(rounds: int, count: int, profile: bool, pin: bool = False) -> dict[str, 
         "rounds": rows,
         "median_ratio": statistics.median(row["ratio"] for row in rows),
         "profile": shares,
+        "profile_threads": threads,
+        "profile_gil": gil,
     }
 
 
@@ -188,9 +206,11 @@ def publish(data: dict[str, Any], command: str) -> None:
     )
     if data["profile"]:
         shares = sorted(data["profile"].items(), key=lambda item: -item[1])
-        body += "\n\npy-spy samples of the classifier process during one more pass, by where they fall:\n\n" + table(
-            ["where", "share of samples"], [[name, f"{share:.1%}"] for name, share in shares]
-        )
+        which = "of the thread holding the GIL" if data.get("profile_gil") else "of every thread not idle"
+        body += f"\n\npy-spy samples ({which}) of the classifier process during one more pass, by where they fall:\n\n"
+        body += table(["where", "share of samples"], [[name, f"{share:.1%}"] for name, share in shares])
+        threads = ", ".join(f"{name} {share:.0%}" for name, share in data.get("profile_threads", {}).items())
+        body += f"\n\nBy thread: {threads}."
     update_section("classifier-throughput" + ("-pinned" if data["pinned"] else ""), body)
 
 
@@ -198,14 +218,14 @@ def publish(data: dict[str, Any], command: str) -> None:
 @click.option("--rounds", type=int, default=3, show_default=True, help="Broker-only + classifier pairs.")
 @click.option("--messages", type=int, default=10_000, show_default=True, help="Embeddings per pass.")
 @click.option("--profile", is_flag=True, help="Sample the classifier with py-spy during one more pass.")
+@click.option("--gil", is_flag=True, help="With --profile: sample only the thread holding the GIL.")
 @click.option("--pin", is_flag=True, help="Classifier on CPU 1; broker and load generator on CPU 0.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def main(rounds: int, messages: int, profile: bool, pin: bool, as_json: bool) -> None:
+def main(rounds: int, messages: int, profile: bool, gil: bool, pin: bool, as_json: bool) -> None:
     """Classifier results/s ÷ broker-only messages/s, round by round, and the classifier's profile."""
-    data = run(rounds, messages, profile, pin)
-    options = (
-        f" --rounds {rounds} --messages {messages}" + (" --profile" if profile else "") + (" --pin" if pin else "")
-    )
+    data = run(rounds, messages, profile, pin, gil)
+    options = f" --rounds {rounds} --messages {messages}" + (" --profile" if profile else "")
+    options += (" --gil" if profile and gil else "") + (" --pin" if pin else "")
     publish(data, "python -m bench.classifier_throughput" + options)
     if as_json:
         click.echo(json.dumps(data, indent=2))

@@ -181,15 +181,16 @@ def test_fuzz_decoders_reports_a_crashing_decoder(tmp_path: Path) -> None:
 def test_classifier_throughput_buckets_py_spy_samples_by_innermost_known_frame(tmp_path: Path) -> None:
     """bench.classifier_throughput --profile: a sample goes to the bucket of its innermost frame that names one."""
     raw = tmp_path / "py-spy.txt"
-    worker = "thread (1);ClassifierService._handle (classifier_service/service.py:1)"
-    network = "thread (2);Client._loop (paho/mqtt/client.py:9);Client._handle_publish (paho/mqtt/client.py:4)"
+    worker = "thread (1);ClassifierService._work (classifier_service/service.py:1)"
+    network = "thread (2);Client._thread_main (paho/mqtt/client.py:9);Client._handle_publish (paho/mqtt/client.py:4)"
     raw.write_text(
         f"{worker};result_json (classifier_service/service.py:2);dumps (orjson:1) 3\n"
         f"{worker};Matcher.match (classifier_service/matcher.py:3);IndexFlat.search (faiss/swigfaiss.py:5) 5\n"
         f"{network};FairQueue.put (classifier_service/fair_queue.py:7) 2\n"
         "thread (3);main (x.py:1) 10\n"
     )
-    shares = bucketed(raw)
+    shares, threads = bucketed(raw)
+    assert threads == {"paho network thread": 0.1, "classifier worker": 0.4, "other": 0.5}
     assert shares["JSON encoding of results"] == 0.15
     assert shares["FAISS search (GIL released)"] == 0.25
     assert shares["hand-off: fair queue put/take"] == 0.1
