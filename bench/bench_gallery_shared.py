@@ -100,13 +100,13 @@ def replica(url: str, folder: Path, name: str) -> GalleryManager:
 
 
 def follow_versus_reload(url: str, work: Path, rows: int) -> dict[str, Any]:
-    writer = replica(url, work / "writer", "writer")
+    writer = replica(url, work / f"writer{rows}", "writer")
     rng = np.random.default_rng(5)
     for start in track(range(0, rows, 10), description=f"fill {rows} rows"):
         vectors = unit(rng, min(10, rows - start))
         items = [NewEmbedding(vector_source(v), "bench", v) for v in vectors]
         writer.store.add_embeddings(f"p{start}", "m", items, time.time())
-    follower = replica(url, work / "follower", "follower")
+    follower = replica(url, work / f"follower{rows}", "follower")
     follower.flush()
     incremental, reload = [], []
     for trial in range(5):
