@@ -18,7 +18,7 @@ import click
 from bench import enrol_cost, gallery_size, track_sim
 from bench import peer_face_recognition as peer
 from bench.accuracy import Photo, dataset_hash, scan_dataset
-from bench.calibration import CohortPrior, Rule, ablation, cross_half
+from bench.calibration import CohortPrior, Rule, ablation, cross_half, split_check
 from bench.protocol_embed import Embedded
 from bench.protocol_eval import Decision, Scored, score_probes, summarise
 from bench.protocol_systems import (
@@ -193,6 +193,7 @@ def run(
         "targets": TARGETS,
         "calibration": cross_half(photos, score, chosen, names),
         "ablation": ablation(photos, score, DECISIONS, names),
+        "splits": split_check(photos, score, [DECISIONS[0], chosen], names),
         "tracks": track_results,
         "gallery_size": gallery_size.run(scored, shipped_rule(system, chosen)),
         "enrol_cost": enrol_cost.run(model, VIEW_SIZES),
