@@ -113,7 +113,12 @@ def test_fair_queue_put_blocks_at_capacity_until_taken() -> None:
     queue.put("a", 1)
     queue.put("a", 2)
     done = threading.Event()
-    threading.Thread(target=lambda: (queue.put("a", 3), done.set()), daemon=True).start()
+
+    def put_third() -> None:
+        queue.put("a", 3)
+        done.set()
+
+    threading.Thread(target=put_third, daemon=True).start()
     assert not done.wait(0.2)
     assert queue.take(limit=1, wait=0, timeout=1) == [1]
     assert done.wait(2)
