@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.calibration import nonnegative_fit
+from bench.calibration import constrained_fit, nonnegative_fit
 from bench.protocols import shrink_into_frame
 from classifier_service.core import Arrival, Classifier
 from classifier_service.gallery.enrolment import check_photo
@@ -94,6 +94,8 @@ def test_quality_slopes_fit_is_non_negative_least_squares() -> None:
     values = 0.2 + features @ np.array([0.1, 0.0, 0.05]) - 0.08 * features[:, 1] + rng.normal(scale=0.01, size=500)
     slopes = nonnegative_fit(features, values)
     assert slopes[1] == 0.0 and slopes[0] == pytest.approx(0.1, abs=0.01) and slopes[2] == pytest.approx(0.05, abs=0.01)
+    two_sided = constrained_fit(features, values, np.zeros(3, dtype=bool))  # the two-sided lever keeps the sign
+    assert two_sided[1] == pytest.approx(-0.08, abs=0.01) and two_sided[0] == pytest.approx(0.1, abs=0.01)
 
 
 def test_enrolment_stores_the_extra_views_and_folder_sync_drops_them_with_their_photo(
