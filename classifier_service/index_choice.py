@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 FLAT_MAX = 50_000  # rows: up to here an exact scan is as fast as the compressed one (BENCHMARKS.md)
 TRAIN_ROWS = 65_536  # rows sampled to train the product quantiser
 K_FACTOR = 50  # codes re-scored exactly per result asked: recall@1 >= 0.99 at 1M rows (BENCHMARKS.md)
+RECENT_SHARE, RECENT_MIN = 0.01, 1_000  # newest rows searched beside the large part before a merge
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def plan_of(index: faiss.Index) -> IndexPlan:
     """The plan an existing index follows (one built here or read back from an index file)."""
     import faiss
 
-    index = faiss.downcast_index(index)
+    index = faiss.downcast_index(_parts(index)[0])
     if isinstance(index, faiss.IndexRefine):
         base = faiss.downcast_index(index.base_index)
         if isinstance(base, faiss.IndexPQFastScan):
@@ -93,6 +94,46 @@ def build(vectors: np.ndarray, plan: IndexPlan | None = None) -> faiss.Index:
     return index
 
 
+def appended(index: faiss.Index, vectors: np.ndarray) -> faiss.Index:
+    """A new index: ``index``'s rows then ``vectors``, sharing ``index``'s large part instead of copying it
+    (``index`` itself, possibly being searched, is not touched). The newest rows wait in a small exact part
+    searched beside it (positions continue after the large part's) until they outgrow ``RECENT_SHARE`` of
+    the gallery (at least ``RECENT_MIN`` rows); then both become one index again (:func:`added`)."""
+    import faiss
+
+    base, recent = _parts(index)
+    rows = np.ascontiguousarray(vectors, dtype=np.float32)
+    waiting = recent.reconstruct_n(0, recent.ntotal) if recent is not None else rows[:0]
+    newest = np.vstack([waiting, rows])
+    if len(newest) > max(RECENT_MIN, RECENT_SHARE * int(base.ntotal)):
+        return added(base, newest)
+    small = faiss.IndexFlatIP(int(base.d))
+    small.add(newest)
+    swig: Any = faiss  # the stubs miss IndexShards' (dim, threaded, successive_ids) constructor
+    both = swig.IndexShards(int(base.d), False, True)  # not threaded; ids continue from part to part
+    both.add_shard(base)
+    both.add_shard(small)
+    return both
+
+
+def merged(index: faiss.Index) -> faiss.Index:
+    """``index`` as one index of the plan's kind (a two-part index of :func:`appended` merged into a copy)."""
+    base, recent = _parts(index)
+    return base if recent is None else added(base, recent.reconstruct_n(0, recent.ntotal))
+
+
+def _parts(index: faiss.Index) -> tuple[faiss.Index, faiss.Index | None]:
+    """The large part and the small part of newest rows of an index made by :func:`appended` (else the index
+    itself and None)."""
+    import faiss
+
+    if isinstance(index, faiss.IndexShards):  # the Python objects that own the parts, not at()'s borrowed views
+        shards: Any = index
+        base, recent = shards.referenced_objects  # kept by add_shard: the parts live as long as the index
+        return base, recent
+    return index, None
+
+
 def added(index: faiss.Index, vectors: np.ndarray, copy: bool = True) -> faiss.Index:
     """A new index: ``index``'s rows then ``vectors`` (``index`` itself, possibly being searched, is
     not touched; with ``copy`` False, an index nobody searches yet, it may be grown in place and returned).
@@ -100,6 +141,8 @@ def added(index: faiss.Index, vectors: np.ndarray, copy: bool = True) -> faiss.I
     (a flat gallery outgrowing ``FLAT_MAX``), everything is rebuilt by ``build``."""
     import faiss
 
+    if _parts(index)[1] is not None:
+        index, copy = merged(index), False
     rows = np.ascontiguousarray(vectors, dtype=np.float32)
     if not fits(plan_of(index), int(index.ntotal) + len(rows), int(index.d)):
         return build(np.vstack([index.reconstruct_n(0, index.ntotal), rows]))
@@ -114,6 +157,8 @@ def removed(index: faiss.Index, positions: np.ndarray | list[int], copy: bool = 
     ``copy`` False: ``index`` is searched by nobody yet and may be emptied and refilled in place."""
     import faiss
 
+    if _parts(index)[1] is not None:
+        index, copy = merged(index), False
     keep = np.ones(int(index.ntotal), dtype=bool)
     keep[np.asarray(positions, dtype=np.int64)] = False
     vectors = index.reconstruct_n(0, index.ntotal)[keep] if index.ntotal else np.zeros((0, index.d), np.float32)

@@ -131,8 +131,8 @@ def test_replicas_follow_changes_incrementally(three: list[GalleryManager]) -> N
 
 def test_following_keeps_what_a_fresh_load_serves(postgres_url: str, tmp_path: Path) -> None:
     """Following adds, more rows of a person, removes, a rename and a forget, one follow() at a time, serves
-    the rows, vectors and centroids a replica loading the gallery afresh serves; the arrays of a Matcher
-    served before are never written to."""
+    the rows, vectors, centroids and decisions a replica loading the gallery afresh serves (new rows in a small
+    part beside the shared index); the arrays of a Matcher served before are never written to."""
     writer, follower = replica(postgres_url, tmp_path, "writer"), replica(postgres_url, tmp_path, "follower")
     rng = np.random.default_rng(11)
     enrol(writer, "ann", unit(rng, 3))
@@ -157,6 +157,8 @@ def test_following_keeps_what_a_fresh_load_serves(postgres_url: str, tmp_path: P
             np.testing.assert_array_equal(follower._vectors, fresh._vectors)
             mine, theirs = follower.matcher._centroids, fresh.matcher._centroids
             assert sorted(mine) == sorted(theirs)
+            probes = fresh._vectors
+            assert [m.name for m in follower.matcher.match(probes)] == [m.name for m in fresh.matcher.match(probes)]
             for person, centroid in theirs.items():
                 np.testing.assert_allclose(mine[person], centroid, atol=1e-6)
         finally:

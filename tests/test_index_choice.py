@@ -90,6 +90,25 @@ def test_adds_and_removes_give_new_indexes_and_keep_the_codebooks(
     assert (top1(shrunk, kept[[4, n + 6]]) == [4, n + 6]).all()
 
 
+def test_appended_rows_wait_beside_the_shared_index_then_merge(compressed: tuple[np.ndarray, faiss.Index]) -> None:
+    """New rows are searched in a small exact part beside the served index, which is shared, not copied (nor
+    changed); positions continue, the file and removes see one index, and past the share they merge."""
+    rows, served = compressed
+    n, extra = len(rows), random_rows(30, 11)
+    two = index_choice.appended(index_choice.appended(served, extra[:20]), extra[20:])
+    assert isinstance(two, faiss.IndexShards) and served.ntotal == n and two.ntotal == n + 30
+    assert (top1(two, extra) == np.arange(n, n + 30)).all() and (top1(two, rows[:50]) == top1(served, rows[:50])).all()
+    assert index_choice.plan_of(two) == COMPRESSED
+    one = index_choice.merged(two)
+    np.testing.assert_array_equal(one.reconstruct_n(n, 30), extra)
+    np.testing.assert_array_equal(codebook(one), codebook(served))
+    shrunk = index_choice.removed(two, [0, n + 1])
+    assert shrunk.ntotal == n + 28 and (top1(shrunk, extra[[0, 2]]) == [n - 1, n]).all()
+    waiting = int(max(index_choice.RECENT_MIN, index_choice.RECENT_SHARE * n))
+    full = index_choice.appended(served, random_rows(waiting + 1, 12))
+    assert not isinstance(full, faiss.IndexShards) and full.ntotal == n + waiting + 1
+
+
 def test_a_gallery_crossing_the_flat_limit_changes_kind(compressed: tuple[np.ndarray, faiss.Index]) -> None:
     rows, index = compressed
     flat = index_choice.build(rows[:FLAT_MAX])

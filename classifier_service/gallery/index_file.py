@@ -45,9 +45,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def save_index(folder: Path, index: faiss.Index, ids: list[int], version: str) -> None:
-    """Write the index and its metadata (atomically, each)."""
+    """Write the index and its metadata (atomically, each); a two-part index is written as one."""
     import faiss
 
+    index = index_choice.merged(index)
     data = faiss.serialize_index(index).tobytes()
     _write_atomic(folder / INDEX_FILE, data)
     meta = {

@@ -1,8 +1,9 @@
 """Apply a shared gallery's changes to what a replica serves, without reloading the gallery.
 
-New rows are read by id and added to a copy of the served FAISS index, removed rows are taken out
-of a copy (the rest keep their order, so position i is still row i; the changes of one batch share one
-copy), both through
+New rows are read by id and added beside the served FAISS index (its large part is shared, the newest
+rows are a small exact part of their own until they are merged in), removed rows are taken out of a copy
+(the rest keep their order, so position i is still row i; the changes of one batch share one copy), both
+through
 :mod:`classifier_service.index_choice` (which keeps a compressed index's codebooks, or rebuilds
 when the gallery outgrows its kind); relabelled rows change only their labels.
 
@@ -130,8 +131,7 @@ class _State:
         if not rows.ids or rows.vectors is None:
             return
         if self.index is not None:  # the served index is never changed: it may be searched right now
-            self.index = index_choice.added(self.index, rows.vectors, copy=not self.index_owned)
-            self.index_owned = True
+            self.index = index_choice.appended(self.index, rows.vectors)  # its large part is shared, not copied
         self._append(rows.vectors)
         self.ids += rows.ids
         self.people += rows.people
