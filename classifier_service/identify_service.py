@@ -106,8 +106,8 @@ class IdentifyService:
             self.connection.publish(self.topics.deadletter("identify"), letter.to_json("identify"), on_acked=ack)
             return
         response = self.answer(request) if request is not None else IdentifyResponse(False, error=refusal)
-        if correlation is not None:
-            response = replace(response, correlation=correlation.decode(errors="replace"))
+        if request is not None and request.correlation and message.correlation_data is None:
+            response = replace(response, correlation=request.correlation)  # an MQTT 3.1.1 client's, as it sent it
         log.info(kv("identify", ok=response.ok, reply_to=topic))
         self.connection.publish(topic, response.to_json(), on_acked=ack, correlation_data=correlation)
 
