@@ -420,3 +420,12 @@ def test_embedding_text_fields_refuse_control_characters() -> None:
     good = msgpack.unpackb(embedding().to_msgpack(), raw=False)
     with pytest.raises(SchemaError, match="control-char"):
         FaceEmbedding.from_msgpack(msgpack.packb({**good, "model": "sface\x1b[2J"}, use_bin_type=True))
+
+
+def test_a_dead_letter_quoting_a_hostile_message_stays_readable() -> None:
+    """A dead letter repeats the refused message's topic and detail: they are escaped, so the letter itself
+    is never refused by the decoders that read it (the monitor, `facewire deadletters`)."""
+    letter = DeadLetter("unknown-field", "\x1b]0;owned\x07, \ud800", "facewire/embeddings/cam\x1b[2J", b"\x81")
+    decoded = DeadLetter.from_json(letter.to_json("classifier"))
+    assert decoded.detail == "\\x1b]0;owned\\x07, \\ud800"
+    assert decoded.topic == "facewire/embeddings/cam\\x1b[2J"

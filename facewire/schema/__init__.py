@@ -283,8 +283,8 @@ class DeadLetter:
                 "v": self.v,
                 "service": service,
                 "reason": self.reason,
-                "detail": self.detail[:1024],
-                "topic": self.topic[:1024],
+                "detail": read.escaped(self.detail)[:1024],  # both may quote the hostile message
+                "topic": read.escaped(self.topic)[:1024],
                 "size": len(self.payload) if self.size is None else self.size,
                 "excerpt_b64": base64.b64encode(self.payload[:EXCERPT_BYTES]).decode(),
                 "ts": time.time() if self.ts is None else self.ts,

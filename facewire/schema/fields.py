@@ -119,6 +119,11 @@ def optional_text(data: dict[str, Any], key: str, longest: int = MAX_TEXT) -> st
     return printable(value, key)
 
 
+def escaped(value: str) -> str:
+    """``value`` with every character :func:`printable` refuses written as a Python escape (``\\x1b``)."""
+    return UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape", "backslashreplace").decode(), value)
+
+
 def printable(value: str, key: str) -> str:
     """``value`` unless it holds a control character other than tab and line breaks (an ESC sequence would
     reach the terminal of whoever watches the monitor or reads the log; PostgreSQL refuses a NUL) or a lone
