@@ -485,7 +485,10 @@ class MqttConnection:
         while batch := self.window.ready():
             try:
                 for outgoing in batch:
-                    self._send(outgoing)
+                    try:
+                        self._send(outgoing)
+                    except Exception:  # one paho will not take (its payload...) must not hold up the rest
+                        log.exception(kv("publish-failed", topic=outgoing.topic, client=self.client_id))
             finally:
                 self.window.sent()
 
@@ -546,7 +549,8 @@ class MqttConnection:
                     self._pending_subscriptions[mid] = topics
         self._connected.set()
         self._connack.set()
-        self._send_waiting()
+        if not self.window.in_flight:  # else paho re-sends those first and their PUBACKs let the waiting go
+            self._send_waiting()
         log.info(kv("mqtt-connected", url=self.settings.url, client=self.client_id))
         if self.on_connection_change:
             self.on_connection_change(True)

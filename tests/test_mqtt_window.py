@@ -169,6 +169,42 @@ def test_a_connection_lost_mid_window_loses_nothing(small_broker: LocalBroker) -
     finally:
         publisher.close()
         subscriber.close()
-    assert sorted(acked) == list(range(300)), "each publish acked exactly once across the reconnect"
-    assert set(got) == {b"%d" % i for i in range(300)}, "nothing lost"
+    assert acked == list(range(300)), "each publish acked exactly once, in order, across the reconnect"
+    assert first_seen(got) == [b"%d" % i for i in range(300)], "nothing lost, the order kept"
     assert publisher.window.in_flight == 0 and publisher.window.waiting == 0
+
+
+def test_a_larger_receive_maximum_after_a_reconnect_keeps_the_order(small_broker: LocalBroker, tmp_path: Path) -> None:
+    """Published while the broker is away: 8 go to paho, the rest wait. The broker comes back allowing 32: paho
+    re-sends its 8 first, and only their PUBACKs let the waiting ones go, so nothing overtakes them."""
+    inbox = Inbox()
+    subscriber = MqttConnection(MqttSettings(url=small_broker.url), "window-subscriber-3", session_expiry=600)
+    subscriber.subscribe("window/grow", inbox)
+    subscriber.connect()
+    publisher = connected(small_broker.url, "window-grows")
+    small_broker.stop()
+    assert _disconnected(publisher)
+    acked: list[int] = []
+    publications = [publisher.publish("window/grow", b"%d" % i, on_acked=partial(acked.append, i)) for i in range(100)]
+    assert publisher.window.in_flight == RECEIVE_MAXIMUM and publisher.window.waiting == 100 - RECEIVE_MAXIMUM
+    larger = tmp_path / "larger.conf"
+    smaller = f"max_inflight_messages {RECEIVE_MAXIMUM}"
+    larger.write_text(small_broker.config.read_text().replace(smaller, "max_inflight_messages 32"))
+    small_broker.config = larger
+    small_broker.start()
+    try:
+        assert all(p.wait_for_publish(30) for p in publications)
+        got = inbox.wait_for(100, timeout=30)
+    finally:
+        publisher.close()
+        subscriber.close()
+    assert publisher.window.limit == 32
+    assert acked == list(range(100)), "acked in the order published"
+    assert first_seen(got) == [b"%d" % i for i in range(100)], "the waiting ones did not overtake paho's re-sends"
+
+
+def _disconnected(connection: MqttConnection, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while connection.connected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not connection.connected
