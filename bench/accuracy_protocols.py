@@ -18,7 +18,7 @@ import click
 from bench import enrol_cost, gallery_size, track_sim
 from bench import peer_face_recognition as peer
 from bench.accuracy import Photo, dataset_hash, scan_dataset
-from bench.calibration import CohortPrior, Rule, ablation, cross_half, split_check
+from bench.calibration import CohortPrior, Rule, ablation, cross_half, offset_check, split_check
 from bench.protocol_embed import Embedded
 from bench.protocol_eval import Decision, Scored, score_probes, summarise
 from bench.protocol_systems import (
@@ -31,7 +31,7 @@ from bench.protocol_systems import (
 )
 from bench.protocol_views import VIEW_SIZES
 from bench.protocols import ALL, SMALL, Protocol
-from classifier_service.quality import gallery_margin
+from classifier_service.quality import cohort_for, gallery_margin
 from facewire.config import ClassifierSettings, ModelSettings
 
 # The targets: protocol name -> {metric: minimum}.
@@ -101,11 +101,12 @@ def shipped_rule(system: System, decision: Decision) -> Rule:
     if not system.name.startswith("facewire"):
         return Rule(system.default_threshold)
     conf = ClassifierSettings()
+    cohort = cohort_for(system.model, conf)
     return Rule(
         system.default_threshold,
         conf.quality_slopes if decision.quality else (0.0, 0.0, 0.0),
-        (conf.cohort_weight, 0.0, 0.0) if decision.cohort == "mean" else (0.0, 0.0, 0.0),
-        CohortPrior(conf.cohort_reference, conf.cohort_prior),
+        (cohort.weight, 0.0, 0.0) if decision.cohort == "mean" else (0.0, 0.0, 0.0),
+        CohortPrior(cohort.reference, cohort.prior),
     )
 
 
@@ -194,6 +195,7 @@ def run(
         "calibration": cross_half(photos, score, chosen, names),
         "ablation": ablation(photos, score, DECISIONS, names),
         "splits": split_check(photos, score, [DECISIONS[0], chosen], names),
+        "matched_strangers": offset_check(photos, score, [DECISIONS[0], chosen]),
         "tracks": track_results,
         "gallery_size": gallery_size.run(scored, shipped_rule(system, chosen)),
         "enrol_cost": enrol_cost.run(model, VIEW_SIZES),

@@ -356,3 +356,64 @@ def pooled_tar(
             strangers.append(adjusted[~s.known])
     threshold = metrics.threshold_at_far(np.concatenate(strangers), far)
     return float(np.mean(np.concatenate(right) >= threshold))
+
+
+OFFSETS = tuple(round(0.001 * i, 3) for i in range(31))  # raises of the fitted threshold tried by offset_check
+
+
+def offset_check(
+    photos: list[Photo],
+    score: ScoreFn,
+    decisions: list[Decision],
+    salts: tuple[str, ...] = ("", *SPLIT_SALTS),
+    offsets: tuple[float, ...] = OFFSETS,
+) -> dict[str, Any]:
+    """How far the last decision's fitted threshold must rise for it to name no more strangers than the first
+    decision at its own fitted threshold, pooled over the test halves of every split (``salts``), each half
+    judged by the rule fitted on the other. Per offset: the last decision's known named (Wilson interval),
+    strangers named and the paired right answers gained / lost against the first decision."""
+    parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]] = {0: [], 1: []}
+    thresholds: dict[str, list[float]] = {}
+    for salt in salts:
+        split = halves(photos, salt)
+        if any(not any(p.known for p in group) for group in split.values()):
+            continue
+        for slot, decision in ((0, decisions[0]), (1, decisions[-1])):
+            scored = {half: score(group, decision) for half, group in split.items()}
+            rules = {half: fit_rule(scored[half], decision) for half in split}
+            if slot:
+                thresholds[salt or "main"] = [rules["A"].threshold, rules["B"].threshold]
+            for cal, test in (("A", "B"), ("B", "A")):
+                for s in scored[test]:
+                    adjusted = np.nan_to_num(np.where(s.unidentifiable, np.nan, rules[cal].adjusted(s)), nan=-np.inf)
+                    parts[slot].append((adjusted, s.known, s.correct, rules[cal].threshold))
+    known = np.concatenate([p[1] for p in parts[0]])
+
+    def right(slot: int, offset: float) -> np.ndarray:
+        named = np.concatenate([a >= t + offset for a, _, _, t in parts[slot]])
+        correct = np.concatenate([c for _, _, c, _ in parts[slot]])
+        return np.where(known, named & correct, ~named)
+
+    first = right(0, 0.0)
+    first_named = int((~first & ~known).sum())
+
+    def row(slot: int, offset: float) -> dict[str, Any]:
+        answers = right(slot, offset)
+        return {
+            "offset": offset,
+            "known_named": wilson(int((answers & known).sum()), int(known.sum())),
+            "strangers_named": int((~answers & ~known).sum()),
+            "gained": int((answers & ~first).sum()),
+            "lost": int((~answers & first).sum()),
+        }
+
+    rows = [row(1, offset) for offset in offsets]
+    return {
+        "splits": list(thresholds),
+        "decisions": [decisions[0].name, decisions[-1].name],
+        "first": {**row(0, 0.0), "strangers": int((~known).sum())},
+        "first_offsets": [row(0, offset) for offset in offsets],
+        "thresholds": thresholds,
+        "offsets": rows,
+        "matched": next((r for r in rows if r["strangers_named"] <= first_named), None),
+    }

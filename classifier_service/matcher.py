@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from classifier_service import index_choice
-from classifier_service.quality import COHORT_EMBEDDER, Cohort, cohort_for, gallery_margin
+from classifier_service.quality import Cohort, cohort_for, gallery_margin
+from facewire.config import ModelSettings
 from facewire.schema import Candidate
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class Matcher:
         """Index ``embeddings`` (or take a ready ``index`` of the same rows); ``negatives`` are
         (vectors, person) examples of faces that are *not* that person; ``centroids``: every person's
         centroid, ready (kept per person by a shared gallery's follower, ``classifier_service.gallery.live``);
-        ``cohort``: the cohort normalisation (default: the shipped ``classifier.cohort_*`` settings)."""
+        ``cohort``: the cohort normalisation (default: ``shipped_cohort``)."""
         if index is None:
             assert embeddings is not None
             if len(labels) != len(embeddings):
@@ -150,8 +151,8 @@ class Matcher:
 
 
 def shipped_cohort() -> Cohort:
-    """The cohort normalisation of the shipped settings (``classifier.cohort_*``, fitted for SFace)."""
-    return cohort_for(COHORT_EMBEDDER)
+    """The cohort normalisation of the shipped settings for the default embedder (``model.embedder``)."""
+    return cohort_for(ModelSettings().embedder)
 
 
 def person_centroids(embeddings: np.ndarray | None, index: faiss.Index, labels: list[str]) -> dict[str, np.ndarray]:

@@ -77,8 +77,9 @@ class Cohort:
     ``mean`` is the face's mean score against the centroids of every enrolled person but its best one. Shrunk
     towards ``reference`` (the strangers' average) as if ``prior`` more people had been scored, so a small
     gallery's noisy mean moves little, it raises the score needed by ``weight * n (mean - reference) / (n + prior)``
-    (n: the other people). The three are fitted on calibration folds (``bench.calibration``) and shipped as
-    ``classifier.cohort_weight``, ``cohort_reference`` and ``cohort_prior``; weight 0 is off.
+    (n: the other people). The three are fitted per embedder on calibration folds (``bench.calibration``) and
+    declared in the model registry (``EmbedderSpec.cohort``); ``classifier.cohort_*`` override them; weight 0 is
+    off.
     """
 
     weight: float = 0.0
@@ -95,13 +96,17 @@ class Cohort:
         return self.weight * others * (mean - self.reference) / (others + self.prior)
 
 
-COHORT_EMBEDDER = "sface-2021dec"  # the embedder the shipped classifier.cohort_* values were fitted for
-
-
 def cohort_for(embedder: str, conf: ClassifierSettings | None = None) -> Cohort:
-    """The cohort normalisation of ``conf`` (default: the shipped settings) for ``embedder``: off for another
-    embedder than the one the shipped values were fitted for, unless ``conf`` sets ``cohort_weight`` itself."""
+    """The cohort normalisation for ``embedder``: each of ``conf``'s ``cohort_*`` settings (default: the shipped
+    settings) that is set, else the value fitted for the embedder in the model registry; an embedder without
+    fitted values gets none (weight 0) unless ``conf`` sets ``cohort_weight``."""
+    from facewire.models.registry import default_cohort  # lazy: the registry imports onnx
+
     conf = conf or ClassifierSettings()
-    if embedder != COHORT_EMBEDDER and "cohort_weight" not in conf.model_fields_set:
-        return Cohort()
-    return Cohort(conf.cohort_weight, conf.cohort_reference, conf.cohort_prior)
+    fitted = default_cohort(embedder)
+    base = Cohort(fitted.weight, fitted.reference, fitted.prior) if fitted is not None else Cohort()
+    return Cohort(
+        base.weight if conf.cohort_weight is None else conf.cohort_weight,
+        base.reference if conf.cohort_reference is None else conf.cohort_reference,
+        base.prior if conf.cohort_prior is None else conf.cohort_prior,
+    )

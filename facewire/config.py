@@ -129,19 +129,25 @@ class ClassifierSettings(Section):
         (0.002, 0.0, 0.0),
         description="Rise of the score needed per unit of size, sharpness and pose shortfall (docs/accuracy.md)",
     )
-    cohort_weight: float = Field(
-        1.03,
+    cohort_weight: float | None = Field(
+        None,
         description="Rise of the score needed per unit of the face's mean score against the other people enrolled "
-        "(cohort normalisation, docs/accuracy.md; 0: off). Fitted for sface-2021dec: off for another embedder "
-        "unless set",
+        "(cohort normalisation, docs/accuracy.md; 0: off; unset: the embedder's fitted value, off for one without)",
         ge=0,
         le=2,
     )
-    cohort_reference: float = Field(
-        0.085, description="The strangers' mean score against enrolled people, where the cohort term is 0", ge=-1, le=1
+    cohort_reference: float | None = Field(
+        None,
+        description="The strangers' mean score against enrolled people, where the cohort term is 0 "
+        "(unset: the embedder's fitted value, else 0)",
+        ge=-1,
+        le=1,
     )
-    cohort_prior: float = Field(
-        9.7, description="People's worth of weight the cohort mean is shrunk towards the reference with", ge=0
+    cohort_prior: float | None = Field(
+        None,
+        description="People's worth of weight the cohort mean is shrunk towards the reference with "
+        "(unset: the embedder's fitted value, else 10)",
+        ge=0,
     )
     faiss_threads: int = Field(
         1,

@@ -32,11 +32,13 @@ def gallery_matcher(settings: Settings, folder: Path | None, instance: str) -> M
     (what was enrolled from the folder, the CLI and over MQTT), read without changing it."""
     from classifier_service.gallery.setup import open_manager
     from classifier_service.matcher import Matcher
+    from classifier_service.quality import cohort_for
 
     conf = settings.classifier
     if folder is not None:
         gallery = load_gallery(settings)
-        return Matcher(gallery.embeddings, gallery.labels, settings.classifier_threshold(), conf.top_k)
+        cohort = cohort_for(gallery.model_id, conf)
+        return Matcher(gallery.embeddings, gallery.labels, settings.classifier_threshold(), conf.top_k, cohort=cohort)
     manager = open_manager(settings, instance)
     try:
         manager.restore()

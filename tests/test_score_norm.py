@@ -16,9 +16,11 @@ from bench.protocol_embed import Embedded
 from bench.protocol_eval import Decision, score_probes
 from classifier_service.matcher import Matcher, shipped_cohort
 from classifier_service.quality import Cohort, cohort_for
-from facewire.config import ClassifierSettings, load_settings
+from facewire.config import ClassifierSettings, ModelSettings, load_settings
 from facewire.faces import FaceAnalyzer
 from facewire.images import load_image
+from facewire.models.registry import SFACE
+from facewire_console.operator_cli import gallery_matcher
 from tests.gallery_support import KNOWN, make_gallery, open_test_manager, photos
 
 UNKNOWN_DIR = KNOWN.parent / "unknown"
@@ -125,20 +127,26 @@ def test_the_prior_is_the_ratio_of_within_to_between_probe_variance() -> None:
     assert prior.prior == pytest.approx((within / between) ** 2, rel=0.2)  # 9
 
 
-def test_the_shipped_settings_are_the_matchers_default() -> None:
-    conf = ClassifierSettings()
-    assert shipped_cohort() == Cohort(conf.cohort_weight, conf.cohort_reference, conf.cohort_prior)
+def test_the_shipped_cohort_is_the_default_embedders_registry_values_and_the_matchers_default() -> None:
+    fitted = SFACE.cohort
+    assert fitted is not None and ModelSettings().embedder == SFACE.id
+    assert shipped_cohort() == Cohort(fitted.weight, fitted.reference, fitted.prior) and shipped_cohort().weight > 0
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(6, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     assert Matcher(vectors, [f"p{i}" for i in range(6)], THRESHOLD).cohort == shipped_cohort()
 
 
-def test_the_configured_cohort_reaches_the_gallery_matcher_and_is_off_for_another_embedder(
+def test_an_embedder_without_fitted_values_gets_no_cohort_unless_configured() -> None:
+    assert cohort_for("clip-vit-b32") == Cohort()  # SFace's reference means nothing for another embedder
+    conf = ClassifierSettings(cohort_weight=0.5)
+    assert cohort_for("clip-vit-b32", conf) == Cohort(weight=0.5)  # set explicitly: applied to any embedder
+    assert cohort_for(SFACE.id, ClassifierSettings(cohort_weight=0.0)).weight == 0.0  # configured off wins
+
+
+def test_the_configured_cohort_reaches_the_gallery_matcher_and_identify_on_a_folder(
     analyzer: FaceAnalyzer, tmp_path: Path
 ) -> None:
-    assert shipped_cohort().weight > 0 and cohort_for("sface-2021dec") == shipped_cohort()
-    assert cohort_for("clip-vit-b32") == Cohort()  # SFace's reference means nothing for another embedder
     settings = load_settings(
         None,
         {
@@ -146,8 +154,10 @@ def test_the_configured_cohort_reaches_the_gallery_matcher_and_is_off_for_anothe
             "gallery": {"store_dir": str(tmp_path / "store")},
         },
     )
-    assert cohort_for("clip-vit-b32", settings.classifier).weight == 0.5  # set explicitly: applied to any
-    make_gallery(tmp_path / "g", {"Tony_Blair": photos(KNOWN / "Tony_Blair")[:1]})
+    make_gallery(tmp_path / "g", {p: photos(KNOWN / p)[:1] for p in ("Tony_Blair", "Colin_Powell")})
+    fitted = SFACE.cohort
+    assert fitted is not None
+    expected = Cohort(0.5, fitted.reference, 4.0)  # the reference not configured: the embedder's
     manager = open_test_manager(settings, analyzer)
-    expected = Cohort(0.5, ClassifierSettings().cohort_reference, 4.0)
     assert manager.matcher.cohort == expected and manager.cohort == expected
+    assert gallery_matcher(settings, tmp_path / "g", "test").cohort == expected  # facewire identify --gallery

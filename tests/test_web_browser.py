@@ -19,6 +19,7 @@ from alert_service.sqlite_alerts import SqliteAlertStore
 from alert_service.sqlite_log import SqliteResultLog
 from alert_service.store import LogRow
 from facewire.faces import FaceAnalyzer
+from facewire.models.registry import default_threshold
 from facewire.schema import FaceResult
 from facewire.schema.status import NodeStatus
 from facewire_console.broker import LocalBroker
@@ -271,7 +272,7 @@ def test_live_log_enrol_forget_and_alert_in_a_browser(
             page.goto(web.url + "/thresholds")
             genuine = "Chart.getChart('distributions').data.datasets[0].data.some((share) => share > 0)"
             assert wait_until(lambda: page.reload() is not None and page.evaluate(genuine), 30)
-            assert page.inner_text("#current") == "0.48"  # unset in the config: SFace's calibrated default
+            assert page.inner_text("#current") == str(default_threshold("sface-2021dec"))  # unset in the config
             bar = page.evaluate("Chart.getChart('rates').data.datasets[2]")
             assert bar["type"] == "bar" and bar["data"][48] == 1 and bar["data"].count(None) == len(bar["data"]) - 1
             screenshot(page, tmp_path, "thresholds")
