@@ -308,8 +308,9 @@ def body(data: dict[str, Any]) -> str:
         + side_by_side(data)
         + f"\n\nThreshold calibration (facewire, FAR {cal['far']:g} over the pooled protocols of one half of the "
         f"people, tested on the other half; halves of {cal['people']['A']} and {cal['people']['B']} people): "
-        f"A {cal['thresholds']['A']:.3f}, B {cal['thresholds']['B']:.3f}, shipped default = mean rounded up: "
-        f"{cal['shipped']:.2f}; quality slopes {cal['shipped_slopes']}; cohort weight / reference / prior "
+        f"A {cal['thresholds']['A']:.3f}, B {cal['thresholds']['B']:.3f}, mean rounded up: "
+        f"{cal['shipped']:.2f} (the shipped default adds the raise at matched stranger rejection, below); "
+        f"quality slopes {cal['shipped_slopes']}; cohort weight / reference / prior "
         f"{cal['shipped_cohort']['weight']} / {cal['shipped_cohort']['reference']} / {cal['shipped_cohort']['prior']} "
         f"(halves' means).\n\n"
         + calibration_table(data)
