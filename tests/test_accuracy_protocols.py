@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 from bench.accuracy import Photo
-from bench.calibration import calibrate, half_of, halves, shipped_default
+from bench.calibration import calibrate, half_of, halves, offset_check, shipped_default
 from bench.protocol_embed import Embedded
-from bench.protocol_eval import Decision, score_probes, summarise
+from bench.protocol_eval import Decision, Scored, score_probes, summarise
 from bench.protocols import FRAME_SIZE, Protocol, degrade, paste_position, probe_key
 from facewire.config import Settings, load_settings
 from facewire.models.registry import SFACE, UNCALIBRATED_THRESHOLD, default_threshold
@@ -159,3 +160,45 @@ def test_classifier_matcher_scores_people_by_centroid_like_the_bench() -> None:
     assert np.allclose([m.candidates[0].score for m in matches], bench.scores, atol=1e-5)
     nearest = Matcher(gallery, labels, threshold=0.3, top_k=30, centroid=False).match(probes)
     assert any(abs(a.score - b.score) > 1e-3 for a, b in zip(matches, nearest, strict=True))
+
+
+def synthetic_scored(photos: list[Photo], decision: Decision) -> list[Scored]:
+    """One protocol: each photo a probe; known probes score ~0.55 as their person, strangers ~N(0.1, 0.1); with
+    ``flip`` the strangers of half A of the main split score 0.03 more, so a threshold fitted on one half
+    transfers badly to the other and the rule names more strangers than it was fitted for."""
+    seed = int.from_bytes(hashlib.sha256("".join(p.person for p in photos).encode()).digest()[:4], "big")
+    rng = np.random.default_rng(seed)
+    known = np.array([p.known for p in photos])
+    shift = np.array([0.03 if decision.flip and half_of(p.person) == "A" else 0.0 for p in photos])
+    scores = np.where(known, rng.normal(0.55, 0.1, len(photos)), rng.normal(0.1, 0.1, len(photos)) + shift)
+    n = len(photos)
+    return [
+        Scored(
+            names=[p.person for p in photos],
+            scores=scores,
+            known=known,
+            correct=known.copy(),
+            unidentifiable=np.zeros(n, dtype=bool),
+            sizes=np.full(n, 100.0),
+            shortfall=np.zeros((n, 3)),
+            people=sorted({p.person for p in photos if p.known}),
+            per_person=np.zeros((n, 1)),
+            truth=[p.person for p in photos],
+            cohort=np.zeros((n, 3)),
+        )
+    ]
+
+
+def test_the_matched_offset_is_the_smallest_raise_naming_no_more_strangers_than_the_first_rule() -> None:
+    photos = [Photo(f"p{i}", Path(f"{i}.jpg"), f"{i:064x}", i % 4 == 0) for i in range(8000)]
+    found = offset_check(photos, synthetic_scored, [Decision(), Decision(flip=True)], salts=("",))
+    first, rows, matched = found["first"], found["offsets"], found["matched"]
+    assert found["splits"] == ["main"] and first["strangers"] == 6000
+    named = [r["strangers_named"] for r in rows]
+    assert named == sorted(named, reverse=True)  # a higher threshold names no more strangers
+    assert rows[0]["strangers_named"] > first["strangers_named"]  # the wider strangers' tail transfers worse
+    assert matched is not None and matched["strangers_named"] <= first["strangers_named"]
+    assert rows[rows.index(matched) - 1]["strangers_named"] > first["strangers_named"]
+    same = offset_check(photos, synthetic_scored, [Decision(), Decision()], salts=("", "s1"))
+    assert same["splits"] == ["main", "s1"] and same["first"]["strangers"] == 2 * 6000
+    assert same["matched"]["offset"] == 0.0 and same["matched"]["gained"] == same["matched"]["lost"] == 0
