@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from classifier_service import index_choice
 from classifier_service.core import Arrival, Classifier, Decision, Rejection
 from classifier_service.fair_queue import FairQueue
 from classifier_service.unheard import UnheardResults
@@ -49,8 +50,7 @@ def faiss_for_worker(dim: int) -> Callable[[], None]:
     import faiss  # the `server` extra
 
     faiss.cvar.distance_compute_blas_threshold = BLAS_FROM * dim
-    count = int(faiss.omp_get_max_threads())
-    return lambda: faiss.omp_set_num_threads(count)
+    return index_choice.thread_count_keeper()
 
 
 @dataclass(frozen=True)
