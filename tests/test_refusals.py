@@ -188,3 +188,20 @@ def test_a_gallery_command_the_broker_refuses_is_an_error_not_sent(secure_broker
     refused = "refused the command: cam-1 may not publish on facewire/gallery/cmd/cam-1"
     with GalleryClient(secure_broker.settings("cam-1")) as client, pytest.raises(BrokerError, match=refused):
         client.send({"op": "status"})
+
+
+def test_a_gallery_command_the_broker_never_takes_is_an_error(tmp_path: Path) -> None:
+    """The broker goes away before a command reaches it: after 10 s the client says so instead of returning
+    an id as if the command had been sent."""
+    broker = LocalBroker(tmp_path / "broker", port=free_port()).start()
+    try:
+        client = GalleryClient(MqttSettings(url=broker.url)).__enter__()
+    finally:
+        broker.stop()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BrokerError, match="did not take command"):
+            client.send({"op": "status"})
+        assert time.monotonic() - started >= 9.5
+    finally:
+        client.__exit__()

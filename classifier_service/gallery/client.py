@@ -69,8 +69,11 @@ class GalleryClient:
         payload = GalleryCommand.from_json(json.dumps(request).encode()).to_json()  # refused here if malformed
         refused: list[Refusal] = []
         topic = self.topics.gallery_cmd(self.account)
-        info = self.connection.publish(topic, payload, on_refused=refused.append)
-        info.wait_for_publish(10)
+        if not self.connection.publish(topic, payload, on_refused=refused.append).wait_for_publish(10):
+            raise BrokerError(
+                f"the broker did not take command {request['id']} within 10 s (connection lost?); it stays "
+                "queued and is sent if the connection comes back while this client runs"
+            )
         if refused:  # a refused publish is not a command sent (issue 18, item 1)
             raise BrokerError(f"the broker refused the command: {self.account} may not publish on {topic}")
         return str(request["id"])
