@@ -99,9 +99,24 @@ class Matcher:
         the number of people enrolled."""
         return self.threshold + gallery_margin(len(set(self.labels)))
 
+    @cached_property
+    def _people(self) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """Every enrolled person, each indexed row's person (by position in that list) and, when scoring by
+        centroid, the centroids in the same order (built at the first match: a gallery's follower hands its
+        centroids in ready)."""
+        people, rows = np.unique(np.array(self.labels, dtype=object), return_inverse=True)
+        names = [str(person) for person in people]
+        centroids = np.stack([self._centroids[name] for name in names]).astype(np.float32) if self._centroids else None
+        return names, rows.astype(np.int64).reshape(-1), centroids
+
     def match(self, probes: np.ndarray, margins: np.ndarray | None = None) -> list[Match]:
         """Decide every row of ``probes`` (N, dim); ``margins`` (N): how much more each face needs for its
-        quality (``classifier_service.quality.margin``; default none)."""
+        quality (``classifier_service.quality.margin``; default none).
+
+        The whole batch at once: each row's candidate people (the first of each person among the nearest
+        photos, with that person's best photo score), their centroid scores in one product, their order and
+        the score each face needs, as arrays; only the veto and the Match objects are per face.
+        """
         if len(probes) == 0:
             return []
         extra = np.zeros(len(probes)) if margins is None else np.asarray(margins, dtype=np.float64)
@@ -110,39 +125,54 @@ class Matcher:
         k = min(self.top_k, self.index.ntotal)
         probes = np.ascontiguousarray(probes, dtype=np.float32)
         scores, indexes = self.index.search(probes, k)
-        best = [
-            self._scores(probe, row_scores, row_indexes)
-            for probe, row_scores, row_indexes in zip(probes, scores, indexes, strict=True)
-        ]
+        names, person_of, centroids = self._people
+        people = np.where(indexes >= 0, person_of[np.maximum(indexes, 0)], -1)
+        same = people[:, :, None] == people[:, None, :]  # (N, k, k): the same person at both ranks
+        earlier = np.tril(np.ones((k, k), dtype=bool), -1)
+        first = (people >= 0) & ~np.any(same & earlier, axis=2)  # a person's first place among the nearest
+        nearest = np.maximum(np.where(same, scores[:, None, :], -np.inf).max(axis=2), -1.0)
+        if centroids is not None:
+            chosen = centroids[np.maximum(people, 0)]  # (N, k, dim)
+            best = np.einsum("nkd,nd->nk", chosen, probes)
+        else:
+            best = nearest
+        order = np.argsort(np.where(first, -best.astype(np.float64), np.inf), axis=1, kind="stable")
+        counts = first.sum(axis=1)
+        ranked = np.take_along_axis(best, order, axis=1).astype(np.float64)
         if self.cohort.weight and self._centroid_sum is not None:
-            tops = np.array([max(b[0].values(), default=0.0) for b in best])
+            tops = np.where(counts > 0, ranked[:, 0], 0.0)
             extra = extra + self.cohort.margins(probes @ self._centroid_sum, tops, len(self._centroids))
-        return [
-            self._decide(probe, person, nearest, self.needed + float(margin))
-            for probe, (person, nearest), margin in zip(probes, best, extra, strict=True)
-        ]
+        needed = self.needed + extra
+        passes = ranked >= needed[:, None]
+        ranked_people = np.take_along_axis(people, order, axis=1).tolist()
+        row_names = [[names[p] for p in row[:n]] for row, n in zip(ranked_people, counts.tolist(), strict=True)]
+        rows = zip(
+            probes,
+            row_names,
+            ranked.tolist(),
+            np.take_along_axis(nearest, order, axis=1).astype(np.float64).tolist(),
+            passes.tolist(),
+            needed.tolist(),
+            strict=True,
+        )
+        return [self._decide(*row) for row in rows]
 
-    def _scores(
-        self, probe: np.ndarray, scores: np.ndarray, indexes: np.ndarray
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """The probe's score for each candidate person (its centroid's, else the nearest photo's) and the
-        nearest enrolled photo of each."""
-        best: dict[str, float] = {}
-        for score, index in zip(scores, indexes, strict=True):
-            if index >= 0:
-                name = self.labels[index]
-                best[name] = max(best.get(name, -1.0), float(score))
-        nearest = dict(best)  # the veto compares negatives with the nearest enrolled photo, as before
-        if self._centroids:
-            best = {name: float(self._centroids[name] @ probe) for name in best}
-        return best, nearest
-
-    def _decide(self, probe: np.ndarray, best: dict[str, float], nearest: dict[str, float], needed: float) -> Match:
-        candidates = tuple(Candidate(name, score) for name, score in sorted(best.items(), key=lambda kv: -kv[1]))
-        named = [c for c in candidates if c.score >= needed and not self._vetoed(probe, c.name, nearest[c.name])]
-        if named:
-            return Match(named[0].name, named[0].score, True, candidates, needed)
-        return Match(UNKNOWN, candidates[0].score, False, candidates, needed)
+    def _decide(
+        self,
+        probe: np.ndarray,
+        names: list[str],
+        scores: list[float],
+        nearest: list[float],
+        passes: list[bool],
+        needed: float,
+    ) -> Match:
+        """One face's Match from its candidates, best first (``names``; their ``scores``, each one's nearest
+        photo and whether it reaches ``needed``): the first that reaches it and is not vetoed is named."""
+        candidates = tuple(Candidate(name, score) for name, score in zip(names, scores, strict=False))
+        for i, candidate in enumerate(candidates):
+            if passes[i] and not self._vetoed(probe, candidate.name, nearest[i]):
+                return Match(candidate.name, candidate.score, True, candidates, needed)
+        return Match(UNKNOWN, candidates[0].score if candidates else 0.0, False, candidates, needed)
 
     def _vetoed(self, probe: np.ndarray, name: str, nearest: float) -> bool:
         """True when the probe is closer to a negative example of the person than to their enrolled faces."""
