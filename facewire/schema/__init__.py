@@ -8,10 +8,13 @@ goes into the dead-letter message.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -98,7 +101,10 @@ class FaceEmbedding:
             raise SchemaError("emb-length", f"{len(raw)} bytes for dim {dim} (expected {2 * dim})")
         emb = np.frombuffer(raw, dtype="<f2").astype(np.float32)
         _check_vector(emb)
-        return cls(
+        plain = _plain_fields(data)
+        if plain is not None:
+            return cls(*plain, emb=emb)
+        return cls(  # one field or more is not of the usual kind: each is read and checked for its reason
             node=read.node(data),
             seq=read.integer(data, "seq"),
             ts=read.number(data, "ts"),
@@ -110,6 +116,53 @@ class FaceEmbedding:
             model=read.text(data, "model"),
             emb=emb,
         )
+
+
+PlainFields = tuple[str, int, float, int, int, tuple[float, float, float, float], float, dict[str, float], str]
+
+
+def _plain_fields(data: dict[str, Any]) -> PlainFields | None:
+    """The fields after ``emb`` in FaceEmbedding's order, when each is of the kind an edge node writes and
+    valid (integers in range, finite floats, a valid node and model name); None for anything else, which
+    ``from_msgpack`` then reads field by field with the ``facewire.schema.fields`` readers for the reason.
+    The same checks at a fraction of the cost per message (issue 21): exact types, one ``isfinite`` per group
+    of floats (a sum of finite floats is finite unless it overflows; then the readers decide) and the node
+    and model names checked once each while they recur."""
+    node, seq, ts, frame, track = data["node"], data["seq"], data["ts"], data["frame"], data["track"]
+    box, det, quality, model = data["bbox"], data["det"], data["quality"], data["model"]
+    if not (
+        type(seq) is int  # exact types: a bool is an int, and is refused
+        and type(frame) is int
+        and type(track) is int
+        and 0 <= seq <= read.INT64_MAX
+        and 0 <= frame <= read.INT64_MAX
+        and 0 <= track <= read.INT64_MAX
+        and type(ts) is float
+        and type(det) is float
+        and type(box) is list
+        and len(box) == 4
+        and type(quality) is dict
+        and len(quality) <= 32
+        and all(type(x) is float for x in box)
+        and all(type(k) is str and type(x) is float for k, x in quality.items())
+        and math.isfinite(ts + det + sum(box) + sum(quality.values()))
+        and type(node) is str
+        and type(model) is str
+        and _valid_text("node", node)
+        and _valid_text("model", model)
+    ):
+        return None
+    return node, seq, ts, frame, track, (box[0], box[1], box[2], box[3]), det, quality, model
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_text(key: str, value: str) -> bool:
+    """True when ``value`` passes ``key``'s reader (``node``: a valid node id; else non-empty printable text)."""
+    try:
+        (read.node if key == "node" else read.text)({key: value}, key)
+    except SchemaError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -252,9 +305,10 @@ class Alert:
 
 
 def _check_vector(emb: np.ndarray) -> None:
-    if not np.all(np.isfinite(emb)):
+    squared = float(np.dot(emb, emb))  # NaN or inf exactly when an element is (float16 squares cannot overflow)
+    if not math.isfinite(squared):
         raise SchemaError("not-finite", "emb contains NaN or inf")
-    norm = float(np.linalg.norm(emb))
+    norm = math.sqrt(squared)  # what np.linalg.norm computes for a float32 vector
     if abs(norm - 1.0) > NORM_TOLERANCE:
         raise SchemaError("not-normalised", f"|emb| = {norm:.4f}")
 
