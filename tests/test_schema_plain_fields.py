@@ -3,11 +3,13 @@ for anything else, the same rejection as the field-by-field readers."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import msgpack
 import pytest
 
 from facewire.errors import SchemaError
-from facewire.schema import FaceEmbedding
+from facewire.schema import Candidate, FaceEmbedding, FaceResult
 from tests.test_schema import embedding
 
 
@@ -49,3 +51,19 @@ def test_unusual_fields_are_refused_for_their_reason(changes: dict[str, object],
         FaceEmbedding.from_msgpack(packed(**changes))
     assert refused.value.reason == reason
     FaceEmbedding.from_msgpack(packed())  # and the usual message still decodes after it (names are cached)
+
+
+def test_result_dict_has_every_field_in_order_and_nothing_else() -> None:
+    result = FaceResult(
+        node="cam-1", seq=7, track=2, frame=3, ts=1.5, name="alice", score=0.612345678, known=True, threshold=0.5,
+        model="sface-2021dec", gallery_version="g1", classified_at=2.5, latency_ms=1.25, bbox=(1.04, 2.0, 3.0, 4.0),
+        candidates=(Candidate("alice", 0.612345678), Candidate("bob", 0.3)),
+    )  # fmt: skip
+    assert result.key == ("cam-1", 7)  # a property read before: must not become a field of the JSON
+    data = result.to_dict()
+    assert list(data) == [f.name for f in fields(FaceResult)]
+    assert data["score"] == 0.61235 and data["bbox"] == [1.0, 2.0, 3.0, 4.0]
+    assert data["candidates"] == [{"name": "alice", "score": 0.61235}, {"name": "bob", "score": 0.3}]
+    rounded = (Candidate("alice", 0.61235), Candidate("bob", 0.3))
+    expected = replace(result, score=0.61235, bbox=(1.0, 2.0, 3.0, 4.0), candidates=rounded)
+    assert FaceResult.from_json(result.to_json()) == expected

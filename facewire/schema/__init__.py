@@ -13,7 +13,6 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import msgpack
@@ -203,8 +202,9 @@ class FaceResult:
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
 
     def to_dict(self) -> dict[str, object]:
-        """The JSON object of :meth:`to_json` (a shallow copy: ``asdict`` cost 8x this per result)."""
-        data = {name: getattr(self, name) for name in _RESULT_FIELDS}
+        """The JSON object of :meth:`to_json` (a shallow copy of the fields, in their order: ``asdict`` cost
+        8x a copy field by field per result, and that 3x ``__dict__``'s)."""
+        data = dict(self.__dict__)
         data["bbox"] = [round(float(x), 1) for x in self.bbox]
         data["score"] = round(self.score, 5)
         data["candidates"] = [{"name": c.name, "score": round(c.score, 5)} for c in self.candidates]
@@ -236,9 +236,6 @@ class FaceResult:
             bbox=read.bbox(data),
             candidates=candidates,
         )
-
-
-_RESULT_FIELDS = tuple(f.name for f in dataclass_fields(FaceResult))
 
 
 @dataclass(frozen=True)
