@@ -187,15 +187,18 @@ def matched_table(data: dict[str, Any]) -> str:
         if r["offset"] in marks
     ]
     main = found["thresholds"].get("main", [])
-    shipped = math.ceil((sum(main) / len(main) + match["offset"]) * 1000 - 1e-9) / 1000 if main else float("nan")
+    mean = sum(main) / len(main) if main else float("nan")
+    raised = math.ceil((mean + match["offset"]) * 1000 - 1e-9) / 1000 if main else float("nan")
+    shipped = max(raised, math.ceil(mean * 100 - 1e-9) / 100) if main else float("nan")
     return (
         f"\n\nThe shipped decision at matched stranger rejection: over the test halves of all {len(found['splits'])} "
         f"splits (each judged by the rule fitted on its other half), `{found['decisions'][0]}` at its fitted "
         f"thresholds names {interval(first['known_named'])} of known probes and {first['strangers_named']} of "
         f"{first['strangers']:,} strangers. The shipped decision's fitted thresholds raised by:\n\n"
         + table(["raise", "known named", "strangers named", "vs first (+gained / -lost)"], rows)
-        + f"\n\nThe smallest raise naming no more strangers is +{match['offset']:.3f}; the shipped default is the "
-        f"mean of the main split's halves plus it, rounded up to 0.001: {shipped:.3f}."
+        + f"\n\nThe smallest raise naming no more strangers is +{match['offset']:.3f}: the main split's halves' mean "
+        f"plus it, rounded up to 0.001, is {raised:.3f}. The shipped default is that or the halves' mean rounded up "
+        f"to 0.01, whichever is higher: {shipped:.3f}."
     )
 
 
@@ -309,7 +312,8 @@ def body(data: dict[str, Any]) -> str:
         + f"\n\nThreshold calibration (facewire, FAR {cal['far']:g} over the pooled protocols of one half of the "
         f"people, tested on the other half; halves of {cal['people']['A']} and {cal['people']['B']} people): "
         f"A {cal['thresholds']['A']:.3f}, B {cal['thresholds']['B']:.3f}, mean rounded up: "
-        f"{cal['shipped']:.2f} (the shipped default adds the raise at matched stranger rejection, below); "
+        f"{cal['shipped']:.2f} (the shipped default unless the raise at matched stranger rejection, below, needs "
+        f"more); "
         f"quality slopes {cal['shipped_slopes']}; cohort weight / reference / prior "
         f"{cal['shipped_cohort']['weight']} / {cal['shipped_cohort']['reference']} / {cal['shipped_cohort']['prior']} "
         f"(halves' means).\n\n"

@@ -57,7 +57,7 @@ def margin(quality: Mapping[str, float], slopes: Sequence[float]) -> float:
 
 # Gallery size (issue 23): a stranger is named when their best score over N people reaches the threshold,
 # FPIR = 1 - (1 - FMR)^N ~ N * FMR. On lfw-dev's 958,112 stranger-person pairs (bench.gallery_size) the
-# pair tail is exponential with scale GALLERY_BETA = 0.024 and FMR at 0.48 (the default is 0.483) is
+# pair tail is exponential with scale GALLERY_BETA = 0.024 and FMR at the default 0.48 is
 # 7.6e-6, so up to GALLERY_REFERENCE = 250 people FPIR stays under 0.2 % (the issue's goal of 99.8 % of
 # strangers rejected); beyond, holding it needs GALLERY_BETA * ln(N / GALLERY_REFERENCE) more. Smaller
 # galleries keep the calibrated threshold (a floor, not a discount).

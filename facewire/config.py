@@ -126,13 +126,14 @@ class ClassifierSettings(Section):
     )
     track_gap_seconds: float = Field(10.0, description="A track unseen this long starts afresh", gt=0)
     quality_slopes: tuple[float, float, float] = Field(
-        (0.002, 0.0, 0.0),
+        (0.0, 0.0, 0.021),
         description="Rise of the score needed per unit of size, sharpness and pose shortfall (docs/accuracy.md)",
     )
     cohort_weight: float | None = Field(
-        None,
+        0.0,
         description="Rise of the score needed per unit of the face's mean score against the other people enrolled "
-        "(cohort normalisation, docs/accuracy.md; 0: off; unset: the embedder's fitted value, off for one without)",
+        "(cohort normalisation, docs/accuracy.md; 0: off, the default; SFace's fitted weight is 1.03, its "
+        "reference and prior then come from the model registry unless set)",
         ge=0,
         le=2,
     )
