@@ -388,14 +388,11 @@ def string_fields(name: str) -> list[str]:
     return sorted(key for key, value in data.items() if isinstance(value, str) and key != "v")
 
 
-@pytest.mark.parametrize("name", JSON_DECODERS)
+@pytest.mark.parametrize("name", [name for name in JSON_DECODERS if string_fields(name)])
 def test_text_fields_refuse_control_characters(name: str) -> None:
     codec = MESSAGES[name]
     data = json.loads(codec.encode(EXAMPLES[name]))
-    fields = string_fields(name)
-    if not fields:
-        pytest.skip(f"{name} has no top-level text field")
-    for key in fields:
+    for key in string_fields(name):
         for bad in CONTROL_CHARACTERS:
             with pytest.raises(SchemaError):
                 codec.decode(json.dumps({**data, key: data[key][:8] + bad}).encode())
