@@ -104,10 +104,11 @@ class Matcher:
         """Every enrolled person, each indexed row's person (by position in that list) and, when scoring by
         centroid, the centroids in the same order (built at the first match: a gallery's follower hands its
         centroids in ready)."""
-        people, rows = np.unique(np.array(self.labels, dtype=object), return_inverse=True)
-        names = [str(person) for person in people]
+        positions: dict[str, int] = {}
+        rows = np.fromiter((positions.setdefault(label, len(positions)) for label in self.labels), dtype=np.int64)
+        names = list(positions)
         centroids = np.stack([self._centroids[name] for name in names]).astype(np.float32) if self._centroids else None
-        return names, rows.astype(np.int64).reshape(-1), centroids
+        return names, rows, centroids
 
     def match(self, probes: np.ndarray, margins: np.ndarray | None = None) -> list[Match]:
         """Decide every row of ``probes`` (N, dim); ``margins`` (N): how much more each face needs for its
