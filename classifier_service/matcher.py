@@ -81,11 +81,6 @@ class Matcher:
         else:
             self._centroids = person_centroids(embeddings, index, self.labels) if centroid and len(labels) else {}
         self.cohort = cohort if cohort is not None else shipped_cohort()
-        self._centroid_sum = (
-            np.sum(list(self._centroids.values()), axis=0, dtype=np.float64).astype(np.float32)
-            if self._centroids
-            else None
-        )
         self._negatives: dict[str, np.ndarray] = {}
         if negatives is not None and len(negatives[1]):
             vectors, people = negatives
@@ -97,7 +92,7 @@ class Matcher:
     def needed(self) -> float:
         """The score needed to name a face of full quality in this gallery: the threshold plus its rise with
         the number of people enrolled."""
-        return self.threshold + gallery_margin(len(set(self.labels)))
+        return self.threshold + gallery_margin(len(self._people[0]))
 
     @cached_property
     def _people(self) -> tuple[list[str], np.ndarray, np.ndarray | None]:
@@ -109,6 +104,12 @@ class Matcher:
         names = list(positions)
         centroids = np.stack([self._centroids[name] for name in names]).astype(np.float32) if self._centroids else None
         return names, rows, centroids
+
+    @cached_property
+    def _centroid_sum(self) -> np.ndarray | None:
+        """The sum of every person's centroid (the cohort term's one product per batch); None without."""
+        centroids = self._people[2]
+        return None if centroids is None else centroids.sum(axis=0, dtype=np.float64).astype(np.float32)
 
     def match(self, probes: np.ndarray, margins: np.ndarray | None = None) -> list[Match]:
         """Decide every row of ``probes`` (N, dim); ``margins`` (N): how much more each face needs for its
@@ -194,8 +195,20 @@ def person_centroids(embeddings: np.ndarray | None, index: faiss.Index, labels: 
             embeddings = index.reconstruct_n(0, index.ntotal)
         except RuntimeError:
             return {}
+    people, _counts, sums = person_sums(embeddings, labels)
+    return dict(zip(people, normalised(sums), strict=True))
+
+
+def person_sums(vectors: np.ndarray, labels: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Each person (sorted), their number of rows and the float64 sum of their vectors (people, dim)."""
     people, rows = np.unique(np.array(labels), return_inverse=True)
-    columns = [np.bincount(rows, weights=embeddings[:, d], minlength=len(people)) for d in range(embeddings.shape[1])]
+    counts = np.bincount(rows, minlength=len(people))
+    columns = [np.bincount(rows, weights=vectors[:, d], minlength=len(people)) for d in range(vectors.shape[1])]
     sums = np.stack(columns, axis=1).astype(np.float64)  # a bincount per dimension: ~5x faster than np.add.at
-    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    return {str(person): sums[i].astype(np.float32) for i, person in enumerate(people)}
+    return [str(person) for person in people], counts, sums
+
+
+def normalised(sums: np.ndarray) -> np.ndarray:
+    """Centroids from sums of vectors (one per row, or one vector): L2-normalised, float32."""
+    norms = np.maximum(np.linalg.norm(sums, axis=-1, keepdims=True), 1e-12)
+    return (sums / norms).astype(np.float32)

@@ -138,9 +138,6 @@ class Publication:
         self._done = False
         self._event: threading.Event | None = None
 
-    def is_published(self) -> bool:
-        return self._done
-
     def wait_for_publish(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds for the broker's answer; True if it came."""
         with Publication._lock:

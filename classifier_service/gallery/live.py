@@ -23,6 +23,7 @@ import numpy as np
 
 from classifier_service import index_choice
 from classifier_service.gallery.changes import Change, ChangeLog
+from classifier_service.matcher import normalised, person_sums
 
 if TYPE_CHECKING:
     import faiss
@@ -43,21 +44,12 @@ def people_of(vectors: np.ndarray, people: list[str]) -> People:
     """The per-person sums and centroids of a whole gallery (one bincount per dimension)."""
     if not people:
         return People()
-    names, rows = np.unique(np.array(people), return_inverse=True)
-    counts = np.bincount(rows, minlength=len(names))
-    sums = np.stack([np.bincount(rows, weights=vectors[:, d], minlength=len(names)) for d in range(vectors.shape[1])])
-    sums = np.ascontiguousarray(sums.T)  # (people, dim)
-    centroids = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-    keys = [str(name) for name in names]
+    names, counts, sums = person_sums(vectors, people)
     return People(
-        dict(zip(keys, counts.tolist(), strict=True)),
-        dict(zip(keys, sums, strict=True)),
-        dict(zip(keys, centroids, strict=True)),
+        dict(zip(names, counts.tolist(), strict=True)),
+        dict(zip(names, sums, strict=True)),
+        dict(zip(names, normalised(sums), strict=True)),
     )
-
-
-def _centroid(total: np.ndarray) -> np.ndarray:
-    return (total / max(float(np.linalg.norm(total)), 1e-12)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -94,7 +86,7 @@ def apply_changes(served: Served, changes: list[Change], store: ChangeLog, model
             state.relabel(store, model, change.ids)
     for person in state.touched:  # the other people's centroids are reused as they are
         if person in state.counts:
-            state.centroids[person] = _centroid(state.sums[person])
+            state.centroids[person] = normalised(state.sums[person])
         else:
             state.centroids.pop(person, None)
     persons = People(state.counts, state.sums, state.centroids)
