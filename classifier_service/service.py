@@ -6,6 +6,11 @@ at any point leads to redelivery, never to a lost face; redelivered messages
 are answered from the core's memory of recent keys. A result the broker took
 with no subscriber for it (PUBACK 0x10) is published again after a back-off
 (classifier_service.unheard).
+
+After a reconnect the classifier re-publishes its recent results: a crashed broker lost what it took
+since its last snapshot (facewire.replay). A results subscriber whose session the broker lost asks for
+them again on ``<prefix>/replay/results``; every replica serves such requests, at most one replay every
+``REPLAY_PAUSE`` seconds (a flood of requests is one replay), reaching back ``replay_max_seconds`` at most.
 """
 
 from __future__ import annotations
@@ -26,14 +31,17 @@ from classifier_service.unheard import UnheardResults
 from classifier_service.workers import guarded_thread
 from facewire.config import ClassifierSettings
 from facewire.errors import SchemaError
-from facewire.logs import kv
+from facewire.logs import kv, moment
 from facewire.mqtt import Message, MqttConnection, Will
+from facewire.replay import lost_since
 from facewire.schema import DeadLetter, FaceEmbedding, FaceResult
+from facewire.schema.replay import ReplayRequest
 from facewire.schema.status import Detail, ServiceStatus
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
 SERVICE = "classifier"
+REPLAY_PAUSE = 2.0  # seconds between two replays for subscribers whose session the broker lost
 BLAS_FROM = 4  # probes in a batch from which FAISS searches a flat index with one matrix product
 
 
@@ -153,6 +161,9 @@ class ClassifierService:
         self._stop = threading.Event()
         self._republish = threading.Event()
         self._connected_at = 0.0
+        self._replay_lock = threading.Lock()
+        self._replay_since: float | None = None  # earliest result a pending replay request asks for
+        self._replayed_at = -REPLAY_PAUSE
         self._keep_threads: Callable[[], None] = lambda: None
         self._worker = guarded_thread("classifier-worker", self._work, on_worker_death)
         connection.on_connection_change = self._on_connection_change
@@ -186,6 +197,7 @@ class ClassifierService:
         self._keep_threads = faiss_for_worker(self.classifier.dim)
         self._worker.start()
         self.connection.subscribe(self.topics.embeddings_shared(self.settings.share_group), self._on_message)
+        self.connection.subscribe(self.topics.results_replay(), self._on_replay_request)
 
     def announce(self) -> None:
         """Publish the retained online status (after connecting)."""
@@ -215,6 +227,7 @@ class ClassifierService:
             if self._republish.is_set():
                 self._republish.clear()
                 self._republish_recent()
+            self._replay_requested()
             self._republish_unheard()
             items = self.queue.take(self.settings.batch_max, self.settings.batch_wait_ms / 1000.0, timeout=0.2)
             if items:
@@ -223,16 +236,13 @@ class ClassifierService:
     def _handle(self, items: list[tuple[Incoming, Message, int]]) -> None:
         outcomes = decide(self.classifier, self.topics, [incoming for incoming, _, _ in items])
         self.counters.batches += 1
-        for (incoming, message, epoch), outcome in zip(items, outcomes, strict=True):
+        for (_, message, epoch), outcome in zip(items, outcomes, strict=True):
             ack = self._acker(message, epoch)
             if isinstance(outcome, FaceResult):
                 self.counters.results += 1
                 self._publish_result(outcome, 0, on_acked=ack, on_unheard=ack)
                 continue
-            self.counters.deadletters += 1
-            self.counters.reasons[outcome.reason] += 1
-            log.warning(kv("dead-letter", reason=outcome.reason, detail=outcome.detail, topic=incoming.topic))
-            self.connection.publish(self.topics.deadletter(SERVICE), outcome.to_json(SERVICE), on_acked=ack)
+            self._dead_letter(outcome, ack)
 
     def _publish_result(
         self, result: FaceResult, attempt: int, on_acked: Callable[[], None] | None, on_unheard: Callable[[], None]
@@ -254,17 +264,54 @@ class ClassifierService:
             self._publish_result(retry.result, retry.attempt + 1, on_acked=None, on_unheard=lambda: None)
 
     def _republish_recent(self) -> None:
-        """After a reconnect, publish again the results of the last ``resend_seconds``.
+        """After a reconnect, publish again the results from ``resend_seconds`` before the connection was lost.
 
         mosquitto persists by snapshot: after a crash it has lost what it acknowledged since the last one.
         Consumers are idempotent on (node, seq), so the copies of results that did survive are harmless.
         """
         until = self._connected_at  # results made on this connection are at the broker already
-        recent = [r for r in self.classifier.recent(until - self.settings.resend_seconds) if r.classified_at < until]
+        lost_at = self.connection.lost_at or until
+        since = lost_since(lost_at, self.connection.settings.keepalive, self.settings.resend_seconds)
+        recent = [r for r in self.classifier.recent(since) if r.classified_at < until]
         for result in recent:
             self.connection.publish(self.topics.results(result.node), result_json(result))
         if recent:
-            log.info(kv("results-republished", count=len(recent), seconds=self.settings.resend_seconds))
+            log.info(kv("results-republished", count=len(recent), since=moment(since)))
+
+    def _on_replay_request(self, message: Message) -> None:
+        """Note a subscriber's replay request (served by the worker); a malformed one is dead-lettered."""
+        try:
+            request = ReplayRequest.from_json(message.payload)
+        except SchemaError as exc:
+            letter = DeadLetter(exc.reason, exc.detail, message.topic, message.payload)
+            self._dead_letter(letter, self._acker(message, self._epoch))
+            return
+        since = max(request.since, time.time() - self.settings.replay_max_seconds)
+        with self._replay_lock:
+            self._replay_since = since if self._replay_since is None else min(self._replay_since, since)
+        log.info(kv("replay-request", client=request.client, since=moment(since)))
+        if message.qos > 0:
+            self.connection.ack(message)
+
+    def _replay_requested(self) -> None:
+        """Publish again every remembered result from the earliest time pending requests ask for."""
+        now = time.monotonic()
+        with self._replay_lock:
+            since = self._replay_since
+            if since is None or now - self._replayed_at < REPLAY_PAUSE:
+                return
+            self._replay_since, self._replayed_at = None, now
+        recent = self.classifier.recent(since)
+        for result in recent:
+            self.connection.publish(self.topics.results(result.node), result_json(result))
+        log.info(kv("results-replayed", count=len(recent), since=moment(since)))
+
+    def _dead_letter(self, letter: DeadLetter, ack: Callable[[], None]) -> None:
+        """Count and publish ``letter``; ``ack`` (the refused message's) runs once the broker has it."""
+        self.counters.deadletters += 1
+        self.counters.reasons[letter.reason] += 1
+        log.warning(kv("dead-letter", reason=letter.reason, detail=letter.detail, topic=letter.topic))
+        self.connection.publish(self.topics.deadletter(SERVICE), letter.to_json(SERVICE), on_acked=ack)
 
     def _acker(self, message: Message, epoch: int) -> Callable[[], None]:
         """Acknowledge ``message`` once its outcome is at the broker, if still on the same connection."""

@@ -3,9 +3,11 @@
 Entries are handed to paho only while the connection is up, in id order, and
 are marked acknowledged on the broker's PUBACK. After every (re)connect the
 forwarder rewinds to the first entry acknowledged within the last
-``resend_seconds`` (or still unacknowledged) and sends from there: a broker
-that crashed lost whatever it accepted since its last persistence snapshot,
-and this re-send restores it. The duplicates this makes are absorbed by the
+``resend_seconds`` before the connection was lost (or still unacknowledged)
+and sends from there: a broker that crashed lost whatever it accepted since its
+last persistence snapshot, and this re-send restores it. While disconnected the
+spool keeps those acknowledged entries, however long the outage
+(facewire.replay.lost_since). The duplicates this makes are absorbed by the
 consumers, which are idempotent on (node, seq). An entry the broker refuses
 (PUBACK reason >= 0x80) is not a delivery: it moves to the spool's ``refused``
 table, is counted, and each reason is logged once with its remedy. Nor is an
@@ -25,6 +27,7 @@ import time
 from edge_agent.spool import Spool
 from facewire.logs import kv
 from facewire.mqtt import MqttConnection, Refusal
+from facewire.replay import lost_since
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ class Forwarder:
         self._retry_at = 0.0
         self._backoff = 1.0
         self._reasons_logged: set[tuple[int, str]] = set()
-        self._resend_since: float | None = None
+        self._resend_since: float | None = None  # acknowledged entries from then on are re-sent
         self._rewind = threading.Event()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -79,7 +82,17 @@ class Forwarder:
         """Called on every (dis)connect: after a connect, re-send the recent past, then go on."""
         if connected:
             self._rewind.set()
+        elif self.resend_seconds > 0:
+            self.spool.hold_acked_from = self._resend_from()
         self._wake.set()
+
+    def _resend_from(self) -> float:
+        """The earliest acknowledgement the broker may have lost: ``resend_seconds`` before the last lost
+        connection (and its detection), or before now if none was lost yet."""
+        lost_at = self.connection.lost_at
+        if lost_at is None:
+            return time.time() - self.resend_seconds
+        return lost_since(lost_at, self.connection.settings.keepalive, self.resend_seconds)
 
     def close(self) -> None:
         self._closed.set()
@@ -99,14 +112,15 @@ class Forwarder:
                 self._send_next()
 
     def _rewind_cursor(self) -> None:
-        since = time.time() - self.resend_seconds if self.resend_seconds > 0 else None
+        since = self._resend_from() if self.resend_seconds > 0 else None
         with self._lock:
             self._cursor, self._resend_since = 0, since
             self._in_flight.clear()  # paho re-sends its own; their late acks are harmless
         log.info(kv("spool-rewind", depth=self.spool.depth, resend_seconds=self.resend_seconds))
 
     def _waiting_for_subscriber(self) -> bool:
-        """True during the back-off after an unheard publish; at its end, rewind to the first unheard entry."""
+        """True during the back-off after an unheard publish; at its end, rewind to the first unheard entry
+        (the re-send after a reconnect, which includes acknowledged entries, goes on until all are heard)."""
         with self._lock:
             if self._unheard_from is None:
                 return False
@@ -138,8 +152,14 @@ class Forwarder:
             log.debug(kv("spool-sent", count=len(entries), depth=self.spool.depth))
             self._wake.set()  # more may be waiting; the window check throttles us
         elif since is not None:
+            # The re-send is done once every entry of it was heard, then only new entries go. An entry whose
+            # re-send found no subscriber (0x10) was acknowledged before the crash: the retry must include it.
             with self._lock:
-                self._resend_since = None  # the re-send is done: from now on only new entries
+                done = not self._in_flight and self._unheard_from is None
+                if done:
+                    self._resend_since = None
+            if done:
+                self.spool.hold_acked_from = None
 
     def _acked(self, entry_id: int) -> None:
         self.spool.acknowledged(entry_id)

@@ -51,6 +51,9 @@ class Spool:
         self.path = path
         self.max_messages = max_messages
         self.keep_acked = keep_acked
+        # While set (the connection is down), acknowledged entries from this time on are kept whatever
+        # keep_acked says: the forwarder re-sends them after the reconnect, however long the outage.
+        self.hold_acked_from: float | None = None
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +98,10 @@ class Spool:
             cursor = self._db.execute("INSERT INTO spool (topic, payload) VALUES (?, ?)", (topic, payload))
             self._depth += 1
             if cursor.lastrowid is not None and cursor.lastrowid % 100 == 0:
-                self._db.execute("DELETE FROM spool WHERE acked < ?", (time.time() - self.keep_acked,))
+                cutoff = time.time() - self.keep_acked
+                if self.hold_acked_from is not None:
+                    cutoff = min(cutoff, self.hold_acked_from)
+                self._db.execute("DELETE FROM spool WHERE acked < ?", (cutoff,))
             excess = self._depth - self.max_messages
             if excess > 0:
                 self._db.execute("DELETE FROM spool WHERE acked IS NOT NULL")

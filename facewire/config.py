@@ -99,7 +99,9 @@ class EdgeSettings(Section):
     )
     drain_timeout: float = Field(30.0, description="Seconds to wait for the spool to drain at exit", ge=0)
     resend_seconds: float = Field(
-        30.0, description="After a reconnect, re-send what the broker acknowledged this recently (> autosave)", ge=0
+        30.0,
+        description="After a reconnect, re-send what the broker acknowledged this long before the connection was lost",
+        ge=0,
     )
     unknown_thumbnails: bool = Field(
         False, description="Privacy opt-in: send a small JPEG of faces the classifier finds unknown (for facewire web)"
@@ -170,7 +172,14 @@ class ClassifierSettings(Section):
         0.0, description="Dead-letter embeddings older than this (0: off; keep above the edges' spool horizon)", ge=0
     )
     resend_seconds: float = Field(
-        30.0, description="After a reconnect, re-publish results of this many recent seconds (> broker autosave)", ge=0
+        30.0,
+        description="After a reconnect, re-publish results from this long before the connection was lost (> autosave)",
+        ge=0,
+    )
+    replay_max_seconds: float = Field(
+        300.0,
+        description="A subscriber whose session the broker lost gets results again from at most this far back",
+        ge=0,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +23,11 @@ def setup_logging(verbosity: int = 0, json_lines: bool = False) -> None:
         handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
     logging.basicConfig(level=level, handlers=[handler], format="%(name)s %(message)s", force=True)
     logging.getLogger("paho").setLevel(max(level, logging.WARNING))
+
+
+def moment(unix_time: float) -> str:
+    """``unix_time`` as a UTC ISO 8601 time to the millisecond, for a log line (kv would round a float)."""
+    return datetime.fromtimestamp(unix_time, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def kv(event: str, **fields: Any) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from paho.mqtt.properties import Properties
 
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError, ConfigError
-from facewire.logs import kv
+from facewire.logs import kv, moment
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,11 @@ class MqttConnection:
         self.max_inflight = max_inflight
         self.window = InflightWindow(0)  # opened by CONNACK, to the broker's Receive Maximum
         self.on_connection_change: Callable[[bool], None] | None = None
+        # Called with the time the connection was lost when a reconnect finds the persistent session gone
+        # (the broker crashed before snapshotting it): what was queued in it, and what was published before
+        # the new SUBSCRIBE, never reaches this client.
+        self.on_session_lost: Callable[[float], None] | None = None
+        self._lost_at: float | None = None  # wall time the last connection ended; None before the first
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=manual_ack
         )
@@ -427,6 +433,11 @@ class MqttConnection:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    @property
+    def lost_at(self) -> float | None:
+        """Wall time the last connection ended (None before the first ended)."""
+        return self._lost_at
 
     def publish(
         self,
@@ -530,7 +541,7 @@ class MqttConnection:
         return handlers
 
     def _on_connect(
-        self, client: paho.Client, _u: object, _f: object, reason: paho.ReasonCode, properties: object
+        self, client: paho.Client, _u: object, flags: object, reason: paho.ReasonCode, properties: object
     ) -> None:
         if reason.is_failure:
             self._refusal = str(reason)
@@ -551,8 +562,14 @@ class MqttConnection:
         log.info(kv("mqtt-connected", url=self.settings.url, client=self.client_id))
         if self.on_connection_change:
             self.on_connection_change(True)
+        if self.session_expiry and self._lost_at is not None and not getattr(flags, "session_present", True):
+            log.warning(kv("mqtt-session-lost", client=self.client_id, disconnected_at=moment(self._lost_at)))
+            if self.on_session_lost:
+                self.on_session_lost(self._lost_at)
 
     def _on_disconnect(self, _c: paho.Client, _u: object, _f: object, reason: paho.ReasonCode, _p: object) -> None:
+        if self._connected.is_set():
+            self._lost_at = time.time()
         self._connected.clear()
         if reason.is_failure:
             log.warning(kv("mqtt-disconnected", reason=str(reason), client=self.client_id))

@@ -39,6 +39,10 @@ class Topics:
         """Shared subscription so replicas of one results subscriber split the stream ('' : not shared)."""
         return f"$share/{group}/{self.results_all()}" if group else self.results_all()
 
+    def results_replay(self) -> str:
+        """Replay requests (:class:`facewire.schema.replay.ReplayRequest`): not under results/, which ``+`` reads."""
+        return f"{self.prefix}/replay/results"
+
     def thumbnails(self, node: str) -> str:
         """Opt-in (edge.unknown_thumbnails): small JPEGs of faces the classifier found unknown."""
         return f"{self.prefix}/thumbnails/{node}"
@@ -172,6 +176,14 @@ CHANNELS = (
         "The classifier's decision for one embedding: a name or unknown, with the top candidates.",
         ("classifier_service",),
         ("alert_service", "edge_agent", "facewire_console"),
+    ),
+    Channel(
+        "results-replay",
+        "replay/results",
+        "ReplayRequest",
+        "A results subscriber whose session a crashed broker lost asks every classifier for its recent results again.",
+        ("alert_service",),
+        ("classifier_service",),
     ),
     Channel(
         "thumbnails",

@@ -13,16 +13,23 @@ import paho.mqtt.client as paho
 
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
+from facewire.replay import ask_for_replay_when_session_lost
 from facewire.schema import FaceEmbedding, FaceResult
+from facewire.topics import Topics
 from tests.test_schema import embedding, unit
 
 
 @dataclass
 class ResultCounter:
-    """A persistent-session subscriber of facewire/results/+ counting answers per (node, seq); dedups nothing."""
+    """A persistent-session subscriber of facewire/results/+ counting answers per (node, seq); dedups nothing.
+
+    Like every results subscriber of ours it asks for a replay when a reconnect finds its session gone
+    (facewire.replay), unless ``ask_replay`` is False.
+    """
 
     url: str
     client_id: str
+    ask_replay: bool = True
     counts: Counter[tuple[str, int]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _connection: MqttConnection | None = None
@@ -30,6 +37,8 @@ class ResultCounter:
     def start(self) -> ResultCounter:
         self._connection = MqttConnection(MqttSettings(url=self.url), self.client_id, session_expiry=3600)
         self._connection.subscribe("facewire/results/+", self._record)
+        if self.ask_replay:
+            ask_for_replay_when_session_lost(self._connection, Topics(), self.client_id)
         self._connection.connect()
         time.sleep(0.2)
         return self
@@ -47,6 +56,15 @@ class ResultCounter:
     def missing(self, keys: set[tuple[str, int]]) -> set[tuple[str, int]]:
         with self._lock:
             return keys - set(self.counts)
+
+    def reconnect_after(self, seconds: float) -> None:
+        """Wait ``seconds`` before each reconnect (paho's back-off floor): a subscriber that comes back late."""
+        assert self._connection is not None
+        self._connection.client.reconnect_delay_set(int(seconds), max(int(seconds), 30))
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.connected
 
     def duplicates(self) -> int:
         with self._lock:

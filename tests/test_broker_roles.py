@@ -54,6 +54,7 @@ SHARED = [
     T.stats_thresholds(),
     T.stats_nodes(),
     T.gallery_events(),
+    T.results_replay(),
     T.identify_request(),
     T.identify_response("x"),
     HA_STATE,
@@ -80,6 +81,7 @@ WRITES: dict[str, set[str]] = {
         T.service_status("recorder", "a"),
         T.service_status("homeassistant", "facewire"),
         T.deadletter("recorder"),
+        T.results_replay(),
         HA_STATE,
         HA_PERSON,
         HA_ATTRIBUTES,
@@ -108,7 +110,7 @@ READS: dict[str, set[str]] = {
     "facewire": FACEWIRE | {HA_CONFIG, HA_BIRTH},
     "classifier": {T.embeddings(n) for n in (*NODES, "api", "frigate")}
     | {T.gallery_cmd(a) for a in ("admin", "api", "classifier")}
-    | {T.gallery_events(), T.identify_request()}
+    | {T.gallery_events(), T.identify_request(), T.results_replay()}
     | {T.service_status("classifier", "a"), T.results("classifier")},
     "viewer": {T.results(a) for a in ACCOUNTS}
     | {T.alerts("cam-1"), T.stats_thresholds(), T.stats_nodes(), HA_STATE, HA_PERSON, HA_ATTRIBUTES}
@@ -198,7 +200,7 @@ def test_matrix_covers_every_topic_builder() -> None:
     builders = {name for name in vars(Topics) if not name.startswith("_") and callable(getattr(Topics, name))}
     covered = {"embeddings", "node_status", "thumbnails", "results", "gallery_cmd", "alerts", "deadletter"}
     covered |= {"service_status", "stats_thresholds", "stats_nodes", "gallery_events", "identify_request"}
-    covered |= {"identify_response", "ha_node_state", "ha_person_state", "ha_attributes"}
+    covered |= {"identify_response", "ha_node_state", "ha_person_state", "ha_attributes", "results_replay"}
     wildcards_and_parsers = {
         n for n in builders if n.endswith(("_all", "_shared")) or n in {"node_of", "command_account"}
     }

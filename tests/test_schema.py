@@ -20,6 +20,7 @@ from facewire.schema.catalog import MESSAGES
 from facewire.schema.gallery import GalleryCommand, GalleryEvent
 from facewire.schema.homeassistant import SensorAttributes, SensorState
 from facewire.schema.identify import IdentifiedFace, IdentifyRequest, IdentifyResponse
+from facewire.schema.replay import ReplayRequest
 from facewire.schema.stats import GridPoint, Histograms, OperatingPoint, ThresholdReport
 from facewire.schema.status import NodesSummary, NodeStatus, NodeView, ServiceStatus
 from facewire.schema.thumbnail import Thumbnail
@@ -174,6 +175,7 @@ def test_embedding_decoder_rejects_arbitrary_maps_cleanly(data: dict[str, object
 
 EXAMPLES: dict[str, object] = {
     "FaceResult": result(),
+    "ReplayRequest": ReplayRequest("recorder-rec", 1.5),
     "Thumbnail": Thumbnail("cam-1", 7, 2, 1.5, b"\xff\xd8\xff\xe0 a jpeg"),
     "Alert": Alert(
         "unknown:cam-1:7",

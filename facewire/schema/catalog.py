@@ -10,6 +10,7 @@ from facewire.schema import Alert, DeadLetter, FaceEmbedding, FaceResult
 from facewire.schema.gallery import GalleryCommand, GalleryEvent
 from facewire.schema.homeassistant import SensorAttributes, SensorState
 from facewire.schema.identify import IdentifyRequest, IdentifyResponse
+from facewire.schema.replay import ReplayRequest
 from facewire.schema.stats import ThresholdReport
 from facewire.schema.status import NodesSummary, NodeStatus, ServiceStatus
 from facewire.schema.thumbnail import Thumbnail
@@ -34,6 +35,7 @@ MESSAGES: dict[str, Codec] = {
     for codec in (
         Codec(FaceEmbedding, "application/msgpack", FaceEmbedding.to_msgpack, FaceEmbedding.from_msgpack),
         _json(FaceResult),
+        _json(ReplayRequest),
         _json(Thumbnail),
         _json(Alert),
         Codec(DeadLetter, "application/json", lambda letter: letter.to_json(letter.service), DeadLetter.from_json),
