@@ -107,7 +107,10 @@ def run(
     from classifier_service.service import ClassifierService  # needs orjson (server extra): not at --help
 
     service = ClassifierService(classifier, connection, topics, conf, name, worker_died)
-    gallery_service = GalleryService(manager, connection, topics, legacy_cache_file(settings), worker_died)
+    gallery_service = GalleryService(
+        manager, connection, topics, legacy_cache_file(settings), worker_died, conf.resend_seconds
+    )
+    service.on_replay = gallery_service.replay_events
     identify_service = IdentifyService(
         connection,
         topics,

@@ -164,6 +164,7 @@ class ClassifierService:
         self._replay_lock = threading.Lock()
         self._replay_since: float | None = None  # earliest result a pending replay request asks for
         self._replayed_at = -REPLAY_PAUSE
+        self.on_replay: Callable[[float], None] = lambda since: None  # the gallery's events replay too
         self._keep_threads: Callable[[], None] = lambda: None
         self._worker = guarded_thread("classifier-worker", self._work, on_worker_death)
         connection.on_connection_change = self._on_connection_change
@@ -305,6 +306,7 @@ class ClassifierService:
         for result in recent:
             self.connection.publish(self.topics.results(result.node), result_json(result))
         log.info(kv("results-replayed", count=len(recent), since=moment(since)))
+        self.on_replay(since)
 
     def _dead_letter(self, letter: DeadLetter, ack: Callable[[], None]) -> None:
         """Count and publish ``letter``; ``ack`` (the refused message's) runs once the broker has it."""

@@ -8,7 +8,8 @@ the latest 1.5 keep-alives later. So after a reconnect everything published from
 
 A subscriber whose session the broker lost also missed what was published between the crash and its
 new SUBSCRIBE, which a publisher that reconnected first may already have re-sent. It asks the
-classifiers for their recent results again (:class:`facewire.schema.replay.ReplayRequest`).
+classifiers for their recent results, and the ``forgotten`` and ``renamed`` gallery events, again
+(:class:`facewire.schema.replay.ReplayRequest`).
 """
 
 from __future__ import annotations

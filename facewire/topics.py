@@ -181,7 +181,7 @@ CHANNELS = (
         "results-replay",
         "replay/results",
         "ReplayRequest",
-        "A results subscriber whose session a crashed broker lost asks every classifier for its recent results again.",
+        "A subscriber whose session a crashed broker lost asks every classifier for its recent results again.",
         ("alert_service",),
         ("classifier_service",),
     ),

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from classifier_service.gallery.client import GalleryClient
 from edge_agent.forwarder import Forwarder
 from edge_agent.spool import Spool
 from facewire.config import MqttSettings
 from facewire.errors import SchemaError
-from facewire.mqtt import MqttConnection
-from facewire.replay import lost_since
+from facewire.mqtt import Message, MqttConnection
+from facewire.replay import ask_for_replay_when_session_lost, lost_since
 from facewire.schema import DeadLetter, FaceResult
+from facewire.schema.gallery import GalleryEvent
 from facewire.schema.replay import ReplayRequest
 from facewire.topics import Topics
 from facewire_console.broker import BROKER_CONF, LocalBroker
@@ -192,6 +194,53 @@ def test_replay_requests_are_coalesced_and_a_malformed_one_is_dead_lettered(
         assert classifier.stop() == 0
         results.stop()
         letters.stop()
+
+
+class ErasureWatcher:
+    """A persistent-session subscriber of gallery events noting the people forgotten, as the recorder does."""
+
+    def __init__(self, url: str, client: str, ask_replay: bool) -> None:
+        self.forgotten: list[str] = []
+        self.connection = MqttConnection(MqttSettings(url=url), client, session_expiry=3600)
+        self.connection.subscribe(T.gallery_events(), self._record)
+        if ask_replay:
+            ask_for_replay_when_session_lost(self.connection, T, client)
+        self.connection.connect()
+
+    def _record(self, message: Message) -> None:
+        event = GalleryEvent.from_json(message.payload)
+        if event.event == "forgotten":
+            self.forgotten.append(str(event.get("person")))
+
+
+@pytest.mark.slow
+def test_a_forget_made_while_a_subscriber_was_away_reaches_it_after_a_crash(
+    tmp_path: Path, sample_dir: Path, broker: LocalBroker
+) -> None:
+    """The recorder erases a forgotten person from the detection log when the ``forgotten`` event comes. A crash
+    before any snapshot took the sessions; the forget is made before two subscribers come back (6 and 10 s):
+    the later one asks for a replay, and the classifier publishes the event again to both."""
+    gallery, _probes = split_sample(sample_dir, tmp_path)
+    person = sorted(p.name for p in gallery.iterdir())[0]
+    classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="c1").start()
+    quiet = ErasureWatcher(broker.url, "erasure-without-replay", ask_replay=False)
+    asking = ErasureWatcher(broker.url, "erasure-with-replay", ask_replay=True)
+    try:
+        quiet.connection.client.reconnect_delay_set(6, 30)
+        asking.connection.client.reconnect_delay_set(10, 30)
+        broker.kill()
+        broker.start()
+        with GalleryClient(MqttSettings(url=broker.url)) as client:
+            assert client.request({"op": "forget", "person": person}, timeout=30)[0]["event"] == "forgotten"
+        assert wait_until(lambda: quiet.connection.connected, 15)
+        time.sleep(1.0)
+        assert not quiet.forgotten, "back after the forget, with its session gone: the event is not queued for it"
+        assert wait_until(lambda: asking.forgotten == [person], 20), asking.forgotten
+        assert wait_until(lambda: quiet.forgotten == [person], 10), "the replay reaches every subscriber"
+    finally:
+        assert classifier.stop() == 0
+        quiet.connection.close()
+        asking.connection.close()
 
 
 # --- the edge keeps what a crashed broker lost, however long the outage ------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -15,6 +16,7 @@ from facewire.schema.gallery import GalleryCommand, GalleryEvent
 from facewire.topics import Topics
 
 # The event that ends a command, per op ("not-held"/"forwarded" are intermediate).
+UNHEARD_RETRY_SECONDS = 15.0  # how long a command nobody subscribes to is sent again before it is an error
 FINAL_EVENTS = {
     "enroll": {"enrolled", "rejected", "error"},
     "forget": {"forgotten", "error"},
@@ -64,19 +66,36 @@ class GalleryClient:
             self._cond.notify_all()
 
     def send(self, command: dict[str, Any]) -> str:
-        """Publish ``command`` (an id is added) and return its id once the broker has it."""
+        """Publish ``command`` (an id is added) and return its id once the broker has it for a classifier.
+
+        The broker answers 0x10 when no classifier subscribes (none runs, or they are reconnecting after a
+        broker restart): the command is sent again every second for ``UNHEARD_RETRY_SECONDS``, then it is an
+        error, never an id returned as if a classifier had it (commands are idempotent: a copy is harmless)."""
         request = {"id": uuid.uuid4().hex[:12], "actor": self.account, **command}
         payload = GalleryCommand.from_json(json.dumps(request).encode()).to_json()  # refused here if malformed
-        refused: list[Refusal] = []
         topic = self.topics.gallery_cmd(self.account)
-        if not self.connection.publish(topic, payload, on_refused=refused.append).wait_for_publish(10):
-            raise BrokerError(
-                f"the broker did not take command {request['id']} within 10 s (connection lost?); it stays "
-                "queued and is sent if the connection comes back while this client runs"
+        deadline = time.monotonic() + UNHEARD_RETRY_SECONDS
+        while True:
+            refused: list[Refusal] = []
+            unheard: list[bool] = []
+            publication = self.connection.publish(
+                topic, payload, on_refused=refused.append, on_unheard=functools.partial(unheard.append, True)
             )
-        if refused:  # a refused publish is not a command sent (issue 18, item 1)
-            raise BrokerError(f"the broker refused the command: {self.account} may not publish on {topic}")
-        return str(request["id"])
+            if not publication.wait_for_publish(10):
+                raise BrokerError(
+                    f"the broker did not take command {request['id']} within 10 s (connection lost?); it stays "
+                    "queued and is sent if the connection comes back while this client runs"
+                )
+            if refused:  # a refused publish is not a command sent (issue 18, item 1)
+                raise BrokerError(f"the broker refused the command: {self.account} may not publish on {topic}")
+            if not unheard:
+                return str(request["id"])
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"no classifier subscribes to gallery commands on {self.connection.settings.url} (none running,"
+                    f" or still reconnecting after a broker restart): command {request['id']} changed nothing"
+                )
+            time.sleep(1.0)
 
     def events(self, request_id: str) -> list[dict[str, Any]]:
         with self._cond:

@@ -11,6 +11,10 @@ With the shared gallery (PostgreSQL) a command that changes it is applied once:
 the replica that claims it first applies it in one transaction and answers; the
 others apply nothing, and each publishes ``served`` (with the version) once its
 follower serves the change.
+
+The events subscribers must act on (``forgotten``: erase the person; ``renamed``) are remembered and
+published again after a reconnect and on a replay request (facewire.replay): a broker that crashed
+before its next snapshot lost them for subscribers that had not received them yet.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -33,12 +38,15 @@ from classifier_service.workers import guarded_thread
 from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import Message, MqttConnection
+from facewire.replay import lost_since
 from facewire.schema import DeadLetter
 from facewire.schema.gallery import GalleryCommand, GalleryEvent
 from facewire.topics import Topics
 
 log = logging.getLogger(__name__)
 SERVICE = "classifier"
+REPLAYED_EVENTS = frozenset({"forgotten", "renamed"})  # what subscribers act on: published again after a crash
+EVENTS_REMEMBERED = 1000
 
 
 class GalleryService:
@@ -51,7 +59,10 @@ class GalleryService:
         topics: Topics,
         cache_file: Path | None,
         on_worker_death: Callable[[str], None] = lambda name: None,
+        resend_seconds: float = 30.0,
     ) -> None:
+        """``resend_seconds``: after a reconnect, publish again the events from this long before the
+        connection was lost (``classifier.resend_seconds``)."""
         self.manager = manager
         self.connection = connection
         self.topics = topics
@@ -68,6 +79,8 @@ class GalleryService:
         self._worker = guarded_thread("gallery-worker", work, on_worker_death)
         self._epoch = 0
         self._request: str | None = None  # id of the command being applied (None: not parsed yet)
+        self._recent: deque[tuple[float, bytes]] = deque(maxlen=EVENTS_REMEMBERED)  # (published at, event)
+        self._recent_lock = threading.Lock()
         previous = connection.on_connection_change  # the classifier's; both must hear about reconnects
 
         def changed(connected: bool) -> None:
@@ -75,6 +88,8 @@ class GalleryService:
                 previous(connected)
             if not connected:
                 self._epoch += 1
+            elif connection.lost_at is not None and resend_seconds > 0:
+                self.replay_events(lost_since(connection.lost_at, connection.settings.keepalive, resend_seconds))
 
         connection.on_connection_change = changed
         manager.on_served = self._served
@@ -83,6 +98,22 @@ class GalleryService:
         self.manager.start_following()
         self._worker.start()
         self.connection.subscribe(self.topics.gallery_cmd_all(), lambda m: self._queue.put((m, self._epoch)))
+
+    def replay_events(self, since: float) -> None:
+        """Publish again the remembered ``forgotten`` and ``renamed`` events published at or after ``since``."""
+        with self._recent_lock:
+            again = [payload for published, payload in self._recent if published >= since]
+        for payload in again:
+            self.connection.publish(self.topics.gallery_events(), payload)
+        if again:
+            log.info(kv("gallery-events-replayed", count=len(again)))
+
+    def _publish_event(self, event: GalleryEvent, on_acked: Callable[[], None] | None = None) -> None:
+        payload = event.to_json()
+        if event.event in REPLAYED_EVENTS:
+            with self._recent_lock:
+                self._recent.append((time.time(), payload))
+        self.connection.publish(self.topics.gallery_events(), payload, on_acked=on_acked)
 
     def request_sync(self) -> None:
         """Ask the other replicas for their gallery (a new replica joining the group does this once)."""
@@ -125,13 +156,15 @@ class GalleryService:
         started = time.perf_counter()
         outcome = self._apply(message, command)
         self.applied += 1
-        outgoing = [(self.topics.gallery_cmd(self.account), forward.to_json()) for forward in outcome.forward]
+        forwards = [forward.to_json() for forward in outcome.forward]
+        events = []
         for event in outcome.events:
             apply_ms = round((time.perf_counter() - started) * 1000.0, 2)
             event = replace(event, details=event.details | {"apply_ms": apply_ms})
             log_event(event)
-            outgoing.append((self.topics.gallery_events(), event.to_json()))
-        pending = [len(outgoing)]
+            events.append(event)
+        total = len(forwards) + len(events)
+        pending = [total]
         lock = threading.Lock()
 
         def one_acked() -> None:
@@ -141,9 +174,11 @@ class GalleryService:
             if done:
                 ack()
 
-        for topic, body in outgoing:
-            self.connection.publish(topic, body, on_acked=one_acked)
-        if not outgoing:
+        for body in forwards:
+            self.connection.publish(self.topics.gallery_cmd(self.account), body, on_acked=one_acked)
+        for event in events:
+            self._publish_event(event, one_acked)
+        if not total:
             ack()
 
     def _apply(self, message: Message, command: GalleryCommand) -> Outcome:
@@ -157,7 +192,7 @@ class GalleryService:
         for command in dict.fromkeys(c.command for c in changes):
             event = replace(self.manager.served(command), gallery_version=version)
             log_event(event)
-            self.connection.publish(self.topics.gallery_events(), event.to_json())
+            self._publish_event(event)
 
     def _dead_letter(self, message: Message, ack: Callable[[], None], reason: str, detail: str) -> None:
         log.warning(kv("dead-letter", reason=reason, detail=detail, topic=message.topic))
