@@ -271,6 +271,9 @@ def test_the_edge_re_sends_what_the_broker_lost_after_an_outage_longer_than_its_
             forwarder.put(topic, payload)
         assert wait_until(lambda: spool.depth == 0, 20), "the broker took the first 50"
         broker.kill()
+        # The edge notices the crash at once on loopback (else within 1.5 keep-alives). Entries acked earlier than
+        # resend_seconds before it are pruned as usual: the broker snapshotted them, as resend_seconds > autosave.
+        assert wait_until(lambda: spool.hold_acked_from is not None, 10), "the disconnect holds the re-send window"
         for payload in payloads[50:]:  # 200 puts while the broker is down: the spool prunes as it grows
             forwarder.put(topic, payload)
         time.sleep(4.0)  # longer than resend_seconds: the old re-send window no longer reached the first 50
