@@ -5,7 +5,8 @@ after the broker has acknowledged its result (or its dead letter), so a crash
 at any point leads to redelivery, never to a lost face; redelivered messages
 are answered from the core's memory of recent keys. A result the broker took
 with no subscriber for it (PUBACK 0x10) is published again after a back-off
-(classifier_service.unheard).
+(classifier_service.unheard); one the broker refuses (>= 0x80) is published again
+until it takes it, and only then is its embedding acked (classifier_service.refused).
 
 After a reconnect the classifier re-publishes its recent results: a crashed broker lost what it took
 since its last snapshot (facewire.replay). A results subscriber whose session the broker lost asks for
@@ -27,12 +28,13 @@ import orjson
 from classifier_service import index_choice
 from classifier_service.core import Arrival, Classifier, Decision, Rejection
 from classifier_service.fair_queue import FairQueue
+from classifier_service.refused import RefusedResults
 from classifier_service.unheard import UnheardResults
 from classifier_service.workers import guarded_thread
 from facewire.config import ClassifierSettings
 from facewire.errors import SchemaError
 from facewire.logs import kv, moment
-from facewire.mqtt import Message, MqttConnection, Will
+from facewire.mqtt import Message, MqttConnection, Refusal, Will
 from facewire.replay import lost_since
 from facewire.schema import DeadLetter, FaceEmbedding, FaceResult
 from facewire.schema.replay import ReplayRequest
@@ -157,6 +159,7 @@ class ClassifierService:
         self.queue: FairQueue[tuple[Incoming, Message, int]] = FairQueue(settings.queue_max)
         self.counters = ServiceCounters()
         self.unheard = UnheardResults()
+        self.refused = RefusedResults()
         self._epoch = 0
         self._stop = threading.Event()
         self._republish = threading.Event()
@@ -188,6 +191,7 @@ class ClassifierService:
             "deadletter_reasons": dict(self.counters.reasons),
             "results_retrying": len(self.unheard),
             "results_unheard": self.unheard.given_up,
+            "results_refused": len(self.refused),
             "queue": self.queue.depths(),
         }
         return ServiceStatus(self.instance, state, time.time(), details).to_json()
@@ -230,6 +234,7 @@ class ClassifierService:
                 self._republish_recent()
             self._replay_requested()
             self._republish_unheard()
+            self._republish_refused()
             items = self.queue.take(self.settings.batch_max, self.settings.batch_wait_ms / 1000.0, timeout=0.2)
             if items:
                 self._handle(items)
@@ -248,16 +253,35 @@ class ClassifierService:
     def _publish_result(
         self, result: FaceResult, attempt: int, on_acked: Callable[[], None] | None, on_unheard: Callable[[], None]
     ) -> None:
-        """Publish ``result``; if nobody subscribes (0x10), ``on_unheard`` runs and it is kept for a retry."""
+        """Publish ``result``; if nobody subscribes (0x10), ``on_unheard`` runs and it is kept for a retry; if the
+        broker refuses it, it is kept (with ``on_acked``, its embedding's ack) until the broker takes it."""
 
         def unheard() -> None:
             on_unheard()
             if not self.unheard.add(result, attempt):
                 log.warning(kv("result-unheard", node=result.node, seq=result.seq, attempts=attempt + 1))
 
+        def refused(refusal: Refusal) -> None:
+            self.connection.log_refusal(refusal)
+            self.refused.add(result, on_acked or (lambda: None))
+
         self.connection.publish(
-            self.topics.results(result.node), result_json(result), on_acked=on_acked, on_unheard=unheard
+            self.topics.results(result.node),
+            result_json(result),
+            on_acked=on_acked,
+            on_unheard=unheard,
+            on_refused=refused,
         )
+
+    def _republish_refused(self) -> None:
+        """Publish the refused results again once their round is due; the first one taken resets the delay."""
+        for result, ack in self.refused.due():
+
+            def taken(ack: Callable[[], None] = ack) -> None:
+                self.refused.taken()
+                ack()
+
+            self._publish_result(result, 0, on_acked=taken, on_unheard=taken)
 
     def _republish_unheard(self) -> None:
         """Publish again the results whose back-off is over (the embedding was acked: the result is here)."""

@@ -469,7 +469,7 @@ class MqttConnection:
             raise ValueError(f"cannot publish on {topic!r}")  # as paho would, before it can wait in the window
         publication = Publication()
         release = self._release if qos > 0 else None
-        settlers = Settlers(topic, on_acked, on_refused or self._log_refusal, on_unheard, publication, release)
+        settlers = Settlers(topic, on_acked, on_refused or self.log_refusal, on_unheard, publication, release)
         outgoing = Outgoing(topic, payload, qos, retain, properties, settlers)
         if qos == 0 or self.window.admit(outgoing):
             self._send(outgoing)
@@ -505,7 +505,8 @@ class MqttConnection:
         """Publishes not yet answered by the broker: in flight or waiting for room in the window."""
         return self.tracker.outstanding + self.window.waiting
 
-    def _log_refusal(self, refusal: Refusal) -> None:
+    def log_refusal(self, refusal: Refusal) -> None:
+        """Log ``refusal`` as an error, once per topic and reason code (the default ``on_refused``)."""
         key = (refusal.topic, refusal.code)
         if key in self._refusals_logged:
             return

@@ -24,6 +24,7 @@ from edge_agent.spool import Spool
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError
 from facewire.mqtt import MqttConnection
+from facewire.schema import FaceResult
 from facewire_console.broker import LocalBroker, free_port
 from harness.processes import Collector, RunningClassifier, run_module
 from tests.broker_support import RoleClient, SecureBroker, start_secure_broker
@@ -148,6 +149,45 @@ def test_classifier_never_acks_an_embedding_whose_result_was_refused(
         watch.stop()
     assert refused_answers == 0, "the broker refused the first answer"
     assert len(answered) == 1, "the embedding was not acked: the broker redelivered it and it was answered"
+    assert "publish-refused" in classifier.log.read_text()
+
+
+def test_a_classifier_refused_more_than_its_receive_window_answers_everything_once_the_acl_is_fixed(
+    secure_broker: SecureBroker, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 embeddings while the ACL refuses the results, through a receive window of 16 (classifier.queue_max):
+    16 reach the classifier and none is acked, so the broker holds the other 24. The ACL is fixed with a SIGHUP
+    and the classifier keeps running: its retries of the refused results are taken, their embeddings acked, the
+    other 24 delivered, and all 40 answered. Before, the 16 held the window until the classifier reconnected."""
+    gallery, _probes = split_sample(sample_dir, tmp_path)
+    own = secure_broker.settings("classifier")
+    monkeypatch.setenv("FACEWIRE_MQTT__USERNAME", "classifier")
+    monkeypatch.setenv("FACEWIRE_MQTT__PASSWORD_FILE", str(own.password_file))
+    tls = ["--broker", own.url, "--tls-ca", str(own.tls_ca), "--tls-cert", str(own.tls_cert)]
+    tls += ["--tls-key", str(own.tls_key)]
+    shipped = (secure_broker.conf_dir / "acl").read_text()
+    admin = secure_broker.settings("admin")
+    watch = Collector(own.url, ["facewire/results/+", "facewire/services/classifier/acl/status"], admin).start()
+    classifier = RunningClassifier(
+        own.url, gallery, tmp_path, instance="acl", extra=tls, watch=admin, env={"FACEWIRE_CLASSIFIER__QUEUE_MAX": "16"}
+    ).start()
+    node = RoleClient(secure_broker.settings("cam-1"), "cam-1")
+    try:
+        reload_acl(secure_broker, shipped.replace("topic write facewire/results/+\n", ""))
+        for seq in range(40):
+            assert node.publish("facewire/embeddings/cam-1", embedding(seq=seq).to_msgpack()) < 0x80
+        time.sleep(3.0)
+        refused_answers = len(watch.matching(lambda t: t.startswith("facewire/results/")))
+        reload_acl(secure_broker, shipped)
+        answered = watch.wait_for(lambda t: t == "facewire/results/cam-1", 40, timeout=90)
+        running = classifier.process is not None and classifier.process.poll() is None
+    finally:
+        node.close()
+        classifier.stop()
+        watch.stop()
+    assert refused_answers == 0, "the broker refused every answer while the ACL lacked the results line"
+    assert running, "fixed without restarting the classifier"
+    assert {FaceResult.from_json(p).seq for _t, p in answered} == set(range(40))
     assert "publish-refused" in classifier.log.read_text()
 
 
