@@ -118,6 +118,7 @@ def run(
         functools.cache(lambda: create_analyzer(settings.model, det_threshold=0.6, min_face=20)),
         conf.share_group,
         conf.quality_slopes,
+        worker_died,
     )
     connection.set_will(service.will())
     # All subscribe before connecting: what a resumed session has queued arrives right after CONNACK.

@@ -20,12 +20,13 @@ import numpy as np
 
 from classifier_service.identify import Identification, identify_image
 from classifier_service.matcher import Matcher
+from classifier_service.workers import guarded_thread
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError, ImageError, SchemaError
 from facewire.faces import FaceAnalyzer
 from facewire.images import decode_image
 from facewire.logs import kv
-from facewire.mqtt import Message, MqttConnection
+from facewire.mqtt import Message, MqttConnection, Refusal
 from facewire.schema import DeadLetter
 from facewire.schema.identify import IdentifiedFace, IdentifyRequest, IdentifyResponse
 from facewire.topics import Topics
@@ -54,14 +55,16 @@ class IdentifyService:
         analyzer: Callable[[], FaceAnalyzer],
         share_group: str,
         quality_slopes: tuple[float, float, float] | None = None,
+        on_worker_death: Callable[[str], None] = lambda name: None,
     ) -> None:
-        """``quality_slopes``: the classifier's ``classifier.quality_slopes`` (None: that setting's default)."""
+        """``quality_slopes``: the classifier's ``classifier.quality_slopes`` (None: that setting's default);
+        ``on_worker_death``: called if the worker thread dies (the process then exits: classifier_service.workers)."""
         self.connection, self.topics = connection, topics
         self.quality_slopes = quality_slopes
         self.matcher, self.analyzer, self.share_group = matcher, analyzer, share_group
         self._queue: queue.Queue[Message] = queue.Queue()
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="identify-worker", daemon=True)
+        self._worker = guarded_thread("identify-worker", self._work, on_worker_death)
 
     def start(self) -> None:
         """Start the worker and subscribe (before connecting, like the other handlers)."""
@@ -92,6 +95,9 @@ class IdentifyService:
             return IdentifyResponse(True, tuple(results), matcher.threshold)
         except ImageError as exc:
             return IdentifyResponse(False, error=str(exc))
+        except Exception as exc:  # one request must not stop search by photo: answered with the error, acked
+            log.exception(kv("identify-failed", images=len(request.images)))
+            return IdentifyResponse(False, error=f"internal error: {type(exc).__name__}: {exc}"[:200])
 
     def _handle(self, message: Message) -> None:
         ack = lambda: self.connection.ack(message)  # noqa: E731 - acked once the answer is at the broker
@@ -109,7 +115,18 @@ class IdentifyService:
         if request is not None and request.correlation and message.correlation_data is None:
             response = replace(response, correlation=request.correlation)  # an MQTT 3.1.1 client's, as it sent it
         log.info(kv("identify", ok=response.ok, reply_to=topic))
-        self.connection.publish(topic, response.to_json(), on_acked=ack, correlation_data=correlation)
+
+        def refused(refusal: Refusal) -> None:
+            # The broker will not let us answer there (the requester chose a topic the classifier may not write):
+            # retrying cannot help, and unacked the request would hold one of the connection's receive slots.
+            self.connection.log_refusal(refusal)
+            detail = f"{refusal.topic}: {refusal.reason}"[:200]
+            letter = DeadLetter("reply-refused", detail, message.topic, message.payload)
+            self.connection.publish(self.topics.deadletter("identify"), letter.to_json("identify"), on_acked=ack)
+
+        self.connection.publish(
+            topic, response.to_json(), on_acked=ack, correlation_data=correlation, on_refused=refused
+        )
 
 
 def _answer(face: Identification, top_k: int) -> IdentifiedFace:

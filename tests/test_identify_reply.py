@@ -10,8 +10,12 @@ from __future__ import annotations
 import queue
 from pathlib import Path
 
-from classifier_service.identify_service import encode_for_request
-from facewire.config import MqttSettings
+import numpy as np
+
+from classifier_service.identify_service import IdentifyService, encode_for_request
+from classifier_service.matcher import Matcher
+from facewire.config import ModelSettings, MqttSettings
+from facewire.faces import create_analyzer
 from facewire.images import load_image
 from facewire.mqtt import Message, MqttConnection
 from facewire.schema.identify import IdentifyRequest, IdentifyResponse
@@ -50,3 +54,22 @@ def test_replies_keep_binary_correlation_data_and_a_text_correlation(broker: Loc
     finally:
         asker.close()
         assert classifier.stop() == 0
+
+
+def test_a_model_that_fails_to_load_is_an_answer_not_a_dead_worker(tmp_path: Path) -> None:
+    """The analyzer loads on the first request; an embedder file that is not ONNX fails there with a ModelError.
+    The request is answered with the error (and acked); before, the exception ended the identify worker thread
+    while the classifier stayed online, and every later request waited unacked in the connection's window."""
+    broken = tmp_path / "embedder.onnx"
+    broken.write_bytes(b"this is not an ONNX file")
+    settings = ModelSettings(embedder=str(broken), cache_dir=tmp_path / "cache")
+    service = IdentifyService(
+        MqttConnection(MqttSettings(url="mqtt://127.0.0.1:9"), "never-connected"),
+        TOPICS,
+        lambda: Matcher(np.eye(1, 128, dtype=np.float32), ["Ada"], 0.48),
+        lambda: create_analyzer(settings, det_threshold=0.6, min_face=20),
+        "classifiers",
+    )
+    photo = encode_for_request(load_image(photos(KNOWN / "Colin_Powell")[0]))
+    answer = service.answer(IdentifyRequest((photo,), 3))
+    assert not answer.ok and answer.error.startswith("internal error: ModelError"), answer

@@ -19,12 +19,15 @@ import pytest
 
 from classifier_service.gallery import client as gallery_client
 from classifier_service.gallery.client import GalleryClient
+from classifier_service.identify_service import encode_for_request, request_identify
 from edge_agent.forwarder import Forwarder
 from edge_agent.spool import Spool
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError
+from facewire.images import load_image
 from facewire.mqtt import MqttConnection
-from facewire.schema import FaceResult
+from facewire.schema import DeadLetter, FaceResult
+from facewire.schema.identify import IdentifyRequest
 from facewire_console.broker import LocalBroker, free_port
 from harness.processes import Collector, RunningClassifier, run_module
 from tests.broker_support import RoleClient, SecureBroker, start_secure_broker
@@ -189,6 +192,42 @@ def test_a_classifier_refused_more_than_its_receive_window_answers_everything_on
     assert running, "fixed without restarting the classifier"
     assert {FaceResult.from_json(p).seq for _t, p in answered} == set(range(40))
     assert "publish-refused" in classifier.log.read_text()
+
+
+def test_identify_requests_whose_reply_the_broker_refuses_are_dead_lettered_not_held(
+    secure_broker: SecureBroker, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 search-by-photo requests (admin) asking for the answer on a topic the classifier may not write, through
+    a receive window of 16: each refused answer dead-letters its request (`reply-refused`) and acks it, and a
+    request with a proper reply topic is still answered. Before, each refused answer left its request unacked,
+    holding one of the slots the embeddings share: 16 of them and the classifier received nothing more."""
+    gallery, _probes = split_sample(sample_dir, tmp_path)
+    own, admin = secure_broker.settings("classifier"), secure_broker.settings("admin")
+    monkeypatch.setenv("FACEWIRE_MQTT__USERNAME", "classifier")
+    monkeypatch.setenv("FACEWIRE_MQTT__PASSWORD_FILE", str(own.password_file))
+    tls = ["--broker", own.url, "--tls-ca", str(own.tls_ca), "--tls-cert", str(own.tls_cert)]
+    tls += ["--tls-key", str(own.tls_key)]
+    letters = Collector(own.url, ["facewire/deadletter/identify"], admin).start()
+    classifier = RunningClassifier(
+        own.url, gallery, tmp_path, instance="idr", extra=tls, watch=admin, env={"FACEWIRE_CLASSIFIER__QUEUE_MAX": "16"}
+    ).start()
+    asker = MqttConnection(admin, "identify-elsewhere")
+    asker.connect()
+    try:
+        photo = next((gallery / sorted(p.name for p in gallery.iterdir())[0]).iterdir())
+        request = IdentifyRequest((encode_for_request(load_image(photo)),), 1).to_json()
+        for number in range(20):
+            asker.publish(
+                "facewire/identify/req", request, response_topic="elsewhere/inbox", correlation_data=bytes([number])
+            )
+        dead = letters.wait_for(lambda _t: True, 20, timeout=120)
+        answer = request_identify(admin, [load_image(photo)], 1, timeout=60)
+    finally:
+        asker.close()
+        letters.stop()
+        assert classifier.stop() == 0
+    assert [DeadLetter.from_json(p).reason for _t, p in dead] == ["reply-refused"] * 20
+    assert answer.ok and answer.results[0], "search by photo still answers"
 
 
 @pytest.fixture
