@@ -71,13 +71,15 @@ class Bridge:
         return f"facewire-bridge-{self.site}"
 
     def lines(self) -> list[tuple[str, str]]:
-        """(topic, direction) of every bridged topic: out to the centre, in from it."""
+        """(topic, direction) of every bridged topic: out to the centre, in from it. Replay requests go out too:
+        a site subscriber whose session the site broker lost asks the centre's classifiers (facewire.replay)."""
         t = Topics(self.prefix)
+        replay = (t.results_replay(), "out")
         if not self.nodes:
             outs = [t.embeddings_all(), t.node_status_all(), t.thumbnails_all()]
-            return [(topic, "out") for topic in outs] + [(t.results_all(), "in")]
+            return [(topic, "out") for topic in outs] + [replay, (t.results_all(), "in")]
         out = [(topic, "out") for n in self.nodes for topic in (t.embeddings(n), t.node_status(n), t.thumbnails(n))]
-        return out + [(t.results(n), "in") for n in self.nodes]
+        return [*out, replay] + [(t.results(n), "in") for n in self.nodes]
 
     def site_conf(self) -> str:
         """The mosquitto.conf snippet to append to the site broker's configuration."""

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from facewire.config import MqttSettings
 from facewire.mqtt import Message, MqttConnection, Refusal, broker_password
 from facewire.schema import FaceEmbedding
+from facewire.schema.replay import ReplayRequest
 from facewire_console.broker import BROKER_CONF, LocalBroker
 from facewire_console.broker_bridge import Bridge
 from facewire_console.cli import BROKER_LAZY_COMMANDS, main
@@ -141,7 +142,9 @@ def test_generated_config_bridges_two_real_mosquittos(tmp_path: Path, secure_cen
     with LocalBroker(tmp_path / "site", config=site_conf) as site:
         wait_bridge_up(site.url)
         at_centre = Received(
-            accounts["admin"].url, ["facewire/embeddings/+", "facewire/nodes/+/status"], accounts["admin"]
+            accounts["admin"].url,
+            ["facewire/embeddings/+", "facewire/nodes/+/status", "facewire/replay/results"],
+            accounts["admin"],
         ).start("centre-admin")
         at_site = Received(site.url, ["facewire/results/+"]).start("site-dashboard")
         edge = MqttConnection(MqttSettings(url=site.url), "edge-site-a")
@@ -150,6 +153,7 @@ def test_generated_config_bridges_two_real_mosquittos(tmp_path: Path, secure_cen
         edge.publish("facewire/nodes/cam-1/status", b'{"state": "online"}', retain=True)
         edge.publish("facewire/embeddings/cam-1", payload)
         edge.publish("facewire/embeddings/cam-2", synthetic_stream("cam-2", 1)[0])  # not this bridge's node
+        edge.publish("facewire/replay/results", ReplayRequest("recorder-site", time.time() - 60).to_json())
         classifier = MqttConnection(accounts["classifier"], "centre-classifier")
         classifier.connect()
         classifier.publish("facewire/results/cam-1", b"{}")
@@ -169,7 +173,11 @@ def test_generated_config_bridges_two_real_mosquittos(tmp_path: Path, secure_cen
         for subscriber in (at_centre, at_site, late):
             subscriber.stop()
     assert late.topics_seen() == ["facewire/nodes/cam-1/status"], "the node's status stays retained at the centre"
-    assert sorted(at_centre.topics_seen()) == ["facewire/embeddings/cam-1", "facewire/nodes/cam-1/status"]
+    assert sorted(at_centre.topics_seen()) == [
+        "facewire/embeddings/cam-1",
+        "facewire/nodes/cam-1/status",
+        "facewire/replay/results",  # a site subscriber's replay request reaches the centre's classifiers
+    ]
     assert at_site.topics_seen() == ["facewire/results/cam-1"]
     assert [r.code for r in refusals] == [0x87], "the centre's ACL confines the bridge account to its nodes"
 
