@@ -65,16 +65,16 @@ class GalleryClient:
             self._events.append(json.loads(event.to_json()))
             self._cond.notify_all()
 
-    def send(self, command: dict[str, Any]) -> str:
+    def send(self, command: dict[str, Any], patience: float = UNHEARD_RETRY_SECONDS) -> str:
         """Publish ``command`` (an id is added) and return its id once the broker has it for a classifier.
 
         The broker answers 0x10 when no classifier subscribes (none runs, or they are reconnecting after a
-        broker restart): the command is sent again every second for ``UNHEARD_RETRY_SECONDS``, then it is an
+        broker restart): the command is sent again every second for ``patience`` seconds, then it is an
         error, never an id returned as if a classifier had it (commands are idempotent: a copy is harmless)."""
         request = {"id": uuid.uuid4().hex[:12], "actor": self.account, **command}
         payload = GalleryCommand.from_json(json.dumps(request).encode()).to_json()  # refused here if malformed
         topic = self.topics.gallery_cmd(self.account)
-        deadline = time.monotonic() + UNHEARD_RETRY_SECONDS
+        deadline = time.monotonic() + patience
         while True:
             refused: list[Refusal] = []
             unheard: list[bool] = []
@@ -122,11 +122,12 @@ class GalleryClient:
 
     def request(self, command: dict[str, Any], replicas: int = 1, timeout: float = 60.0) -> list[dict[str, Any]]:
         """``send`` then ``wait``."""
-        return self.wait(self.send(command), str(command["op"]), replicas, timeout)
+        request_id = self.send(command, patience=min(timeout, UNHEARD_RETRY_SECONDS))
+        return self.wait(request_id, str(command["op"]), replicas, timeout)
 
     def gather(self, command: dict[str, Any], quiet: float, timeout: float) -> list[dict[str, Any]]:
         """Send and collect final events from every replica that answers (until ``quiet`` s pass with none new)."""
-        request_id = self.send(command)
+        request_id = self.send(command, patience=min(timeout, UNHEARD_RETRY_SECONDS))
         final = FINAL_EVENTS[str(command["op"])]
         deadline, last_count, last_change = time.monotonic() + timeout, 0, time.monotonic()
         while time.monotonic() < deadline:
