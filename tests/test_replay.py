@@ -158,6 +158,50 @@ def test_a_subscriber_that_resubscribes_after_the_classifier_gets_every_result(
 
 
 @pytest.mark.slow
+def test_the_classifier_re_publishes_what_the_crash_lost_after_an_outage_longer_than_its_window(
+    tmp_path: Path, sample_dir: Path, broker: LocalBroker
+) -> None:
+    """A subscriber whose session survives (it is in the snapshot of a clean restart) is away while 100 results
+    are queued for it; the broker dies with them and stays down 12 s, longer than ``classifier.resend_seconds``
+    (2 here, keep-alive 5). The embeddings came from a plain publisher (no edge spool to re-send them), so only
+    the classifier's own re-publish can restore them: it reaches back from when its connection was lost, not
+    from its reconnect, which the outage had already put past them."""
+    gallery, _probes = split_sample(sample_dir, tmp_path)
+    env = {"FACEWIRE_CLASSIFIER__RESEND_SECONDS": "2", "FACEWIRE_MQTT__KEEPALIVE": "5"}
+    away = ResultCounter(broker.url, "away-with-session", ask_replay=False).start()
+    classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="c1", env=env).start()
+    live = Collector(broker.url, [T.results_all()]).start()
+    edge = MqttConnection(MqttSettings(url=broker.url), "plain-edge")
+    back: ResultCounter | None = None
+    payloads = synthetic_stream("cam-1", 101)
+    try:
+        broker.stop()  # SIGTERM: the snapshot now holds both persistent sessions
+        broker.start()
+        edge.connect()
+        for _ in range(30):  # until the classifier is back (its shared subscription returns with it)
+            edge.publish(T.embeddings("cam-1"), payloads[0])
+            if wait_until(lambda: ("cam-1", 0) in away.counts, 1.0):
+                break
+        assert ("cam-1", 0) in away.counts, "everyone is back after the clean restart"
+        away.stop()
+        for payload in payloads[1:]:
+            edge.publish(T.embeddings("cam-1"), payload)
+        queued = {("cam-1", seq) for seq in range(1, 101)}
+        assert wait_until(lambda: queued <= {FaceResult.from_json(p).key for _t, p in live.messages}, 30)
+        broker.kill()
+        time.sleep(12.0)  # longer than resend_seconds plus 1.5 keep-alives: 9.5 s
+        broker.start()
+        back = ResultCounter(broker.url, "away-with-session", ask_replay=False).start()
+        assert wait_until(lambda: not back.missing(queued), 30), f"{len(back.missing(queued))} of 100 never came"
+    finally:
+        edge.close()
+        live.stop()
+        assert classifier.stop() == 0
+        if back is not None:
+            back.stop()
+
+
+@pytest.mark.slow
 def test_replay_requests_are_coalesced_and_a_malformed_one_is_dead_lettered(
     tmp_path: Path, sample_dir: Path, broker: LocalBroker
 ) -> None:
