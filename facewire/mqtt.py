@@ -327,10 +327,11 @@ class MqttConnection:
         self.max_inflight = max_inflight
         self.window = InflightWindow(0)  # opened by CONNACK, to the broker's Receive Maximum
         self.on_connection_change: Callable[[bool], None] | None = None
-        # Called with the time the connection was lost when a reconnect finds the persistent session gone
-        # (the broker crashed before snapshotting it): what was queued in it, and what was published before
-        # the new SUBSCRIBE, never reaches this client.
-        self.on_session_lost: Callable[[float], None] | None = None
+        # Called with the time the connection was lost when a reconnect may have missed messages: the persistent
+        # session is gone (the broker crashed before snapshotting it), or it holds a shared subscription, which
+        # mosquitto 2 does not restore after a restart until the client subscribes again. What was queued, and
+        # what was published before the new SUBSCRIBE, never reaches this client.
+        self.on_messages_missed: Callable[[float], None] | None = None
         self._lost_at: float | None = None  # wall time the last connection ended; None before the first
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=manual_ack
@@ -563,10 +564,13 @@ class MqttConnection:
         log.info(kv("mqtt-connected", url=self.settings.url, client=self.client_id))
         if self.on_connection_change:
             self.on_connection_change(True)
-        if self.session_expiry and self._lost_at is not None and not getattr(flags, "session_present", True):
-            log.warning(kv("mqtt-session-lost", client=self.client_id, disconnected_at=moment(self._lost_at)))
-            if self.on_session_lost:
-                self.on_session_lost(self._lost_at)
+        if self.session_expiry and self._lost_at is not None:
+            if not getattr(flags, "session_present", True):
+                log.warning(kv("mqtt-session-lost", client=self.client_id, disconnected_at=moment(self._lost_at)))
+            elif not any(topic.startswith("$share/") for topic in self._subscriptions):
+                return
+            if self.on_messages_missed:
+                self.on_messages_missed(self._lost_at)
 
     def _on_disconnect(self, _c: paho.Client, _u: object, _f: object, reason: paho.ReasonCode, _p: object) -> None:
         if self._connected.is_set():

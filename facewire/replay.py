@@ -35,7 +35,9 @@ def lost_since(lost_at: float, keepalive: int, margin: float) -> float:
 def ask_for_replay_when_session_lost(
     connection: MqttConnection, topics: Topics, client: str, margin: float = SNAPSHOT_MARGIN
 ) -> None:
-    """Make ``connection`` ask for the recent results again whenever a reconnect finds its session gone.
+    """Make ``connection`` ask for the recent results again whenever a reconnect may have missed some: its
+    session is gone, or it subscribes in a ``$share`` group (mosquitto 2 restores a shared subscription after
+    a restart only when the client subscribes again; the recorder, alerts and forward services do).
 
     Call after subscribing to the results: the request goes out after the re-SUBSCRIBE, so the replay finds
     the subscription. If no classifier is connected yet (unheard), each one re-publishes on its own
@@ -50,4 +52,4 @@ def ask_for_replay_when_session_lost(
             on_unheard=lambda: log.info(kv("replay-unheard", client=client, remedy=UNHEARD_REMEDY)),
         )
 
-    connection.on_session_lost = ask
+    connection.on_messages_missed = ask
