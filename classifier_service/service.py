@@ -298,10 +298,14 @@ class ClassifierService:
         lost_at = self.connection.lost_at or until
         since = lost_since(lost_at, self.connection.settings.keepalive, self.settings.resend_seconds)
         recent = [r for r in self.classifier.recent(since) if r.classified_at < until]
-        for result in recent:
-            self.connection.publish(self.topics.results(result.node), result_json(result))
+        self._publish_again(recent)
         if recent:
             log.info(kv("results-republished", count=len(recent), since=moment(since)))
+
+    def _publish_again(self, results: list[FaceResult]) -> None:
+        """Publish ``results`` once more (their embeddings were acked long ago: nothing waits on these)."""
+        for result in results:
+            self.connection.publish(self.topics.results(result.node), result_json(result))
 
     def _on_replay_request(self, message: Message) -> None:
         """Note a subscriber's replay request (served by the worker); a malformed one is dead-lettered."""
@@ -327,8 +331,7 @@ class ClassifierService:
                 return
             self._replay_since, self._replayed_at = None, now
         recent = self.classifier.recent(since)
-        for result in recent:
-            self.connection.publish(self.topics.results(result.node), result_json(result))
+        self._publish_again(recent)
         log.info(kv("results-replayed", count=len(recent), since=moment(since)))
         self.on_replay(since)
 

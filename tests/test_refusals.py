@@ -111,6 +111,15 @@ def test_edge_agent_logged_in_as_another_node_fails_and_keeps_its_faces(
     assert counted and max(counted) > 0, "the heartbeat counts the refused embeddings"
 
 
+def login_as_classifier(secure: SecureBroker, monkeypatch: pytest.MonkeyPatch) -> tuple[MqttSettings, list[str]]:
+    """The classifier account's settings, its login in the environment and its TLS flags for the command line."""
+    own = secure.settings("classifier")
+    monkeypatch.setenv("FACEWIRE_MQTT__USERNAME", "classifier")
+    monkeypatch.setenv("FACEWIRE_MQTT__PASSWORD_FILE", str(own.password_file))
+    tls = ["--broker", own.url, "--tls-ca", str(own.tls_ca), "--tls-cert", str(own.tls_cert)]
+    return own, [*tls, "--tls-key", str(own.tls_key)]
+
+
 def reload_acl(secure: SecureBroker, text: str) -> None:
     """Rewrite the broker's ACL and make the running mosquitto read it again (SIGHUP)."""
     (secure.conf_dir / "acl").write_text(text)
@@ -125,11 +134,7 @@ def test_classifier_never_acks_an_embedding_whose_result_was_refused(
     """An ACL without the classifier's results line refuses its answer; once fixed, the broker redelivers the
     embedding to the restarted classifier, which answers it. Had the classifier acked it, it would be lost."""
     gallery, _probes = split_sample(sample_dir, tmp_path)
-    own = secure_broker.settings("classifier")
-    monkeypatch.setenv("FACEWIRE_MQTT__USERNAME", "classifier")
-    monkeypatch.setenv("FACEWIRE_MQTT__PASSWORD_FILE", str(own.password_file))
-    tls = ["--broker", own.url, "--tls-ca", str(own.tls_ca), "--tls-cert", str(own.tls_cert)]
-    tls += ["--tls-key", str(own.tls_key)]
+    own, tls = login_as_classifier(secure_broker, monkeypatch)
     shipped = (secure_broker.conf_dir / "acl").read_text()
     assert "topic write facewire/results/+\n" in shipped
     admin = secure_broker.settings("admin")
@@ -162,14 +167,10 @@ def test_a_classifier_refused_more_than_its_receive_window_answers_everything_on
     and the classifier keeps running: its retries of the refused results are taken, their embeddings acked, the
     other 24 delivered, and all 40 answered. Before, the 16 held the window until the classifier reconnected."""
     gallery, _probes = split_sample(sample_dir, tmp_path)
-    own = secure_broker.settings("classifier")
-    monkeypatch.setenv("FACEWIRE_MQTT__USERNAME", "classifier")
-    monkeypatch.setenv("FACEWIRE_MQTT__PASSWORD_FILE", str(own.password_file))
-    tls = ["--broker", own.url, "--tls-ca", str(own.tls_ca), "--tls-cert", str(own.tls_cert)]
-    tls += ["--tls-key", str(own.tls_key)]
+    own, tls = login_as_classifier(secure_broker, monkeypatch)
     shipped = (secure_broker.conf_dir / "acl").read_text()
     admin = secure_broker.settings("admin")
-    watch = Collector(own.url, ["facewire/results/+", "facewire/services/classifier/acl/status"], admin).start()
+    watch = Collector(own.url, ["facewire/results/+"], admin).start()
     classifier = RunningClassifier(
         own.url, gallery, tmp_path, instance="acl", extra=tls, watch=admin, env={"FACEWIRE_CLASSIFIER__QUEUE_MAX": "16"}
     ).start()
@@ -201,11 +202,8 @@ def test_identify_requests_whose_reply_the_broker_refuses_are_dead_lettered_not_
     request with a proper reply topic is still answered. Before, each refused answer left its request unacked,
     holding one of the slots the embeddings share: 16 of them and the classifier received nothing more."""
     gallery, _probes = split_sample(sample_dir, tmp_path)
-    own, admin = secure_broker.settings("classifier"), secure_broker.settings("admin")
-    monkeypatch.setenv("FACEWIRE_MQTT__USERNAME", "classifier")
-    monkeypatch.setenv("FACEWIRE_MQTT__PASSWORD_FILE", str(own.password_file))
-    tls = ["--broker", own.url, "--tls-ca", str(own.tls_ca), "--tls-cert", str(own.tls_cert)]
-    tls += ["--tls-key", str(own.tls_key)]
+    own, tls = login_as_classifier(secure_broker, monkeypatch)
+    admin = secure_broker.settings("admin")
     letters = Collector(own.url, ["facewire/deadletter/identify"], admin).start()
     classifier = RunningClassifier(
         own.url, gallery, tmp_path, instance="idr", extra=tls, watch=admin, env={"FACEWIRE_CLASSIFIER__QUEUE_MAX": "16"}
