@@ -71,13 +71,10 @@ def load_real(dataset: Path = accuracy.DEFAULT_DATASET, cache_dir: Path | None =
     enrolled, probes = accuracy.split(photos)
     cache = EmbeddingCache((cache_dir or ModelSettings().cache_dir) / "bench" / "embeddings.sqlite")
     try:
-        vectors = _cached(photos, cache)
-        missing = [p for p in photos if p.sha256 not in vectors]
-        if missing:
-            from facewire.faces import create_analyzer
+        from facewire.faces import create_analyzer
 
-            analyzer = create_analyzer(ModelSettings(embedder=MODEL), det_threshold=0.6, min_face=20)
-            vectors |= accuracy.embed_all(missing, analyzer, cache)
+        analyzer = create_analyzer(ModelSettings(embedder=MODEL), det_threshold=0.6, min_face=20)
+        vectors = accuracy.embed_all(photos, analyzer, cache)
     finally:
         cache.close()
     enrolled = [p for p in enrolled if vectors[p.sha256] is not None]
@@ -90,15 +87,6 @@ def load_real(dataset: Path = accuracy.DEFAULT_DATASET, cache_dir: Path | None =
     return RealFaces(
         stack(enrolled), [p.person for p in enrolled], stack(known), [p.person for p in known], stack(strangers)
     )
-
-
-def _cached(photos: list[accuracy.Photo], cache: EmbeddingCache) -> dict[str, np.ndarray | None]:
-    found: dict[str, np.ndarray | None] = {}
-    for photo in photos:
-        row = cache.get(photo.sha256, MODEL)
-        if row is not None:
-            found[photo.sha256] = row[0]
-    return found
 
 
 def _root(cov: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from facewire.config import ModelSettings
-from facewire.models.align import align_face, crop_face
+from facewire.models.align import WARP_NAME, align_face, crop_face
 from facewire.models.detector import Detection, Detector, HaarDetector, YuNetDetector
 from facewire.models.embedder import Embedder, OnnxEmbedder
 from facewire.models.registry import YUNET, package_file, resolve_embedder
@@ -95,9 +95,9 @@ class FaceAnalyzer:
     def preparation(self) -> str:
         """Detector and mask, e.g. ``yunet+none``: with the model id, what decides a photo's embedding.
 
-        A cache of gallery embeddings keyed by model id alone goes stale when the detector or mask changes.
+        A cache of gallery embeddings keyed by model id alone goes stale when the detector, mask or warp changes.
         """
-        return f"{self.detector.id}+{self.masker.id if self.masker is not None else 'none'}"
+        return f"{self.detector.id}+{self.masker.id if self.masker is not None else 'none'}+{WARP_NAME}"
 
     def faces(self, frame: np.ndarray) -> list[Face]:
         """Every face at least ``min_face`` pixels, aligned and scored, not yet embedded."""

@@ -70,7 +70,7 @@ def scan_folder(root: Path) -> list[tuple[str, Path]]:
 
 
 class EmbeddingCache:
-    """SQLite cache of photo embeddings (or the reason a photo has none) by SHA-256 and model."""
+    """SQLite cache of photo embeddings (or the reason a photo has none) by SHA-256 and ``cache_key``."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,20 +114,25 @@ def embed_photo(analyzer: FaceAnalyzer, path: Path) -> tuple[np.ndarray | None, 
     return largest.embedding, ""
 
 
+def cache_key(analyzer: FaceAnalyzer) -> str:
+    """What a cached photo embedding depends on besides the photo: the model, detector, mask and warp."""
+    return f"{analyzer.embedder.model_id}+{analyzer.preparation}"
+
+
 def build_gallery(
     root: Path, analyzer: FaceAnalyzer, cache: EmbeddingCache, on_progress: Callable[[int, int], None] | None = None
 ) -> Gallery:
     """Embed (or take from the cache) every photo under ``root``."""
-    model_id = analyzer.embedder.model_id
-    gallery = Gallery(model_id=model_id, dim=analyzer.embedder.dim)
+    gallery = Gallery(model_id=analyzer.embedder.model_id, dim=analyzer.embedder.dim)
+    key = cache_key(analyzer)
     vectors = []
     pairs = scan_folder(root)
     for done, (person, path) in enumerate(pairs, start=1):
         digest = sha256_file(path)
-        cached = cache.get(digest, model_id)
+        cached = cache.get(digest, key)
         vector, reason = cached if cached is not None else embed_photo(analyzer, path)
         if cached is None:
-            cache.put(digest, model_id, vector, reason)
+            cache.put(digest, key, vector, reason)
         if vector is None:
             gallery.rejected.append((path, reason))
             log.warning(kv("enrolment-photo-rejected", path=path, reason=reason))

@@ -68,7 +68,7 @@ def test_haar_finds_faces_without_landmarks_and_the_crop_rule_applies(tmp_path: 
     analyzer = create_analyzer(settings(tmp_path, detector="haar"), det_threshold=0.6, min_face=20)
     faces = analyzer.faces(image)
     assert faces and all(f.crop.shape == (112, 112, 3) for f in faces)
-    assert analyzer.preparation == "haar+none"
+    assert analyzer.preparation == "haar+none+cubic"
 
 
 def test_exported_tiny_clip_carries_metadata_manifest_and_dynamic_batch(tiny_clip: Path) -> None:

@@ -1,4 +1,11 @@
-"""Face alignment: a similarity transform of 5 landmarks onto the 112x112 ArcFace/SFace template."""
+"""Face alignment: a similarity transform of 5 landmarks onto the 112x112 ArcFace/SFace template.
+
+The warp interpolates bicubically (``WARP``). A camera's face of 23-37 px is enlarged 3-5 times onto the
+template, where bilinear interpolation blurs what little detail there is. Measured on lfw-dev
+(docs/accuracy.md, "Warp interpolation"): at ~23 px, one enrolment photo, 80.3 % of known probes named at
+the default threshold against 77.3 % bilinear, no stranger named against 0.2 %; clean photos unchanged.
+Lanczos gains about as much at three times bicubic's cost (~0.8 against ~0.2 ms a face here).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float32,
 )
+WARP = cv2.INTER_CUBIC
+WARP_NAME = "cubic"  # part of FaceAnalyzer.preparation: embeddings cached under another warp are not reused
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -30,7 +39,7 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
     """Warp the face with these 5 landmarks onto the template, giving a ``size`` x ``size`` BGR crop."""
     matrix = similarity_transform(landmarks.astype(np.float64), TEMPLATE_112.astype(np.float64) * (size / 112.0))
-    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(frame, matrix, (size, size), flags=WARP, borderMode=cv2.BORDER_CONSTANT)
 
 
 def crop_face(frame: np.ndarray, bbox: tuple[float, float, float, float], size: int, margin: float = 0.1) -> np.ndarray:
@@ -41,4 +50,4 @@ def crop_face(frame: np.ndarray, bbox: tuple[float, float, float, float], size: 
     matrix = np.array(
         [[size / side, 0, size / 2 - cx * size / side], [0, size / side, size / 2 - cy * size / side]], dtype=np.float32
     )
-    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(frame, matrix, (size, size), flags=WARP, borderMode=cv2.BORDER_CONSTANT)
