@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from bench.common import machine_line, table, update_section, write_json
+from facewire.config import ModelSettings
+from facewire.models.registry import default_threshold
 
 SECTION = "accuracy-protocols"
 METRIC_LABELS = {
@@ -197,9 +199,16 @@ def matched_table(data: dict[str, Any]) -> str:
         f"{first['strangers']:,} strangers. The shipped decision's fitted thresholds raised by:\n\n"
         + table(["raise", "known named", "strangers named", "vs first (+gained / -lost)"], rows)
         + f"\n\nThe smallest raise naming no more strangers is +{match['offset']:.3f}: the main split's halves' mean "
-        f"plus it, rounded up to 0.001, is {raised:.3f}. The shipped default is that or the halves' mean rounded up "
-        f"to 0.01, whichever is higher: {shipped:.3f}."
+        f"plus it, rounded up to 0.001, is {raised:.3f}. The procedure's default is that or the halves' mean rounded "
+        f"up to 0.01, whichever is higher: {shipped:.3f} (the model registry ships {registry_threshold():.2f};"
+        " docs/accuracy.md says when they differ)."
     )
+
+
+def registry_threshold() -> float:
+    """The default threshold the model registry ships for the default embedder."""
+    threshold = default_threshold(ModelSettings().embedder)
+    return float("nan") if threshold is None else threshold
 
 
 def cohort_cell(row: dict[str, Any]) -> str:

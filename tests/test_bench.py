@@ -195,3 +195,27 @@ def test_classifier_throughput_buckets_py_spy_samples_by_innermost_known_frame(t
     assert shares["FAISS search (GIL released)"] == 0.25
     assert shares["hand-off: fair queue put/take"] == 0.1
     assert shares["other"] == 0.5 and shares["paho: embeddings in (decode, route to handler)"] == 0
+
+
+def test_warp_cost_on_the_bundled_sample(tmp_path: Path) -> None:
+    args = ["--rounds", "1", "--dataset", str(SAMPLE / "lfw")]
+    done = run_module("bench.warp_cost", args, {"FACEWIRE_BENCH_DIR": str(tmp_path)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((tmp_path / "results" / "warp_cost.json").read_text())
+    assert set(data["cost"]["ms_per_face"]) == {"bilinear", "bicubic (shipped)", "Lanczos", "embedding"}
+    assert data["cost"]["faces"] >= 40  # 30 sample photos at two scales, a few without a face found
+    scales = data["accuracy"]["scales"]
+    assert set(scales) == {"0.22", "0.35"} and data["accuracy"]["people"] == 4
+    for result in scales.values():
+        assert result["strangers"] >= 5 and result["known"] >= 15  # 4 people's other photos, 6 strangers
+        bilinear = result["warps"]["bilinear"]
+        assert bilinear["gained"] == bilinear["lost"] == 0  # each warp is compared with bilinear, paired
+        assert 0.0 <= result["warps"]["bicubic (shipped)"]["known_named"][0] <= 1.0
+    assert "<!-- bench:warp-cost -->" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_warp_cost_without_the_dataset_says_so(tmp_path: Path) -> None:
+    args = ["--rounds", "1", "--dataset", str(tmp_path / "none")]
+    done = run_module("bench.warp_cost", args, {"FACEWIRE_BENCH_DIR": str(tmp_path)}, timeout=600)
+    assert done.returncode == 0 and "no dataset at" in done.stderr
+    assert "Accuracy not measured" in (tmp_path / "BENCHMARKS.md").read_text()
