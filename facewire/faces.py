@@ -93,7 +93,7 @@ class FaceAnalyzer:
 
     @property
     def preparation(self) -> str:
-        """Detector and mask, e.g. ``yunet+none``: with the model id, what decides a photo's embedding.
+        """Detector, mask and warp, e.g. ``yunet+none+cubic``: with the model id, what decides a photo's embedding.
 
         A cache of gallery embeddings keyed by model id alone goes stale when the detector, mask or warp changes.
         """

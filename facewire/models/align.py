@@ -2,9 +2,10 @@
 
 The warp interpolates bicubically (``WARP``). A camera's face of 23-37 px is enlarged 3-5 times onto the
 template, where bilinear interpolation blurs what little detail there is. Measured on lfw-dev
-(docs/accuracy.md, "Warp interpolation"): at ~23 px, one enrolment photo, 80.3 % of known probes named at
-the default threshold against 77.3 % bilinear, no stranger named against 0.2 %; clean photos unchanged.
-Lanczos gains about as much at three times bicubic's cost (~0.8 against ~0.2 ms a face here).
+(``python -m bench.warp_cost``; docs/accuracy.md, "Warp interpolation"): at ~23 px with one enrolment
+photo, 81.0 % of known probes named at the default threshold against 77.8 % bilinear, no stranger named
+with either; full-size photos unchanged. Lanczos gains about as much at three times bicubic's cost
+(0.65 against 0.20 ms a face here, 1 % of embedding it).
 """
 
 from __future__ import annotations
