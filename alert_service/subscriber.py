@@ -21,7 +21,7 @@ from facewire.erasure import erasure_marker
 from facewire.errors import SchemaError
 from facewire.logs import kv
 from facewire.mqtt import Message, MqttConnection, Will
-from facewire.replay import ask_for_replay_when_session_lost
+from facewire.replay import ask_for_replay_when_messages_missed
 from facewire.schema import DeadLetter, FaceResult
 from facewire.schema.gallery import GalleryEvent
 from facewire.schema.status import Detail, ServiceStatus
@@ -78,7 +78,7 @@ class ResultSubscriber(ABC):
         connection.subscribe(self.topics.gallery_events(), self._on_gallery_event)
         # A broker that crashed before snapshotting this session forgot the subscription: ask for the results
         # published before the new SUBSCRIBE again (every subscriber is idempotent on (node, seq)).
-        ask_for_replay_when_session_lost(connection, topics, f"{self.service}-{instance}")
+        ask_for_replay_when_messages_missed(connection, topics, f"{self.service}-{instance}")
         self.erased: dict[str, str] = {}  # person -> erasure marker, applied to results still in flight
         self._erasures: queue.Queue[tuple[str, Message, int]] = queue.Queue()
 

@@ -22,7 +22,7 @@ from classifier_service.quality import Cohort, cohort_for
 from facewire.config import ClassifierSettings, ModelSettings
 from facewire.errors import ConfigError
 from facewire.faces import FaceAnalyzer, create_analyzer
-from facewire.gallery_folder import EmbeddingCache, cache_key, embed_photo, scan_folder
+from facewire.gallery_folder import EmbeddingCache, cached_embedding, scan_folder
 from facewire.models.registry import EMBEDDERS, default_threshold, sha256_file
 from facewire.progress import progress_bar
 
@@ -85,16 +85,10 @@ def split(photos: list[Photo], enroll: int | None = None) -> tuple[list[Photo], 
 
 def embed_all(photos: list[Photo], analyzer: FaceAnalyzer, cache: EmbeddingCache) -> dict[str, np.ndarray | None]:
     """Embedding (or None: no face found) of every photo by SHA-256, from the cache when possible."""
-    model_id = analyzer.embedder.model_id
-    key = cache_key(analyzer)
     vectors: dict[str, np.ndarray | None] = {}
-    with progress_bar(f"embedding with {model_id}") as update:
+    with progress_bar(f"embedding with {analyzer.embedder.model_id}") as update:
         for done, photo in enumerate(photos, start=1):
-            cached = cache.get(photo.sha256, key)
-            if cached is None:
-                cached = embed_photo(analyzer, photo.path)
-                cache.put(photo.sha256, key, *cached)
-            vectors[photo.sha256] = cached[0]
+            vectors[photo.sha256] = cached_embedding(cache, analyzer, photo.path, photo.sha256)[0]
             update(done, len(photos))
     return vectors
 

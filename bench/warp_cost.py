@@ -33,9 +33,9 @@ from bench.calibration import wilson
 from bench.common import machine_line, table, update_section, write_json
 from bench.protocols import shrink_into_frame
 from facewire.config import ModelSettings
-from facewire.faces import create_analyzer
+from facewire.faces import FaceAnalyzer, create_analyzer
 from facewire.images import load_image
-from facewire.models.align import TEMPLATE_112, similarity_transform
+from facewire.models.align import align_face
 from facewire.models.registry import default_threshold
 from facewire.progress import progress_bar
 from facewire_console.demo import SAMPLE_DIR
@@ -46,44 +46,32 @@ SCALES = (0.22, 0.35)
 COMMAND = "python -m bench.warp_cost"
 
 
-def _aligner() -> Any:
-    return create_analyzer(ModelSettings(), det_threshold=0.6, min_face=10)
-
-
-def _matrix(frame: np.ndarray, analyzer: Any) -> np.ndarray | None:
-    """The alignment of the best face with landmarks in ``frame``, or None."""
+def _landmarks(frame: np.ndarray, analyzer: FaceAnalyzer) -> np.ndarray | None:
+    """The landmarks of the best face with landmarks in ``frame``, or None."""
     found = [d for d in analyzer.detector.detect(frame) if d.landmarks is not None]
-    if not found:
-        return None
-    best = max(found, key=lambda d: d.score)
-    return similarity_transform(best.landmarks.astype(np.float64), TEMPLATE_112.astype(np.float64))
+    return max(found, key=lambda d: d.score).landmarks if found else None
 
 
-def _warp(frame: np.ndarray, matrix: np.ndarray, flag: int) -> np.ndarray:
-    return cv2.warpAffine(frame, matrix, (112, 112), flags=flag, borderMode=cv2.BORDER_CONSTANT)
-
-
-def cost(rounds: int) -> dict[str, Any]:
+def cost(analyzer: FaceAnalyzer, rounds: int) -> dict[str, Any]:
     """Median ms per face of each warp and of one embedding, over ``rounds`` interleaved rounds."""
-    analyzer = _aligner()
     faces = []
     for path in sorted((SAMPLE_DIR / "lfw").glob("*/*/*.jpg")):
         for scale in SCALES:
             frame = shrink_into_frame(load_image(path), scale, path.name)
-            matrix = _matrix(frame, analyzer)
-            if matrix is not None:
-                faces.append((frame, matrix))
-    analyzer.embedder.embed([_warp(*faces[0], cv2.INTER_LINEAR)])  # warm-up: model loading is not embedding
+            landmarks = _landmarks(frame, analyzer)
+            if landmarks is not None:
+                faces.append((frame, landmarks))
+    analyzer.embedder.embed([align_face(*faces[0])])  # warm-up: model loading is not embedding
     times: dict[str, list[float]] = {name: [] for name in [*WARPS, "embedding"]}
     for _ in range(rounds):
         for name, flag in WARPS.items():
             start = time.perf_counter()
-            for frame, matrix in faces:
-                _warp(frame, matrix, flag)
+            for frame, landmarks in faces:
+                align_face(frame, landmarks, interpolation=flag)
             times[name].append((time.perf_counter() - start) / len(faces))
         start = time.perf_counter()
-        for frame, matrix in faces:
-            analyzer.embedder.embed([_warp(frame, matrix, cv2.INTER_LINEAR)])
+        for frame, landmarks in faces:
+            analyzer.embedder.embed([align_face(frame, landmarks, interpolation=cv2.INTER_LINEAR)])
         times["embedding"].append((time.perf_counter() - start) / len(faces))
     return {
         "faces": len(faces),
@@ -92,17 +80,17 @@ def cost(rounds: int) -> dict[str, Any]:
     }
 
 
-def _embedded(analyzer: Any, frame: np.ndarray) -> dict[str, np.ndarray] | None:
-    matrix = _matrix(frame, analyzer)
-    if matrix is None:
+def _embedded(analyzer: FaceAnalyzer, frame: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The best face's embedding under each warp, from the same landmarks, or None without a face."""
+    landmarks = _landmarks(frame, analyzer)
+    if landmarks is None:
         return None
-    vectors = analyzer.embedder.embed([_warp(frame, matrix, flag) for flag in WARPS.values()])
+    vectors = analyzer.embedder.embed([align_face(frame, landmarks, interpolation=f) for f in WARPS.values()])
     return dict(zip(WARPS, vectors, strict=True))
 
 
-def accuracy(dataset: Path) -> dict[str, Any]:
+def accuracy(analyzer: FaceAnalyzer, dataset: Path) -> dict[str, Any]:
     """Per scale and warp: known named right and strangers named at the default threshold (see the module)."""
-    analyzer = _aligner()
     threshold = default_threshold(ModelSettings().embedder)
     assert threshold is not None
     people = sorted(p for p in (dataset / "known").iterdir() if p.is_dir())
@@ -123,10 +111,10 @@ def accuracy(dataset: Path) -> dict[str, Any]:
         truth: list[str] = []
         rows: dict[str, list[np.ndarray]] = {name: [] for name in WARPS}
         with progress_bar(f"warp: probes at scale {scale}") as update:
-            for done, (person, path) in enumerate(probes, start=1):
+            for done, (truth_name, path) in enumerate(probes, start=1):
                 vectors = _embedded(analyzer, shrink_into_frame(load_image(path), scale, path.name))
                 if vectors is not None:
-                    truth.append(person)
+                    truth.append(truth_name)
                     for name in WARPS:
                         rows[name].append(vectors[name])
                 update(done, len(probes))
@@ -200,9 +188,10 @@ def report(data: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of writing BENCHMARKS.md")
 def main(rounds: int, dataset: Path, as_json: bool) -> None:
     """Time each warp interpolation per face, and measure what it does to small faces on ``dataset``."""
-    data: dict[str, Any] = {"cost": cost(rounds), "dataset": str(dataset)}
+    analyzer = create_analyzer(ModelSettings(), det_threshold=0.6, min_face=10)
+    data: dict[str, Any] = {"cost": cost(analyzer, rounds), "dataset": str(dataset)}
     if (dataset / "known").is_dir() and (dataset / "unknown").is_dir():
-        data["accuracy"] = accuracy(dataset)
+        data["accuracy"] = accuracy(analyzer, dataset)
     else:
         data["skipped"] = f"no dataset at {dataset} (expected known/<person>/ and unknown/<person>/)"
         click.echo(data["skipped"], err=True)

@@ -119,20 +119,28 @@ def cache_key(analyzer: FaceAnalyzer) -> str:
     return f"{analyzer.embedder.model_id}+{analyzer.preparation}"
 
 
+def cached_embedding(
+    cache: EmbeddingCache, analyzer: FaceAnalyzer, path: Path, sha256: str
+) -> tuple[np.ndarray | None, str]:
+    """``embed_photo`` of ``path`` (whose SHA-256 is ``sha256``), from ``cache`` when it has it, else stored there."""
+    key = cache_key(analyzer)
+    cached = cache.get(sha256, key)
+    if cached is None:
+        cached = embed_photo(analyzer, path)
+        cache.put(sha256, key, *cached)
+    return cached
+
+
 def build_gallery(
     root: Path, analyzer: FaceAnalyzer, cache: EmbeddingCache, on_progress: Callable[[int, int], None] | None = None
 ) -> Gallery:
     """Embed (or take from the cache) every photo under ``root``."""
     gallery = Gallery(model_id=analyzer.embedder.model_id, dim=analyzer.embedder.dim)
-    key = cache_key(analyzer)
     vectors = []
     pairs = scan_folder(root)
     for done, (person, path) in enumerate(pairs, start=1):
         digest = sha256_file(path)
-        cached = cache.get(digest, key)
-        vector, reason = cached if cached is not None else embed_photo(analyzer, path)
-        if cached is None:
-            cache.put(digest, key, vector, reason)
+        vector, reason = cached_embedding(cache, analyzer, path, digest)
         if vector is None:
             gallery.rejected.append((path, reason))
             log.warning(kv("enrolment-photo-rejected", path=path, reason=reason))

@@ -32,7 +32,7 @@ def lost_since(lost_at: float, keepalive: int, margin: float) -> float:
     return lost_at - margin - 1.5 * keepalive
 
 
-def ask_for_replay_when_session_lost(
+def ask_for_replay_when_messages_missed(
     connection: MqttConnection, topics: Topics, client: str, margin: float = SNAPSHOT_MARGIN
 ) -> None:
     """Make ``connection`` ask for the recent results again whenever a reconnect may have missed some: its

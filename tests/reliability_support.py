@@ -13,7 +13,7 @@ import paho.mqtt.client as paho
 
 from facewire.config import MqttSettings
 from facewire.mqtt import MqttConnection
-from facewire.replay import ask_for_replay_when_session_lost
+from facewire.replay import ask_for_replay_when_messages_missed
 from facewire.schema import FaceEmbedding, FaceResult
 from facewire.topics import Topics
 from tests.test_schema import embedding, unit
@@ -38,7 +38,7 @@ class ResultCounter:
         self._connection = MqttConnection(MqttSettings(url=self.url), self.client_id, session_expiry=3600)
         self._connection.subscribe("facewire/results/+", self._record)
         if self.ask_replay:
-            ask_for_replay_when_session_lost(self._connection, Topics(), self.client_id)
+            ask_for_replay_when_messages_missed(self._connection, Topics(), self.client_id)
         self._connection.connect()
         time.sleep(0.2)
         return self

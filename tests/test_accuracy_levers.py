@@ -22,7 +22,7 @@ from classifier_service.quality import GALLERY_BETA, GALLERY_REFERENCE, Cohort, 
 from facewire.config import GallerySettings, ModelSettings, Settings
 from facewire.faces import FaceAnalyzer, create_analyzer
 from facewire.images import load_image
-from facewire.models.align import TEMPLATE_112, similarity_transform
+from facewire.models.align import align_face
 from tests.gallery_support import KNOWN, b64_file, command, make_gallery, open_test_manager, photos, settings_for
 from tests.test_schema import embedding, unit
 
@@ -167,8 +167,7 @@ def test_the_bicubic_warp_brings_a_23px_face_closer_to_its_enrolment_than_biline
             detection = max(analyzer.detector.detect(frame), key=lambda d: d.score)
             face = analyzer.prepare(frame, detection)
             assert face is not None and face.size < 40 and detection.landmarks is not None
-            matrix = similarity_transform(detection.landmarks.astype(np.float64), TEMPLATE_112.astype(np.float64))
-            bilinear = cv2.warpAffine(frame, matrix, (112, 112), flags=cv2.INTER_LINEAR)
+            bilinear = align_face(frame, detection.landmarks, interpolation=cv2.INTER_LINEAR)
             shipped, plain = analyzer.embedder.embed([face.crop, bilinear])
             gains.append(float((shipped - plain) @ enrolled))
     assert len(gains) >= 30

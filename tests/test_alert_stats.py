@@ -12,7 +12,7 @@ from alert_service.sqlite_log import SqliteResultLog
 from alert_service.store import LogRow
 from facewire.config import ModelSettings
 from facewire.faces import FaceAnalyzer
-from facewire.gallery_folder import EmbeddingCache, build_gallery, cache_key, embed_photo
+from facewire.gallery_folder import EmbeddingCache, build_gallery, cached_embedding
 from facewire.models.registry import sha256_file
 from facewire.schema.stats import ThresholdReport
 from facewire.topics import Topics
@@ -38,11 +38,7 @@ def subset_gallery(known: Path, into: Path) -> Path:
 def embed_folder(root: Path, analyzer: FaceAnalyzer, cache: EmbeddingCache) -> np.ndarray:
     vectors = []
     for path in sorted(root.rglob("*.jpg")):
-        digest = sha256_file(path)
-        cached = cache.get(digest, cache_key(analyzer))
-        vector, reason = cached if cached is not None else embed_photo(analyzer, path)
-        if cached is None:
-            cache.put(digest, cache_key(analyzer), vector, reason)
+        vector, _reason = cached_embedding(cache, analyzer, path, sha256_file(path))
         if vector is not None:
             vectors.append(vector)
     return np.stack(vectors)

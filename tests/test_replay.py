@@ -22,7 +22,7 @@ from edge_agent.spool import Spool
 from facewire.config import MqttSettings
 from facewire.errors import SchemaError
 from facewire.mqtt import Message, MqttConnection
-from facewire.replay import ask_for_replay_when_session_lost, lost_since
+from facewire.replay import ask_for_replay_when_messages_missed, lost_since
 from facewire.schema import DeadLetter, FaceResult
 from facewire.schema.gallery import GalleryEvent
 from facewire.schema.replay import ReplayRequest
@@ -258,7 +258,7 @@ class ErasureWatcher:
         self.connection = MqttConnection(MqttSettings(url=url), client, session_expiry=3600)
         self.connection.subscribe(T.gallery_events(), self._record)
         if ask_replay:
-            ask_for_replay_when_session_lost(self.connection, T, client)
+            ask_for_replay_when_messages_missed(self.connection, T, client)
         self.connection.connect()
 
     def _record(self, message: Message) -> None:

@@ -37,10 +37,11 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, translation[:, None]]).astype(np.float32)
 
 
-def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
-    """Warp the face with these 5 landmarks onto the template, giving a ``size`` x ``size`` BGR crop."""
+def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int = 112, interpolation: int = WARP) -> np.ndarray:
+    """Warp the face with these 5 landmarks onto the template, giving a ``size`` x ``size`` BGR crop
+    (``interpolation``: an OpenCV flag; other than ``WARP`` only to measure the choice, bench.warp_cost)."""
     matrix = similarity_transform(landmarks.astype(np.float64), TEMPLATE_112.astype(np.float64) * (size / 112.0))
-    return cv2.warpAffine(frame, matrix, (size, size), flags=WARP, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(frame, matrix, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
 
 
 def crop_face(frame: np.ndarray, bbox: tuple[float, float, float, float], size: int, margin: float = 0.1) -> np.ndarray:
