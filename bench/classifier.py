@@ -140,12 +140,15 @@ def payloads(vectors: np.ndarray, first_seq: int = 0) -> list[tuple[str, bytes]]
     return items
 
 
-def pump(url: str, items: list[tuple[str, bytes]], counter_topic: str, topic: str | None = None) -> float:
-    """Publish every item at QoS 1; messages/s until all arrive on ``counter_topic``."""
-    counter = Counter(url, counter_topic, len(items))
+def pump(
+    url: str, items: list[tuple[str, bytes]], counter_topic: str, topic: str | None = None, bulk_reads: bool = True
+) -> float:
+    """Publish every item at QoS 1; messages/s until all arrive on ``counter_topic`` (``bulk_reads``: the
+    publisher and the counter read their sockets in bulk, else with paho's own reader)."""
+    counter = Counter(url, counter_topic, len(items), bulk_reads)
     counter.connection.connect()
     time.sleep(0.3)
-    publisher = MqttConnection(MqttSettings(url=url), f"bench-pump-{id(items)}")
+    publisher = MqttConnection(MqttSettings(url=url, bulk_reads=bulk_reads), f"bench-pump-{id(items)}")
     publisher.connect()
     start = time.perf_counter()
     for item_topic, payload in items:

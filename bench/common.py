@@ -53,13 +53,14 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
 class Counter:
     """Counts messages on a topic filter until ``target`` arrive."""
 
-    def __init__(self, url: str, topic: str, target: int) -> None:
+    def __init__(self, url: str, topic: str, target: int, bulk_reads: bool = True) -> None:
         self.target = target
         self.count = 0
         self.done = threading.Event()
         self.first = 0.0
         self.last = 0.0
-        self.connection = MqttConnection(MqttSettings(url=url), f"bench-counter-{id(self)}")
+        settings = MqttSettings(url=url, bulk_reads=bulk_reads)
+        self.connection = MqttConnection(settings, f"bench-counter-{id(self)}")
         self.connection.subscribe(topic, self._on)
 
     def _on(self, _message: Message) -> None:

@@ -48,6 +48,11 @@ class MqttSettings(Section):
     tls_ca: Path | None = Field(None, description="CA certificate for mqtts://")
     tls_cert: Path | None = Field(None, description="Client certificate for mqtts://")
     tls_key: Path | None = Field(None, description="Client key for mqtts://")
+    bulk_reads: bool = Field(
+        True,
+        description="Read the broker's socket in bulk (facewire.bulk_client: a third of paho's CPU per message); "
+        "false: paho's own reader",
+    )
 
 
 class ModelSettings(Section):

@@ -11,6 +11,10 @@ QoS-1 publishes are held to a window: at most the broker's Receive Maximum (from
 ``max_inflight``) are in flight at once, the rest wait here in order and go out as PUBACKs come back.
 paho's own window is off (0): it re-scans every in-flight message on each PUBACK, which cost the
 classifier a fifth of its time with 1,000 in flight (issue 21); this one costs O(1) per publish and ack.
+
+The client is paho's, with its socket read in bulk (facewire.bulk_client; ``mqtt.bulk_reads``): plain
+PUBLISH and PUBACK packets come straight to ``_on_publish_packet`` and the tracker, anything else through
+paho's callbacks.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from facewire.bulk_client import BulkClient
 from facewire.config import MqttSettings
 from facewire.errors import BrokerError, ConfigError
 from facewire.logs import kv, moment
@@ -123,9 +128,18 @@ class Refusal:
 
 OnRefused = Callable[[Refusal], None]
 NO_MATCHING_SUBSCRIBERS = 0x10
+FIRST_FAILURE = 0x80  # MQTT 5: a reason code from here on is a refusal
 RECEIVE_MAXIMUM_DEFAULT = 65_535  # MQTT 5: a CONNACK without Receive Maximum allows this many
 ROUTES_REMEMBERED = 10_000  # topics whose handlers are remembered (one per node and kind, in practice)
 MAX_INFLIGHT = 1_000  # our own ceiling: the shipped broker's receive maximum (broker/mosquitto.conf)
+
+
+def reason_name(code: int) -> str:
+    """The MQTT 5 name of a PUBACK reason code ("Not authorized" for 0x87...)."""
+    try:
+        return str(paho.ReasonCode(PacketTypes.PUBACK, identifier=code))
+    except (KeyError, ValueError):  # not a PUBACK reason code MQTT 5 defines
+        return f"reason code {code:#04x}"
 
 
 class Publication:
@@ -168,12 +182,12 @@ class Settlers:
     publication: Publication | None = None
     release: Callable[[], None] | None = None  # frees its place in the in-flight window
 
-    def settle(self, reason: paho.ReasonCode) -> None:
-        """Run the callback that ``reason`` (the PUBACK's reason code) calls for, then mark it published."""
+    def settle(self, code: int) -> None:
+        """Run the callback that ``code`` (the PUBACK's reason code) calls for, then mark it published."""
         try:
-            if reason.is_failure:
-                self.on_refused(Refusal(self.topic, reason.value, str(reason)))
-            elif reason.value == NO_MATCHING_SUBSCRIBERS and self.on_unheard is not None:
+            if code >= FIRST_FAILURE:
+                self.on_refused(Refusal(self.topic, code, reason_name(code)))
+            elif code == NO_MATCHING_SUBSCRIBERS and self.on_unheard is not None:
                 self.on_unheard()
             elif self.on_acked is not None:
                 self.on_acked()
@@ -266,7 +280,7 @@ class PublishTracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._callbacks: dict[int, Settlers] = {}
-        self._early: dict[int, paho.ReasonCode] = {}
+        self._early: dict[int, int] = {}
 
     def track(self, mid: int, settlers: Settlers) -> None:
         with self._lock:
@@ -276,13 +290,14 @@ class PublishTracker:
         if early is not None:
             settlers.settle(early)
 
-    def acknowledged(self, mid: int, reason: paho.ReasonCode) -> None:
+    def acknowledged(self, mid: int, code: int) -> None:
+        """The broker answered publish ``mid`` with reason code ``code``."""
         with self._lock:
             if mid not in self._callbacks:
-                self._early[mid] = reason
+                self._early[mid] = code
                 return
             settlers = self._callbacks.pop(mid)
-        settlers.settle(reason)
+        settlers.settle(code)
 
     @property
     def outstanding(self) -> int:
@@ -333,9 +348,20 @@ class MqttConnection:
         # what was published before the new SUBSCRIBE, never reaches this client.
         self.on_messages_missed: Callable[[float], None] | None = None
         self._lost_at: float | None = None  # wall time the last connection ended; None before the first
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=manual_ack
-        )
+        self.client: paho.Client
+        if settings.bulk_reads:
+            self.client = BulkClient(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=paho.MQTTv5,
+                manual_ack=manual_ack,
+                on_publish_packet=self._on_publish_packet,
+                on_puback_packet=self.tracker.acknowledged,
+            )
+        else:
+            self.client = paho.Client(
+                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=manual_ack
+            )
         self.client.reconnect_delay_set(1, 30)
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(0)  # unlimited in paho: self.window bounds what is in flight
@@ -582,11 +608,19 @@ class MqttConnection:
             self.on_connection_change(False)
 
     def _on_message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        """A message paho decoded itself (one with MQTT 5 properties, a request...)."""
+        self._route(_message_of(message))
+
+    def _on_publish_packet(self, topic: str, payload: bytes, qos: int, retain: bool, mid: int) -> None:
+        """A plain message, as the bulk reader hands it on."""
+        self._route(Message(topic, payload, qos, retain, None, None, mid))
+
+    def _route(self, message: Message) -> None:
         topic = message.topic
         handlers = self._handlers(topic)
         for handler in handlers:
             try:
-                handler(_message_of(message))
+                handler(message)
             except Exception:  # a bug in one handler must not kill the network thread
                 log.exception(kv("handler-failed", topic=topic))
         if handlers:
@@ -598,7 +632,7 @@ class MqttConnection:
             self.client.ack(message.mid, message.qos)
 
     def _on_publish(self, _c: paho.Client, _u: object, mid: int, reason: paho.ReasonCode, _p: object) -> None:
-        self.tracker.acknowledged(mid, reason)
+        self.tracker.acknowledged(mid, reason.value)
 
     def _on_subscribe(self, _c: paho.Client, _u: object, mid: int, reasons: list[paho.ReasonCode], _p: object) -> None:
         with self._subscribed:

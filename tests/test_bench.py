@@ -194,7 +194,7 @@ def test_classifier_throughput_buckets_py_spy_samples_by_innermost_known_frame(t
     assert shares["JSON encoding of results"] == 0.15
     assert shares["FAISS search (GIL released)"] == 0.25
     assert shares["hand-off: fair queue put/take"] == 0.1
-    assert shares["other"] == 0.5 and shares["paho: embeddings in (decode, route to handler)"] == 0
+    assert shares["other"] == 0.5 and shares["MQTT: embeddings in (decode, route to handler)"] == 0
 
 
 def test_warp_cost_on_the_bundled_sample(tmp_path: Path) -> None:

@@ -45,9 +45,16 @@ class RawClient:
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = lambda _c, _u, m: self.received.append(m.topic)
+        # The bulk reader under MqttConnection hands plain PUBLISH and PUBACK packets to these two instead.
+        self.client.on_publish_packet = lambda topic, _payload, _qos, _retain, _mid: self.received.append(topic)
+        self.client.on_puback_packet = self._on_puback
 
     def _on_publish(self, _c: paho.Client, _u: object, mid: int, reason: paho.ReasonCode, _p: object) -> None:
         self.pubacks[mid] = reason.value
+        self._event.set()
+
+    def _on_puback(self, mid: int, code: int) -> None:
+        self.pubacks[mid] = code
         self._event.set()
 
     def _on_subscribe(self, _c: paho.Client, _u: object, _m: int, reasons: list[paho.ReasonCode], _p: object) -> None:
