@@ -11,7 +11,7 @@ default, 3x cheaper per message). The classifier always runs its default.
 Beside the rates: CPU seconds per message of the classifier process, of the load generator (publisher
 and subscriber, this process) and of mosquitto, which other load on the machine disturbs less.
 
-``--profile``: py-spy samples the classifier during one more pass; the samples are put in buckets (FAISS,
+``--profile``: py-spy samples the classifier during ``PROFILED`` more passes; the samples are put in buckets (FAISS,
 JSON, msgpack, paho's read loop, ...) by the innermost frame that names one, and counted by thread (paho's
 network thread, the classifier's worker). ``--gil``: only samples of the thread holding the GIL (what one
 Python process can do at a time), instead of every thread not idle (which counts threads waiting for it).
@@ -47,6 +47,7 @@ from facewire_console.broker import LocalBroker
 SIZE = 10_000
 # The load generator's MQTT client: paho's own socket reader (the issue's baseline), or facewire's bulk reader.
 LOAD_GENERATORS = {"paho reader": False, "bulk reader": True}
+PROFILED = 4  # passes sampled by --profile (py-spy at 100 Hz: a few hundred samples)
 RAW_TOPIC = "facewire/bench/raw"
 # (bucket, substrings of a frame); a sample goes to the bucket of its innermost frame that matches.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
@@ -113,7 +114,7 @@ def bucket_of(frames: list[str]) -> str:
 
 
 def profiled(
-    pid: int, run: Callable[[], float], folder: Path, gil: bool = False
+    pid: int, run: Callable[[], object], folder: Path, gil: bool = False
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Bucket and thread shares of py-spy samples of process ``pid`` while ``run()`` runs (``gil``: only
     samples of the thread holding the GIL)."""
@@ -150,9 +151,8 @@ def run(rounds: int, count: int, profile: bool, pin: bool = False, gil: bool = F
     """
     vectors, labels, centres = synthetic_gallery(SIZE)
     vectors_in = probes(centres, count, seed=2)
-    passes = iter(
-        range(len(LOAD_GENERATORS) * rounds + 1)
-    )  # fresh (node, seq) keys per pass: repeats are answered from memory
+    # fresh (node, seq) keys per pass: repeats are answered from memory
+    passes = iter(range(len(LOAD_GENERATORS) * rounds + PROFILED))
 
     def fresh() -> list[tuple[str, bytes]]:
         return payloads(vectors_in, first_seq=count * next(passes))
@@ -182,8 +182,8 @@ def run(rounds: int, count: int, profile: bool, pin: bool = False, gil: bool = F
                     rows.append({"load_generator": client, "broker_only": base, "classifier": through, "ratio": ratio})
                 update(done + 1, rounds)
             if profile:
-                load = partial(pump, broker.url, fresh(), "facewire/results/+")
-                shares, threads = profiled(classifier.pid, load, Path(tmp), gil)
+                passes_profiled = [partial(pump, broker.url, fresh(), "facewire/results/+") for _ in range(PROFILED)]
+                shares, threads = profiled(classifier.pid, lambda: [p() for p in passes_profiled], Path(tmp), gil)
     return {
         "gallery": SIZE,
         "pinned": pin,
@@ -227,7 +227,8 @@ def publish(data: dict[str, Any], command: str) -> None:
     if data["profile"]:
         shares = sorted(data["profile"].items(), key=lambda item: -item[1])
         which = "of the thread holding the GIL" if data.get("profile_gil") else "of every thread not idle"
-        body += f"\n\npy-spy samples ({which}) of the classifier process during one more pass, by where they fall:\n\n"
+        body += f"\n\npy-spy samples ({which}) of the classifier process during {PROFILED} more passes (load generator "
+        body += "on the bulk reader), by where they fall:\n\n"
         body += table(["where", "share of samples"], [[name, f"{share:.1%}"] for name, share in shares])
         threads = ", ".join(f"{name} {share:.0%}" for name, share in data.get("profile_threads", {}).items())
         body += f"\n\nBy thread: {threads}."
@@ -237,7 +238,7 @@ def publish(data: dict[str, Any], command: str) -> None:
 @click.command()
 @click.option("--rounds", type=int, default=3, show_default=True, help="Broker-only + classifier pairs.")
 @click.option("--messages", type=int, default=10_000, show_default=True, help="Embeddings per pass.")
-@click.option("--profile", is_flag=True, help="Sample the classifier with py-spy during one more pass.")
+@click.option("--profile", is_flag=True, help="Sample the classifier with py-spy during 4 more passes.")
 @click.option("--gil", is_flag=True, help="With --profile: sample only the thread holding the GIL.")
 @click.option("--pin", is_flag=True, help="Classifier on CPU 1; broker and load generator on CPU 0.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")

@@ -85,17 +85,18 @@ def bytes_per_face(frames: int) -> dict[str, Any]:
     }
 
 
-def python_rate(url: str, payloads: list[bytes], subscriber: str) -> float:
-    """QoS 1 messages/s from facewire's publisher to a Python or a mosquitto_sub subscriber."""
+def python_rate(url: str, payloads: list[bytes], subscriber: str, bulk_reads: bool = True) -> float:
+    """QoS 1 messages/s from facewire's publisher to a Python or a mosquitto_sub subscriber (``bulk_reads``:
+    facewire's bulk socket reader, else paho's own, in the Python clients)."""
     address = parse_broker_url(url)
     count = len(payloads)
     if subscriber == "python":
-        counter = Counter(url, TOPIC, count)
+        counter = Counter(url, TOPIC, count, bulk_reads)
         counter.connection.connect()
         time.sleep(0.3)
     else:
         sub = mosquitto_sub(address.host, address.port, count)
-    publisher = MqttConnection(MqttSettings(url=url), "bench-wire-publisher")
+    publisher = MqttConnection(MqttSettings(url=url, bulk_reads=bulk_reads), "bench-wire-publisher")
     publisher.connect()
     start = time.perf_counter()
     for payload in payloads:
@@ -151,6 +152,7 @@ def run(quick: bool, messages: int | None = None, frames: int | None = None) -> 
     rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, LocalBroker(Path(tmp) / "broker") as broker:
         rates["python_pub_to_python_sub"] = python_rate(broker.url, payloads, "python")
+        rates["python_pub_to_python_sub_paho_reader"] = python_rate(broker.url, payloads, "python", bulk_reads=False)
         if shutil.which("mosquitto_sub") and shutil.which("mosquitto_pub"):
             rates["python_pub_to_mosquitto_sub"] = python_rate(broker.url, payloads, "mosquitto_sub")
             rates["mosquitto_pub_to_mosquitto_sub"] = c_clients_rate(broker.url, len(payloads[0]), count)

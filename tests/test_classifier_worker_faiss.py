@@ -1,9 +1,11 @@
 """The classifier's worker thread searches with the FAISS settings of the service (issue 21): the OpenMP
 thread count set on the main thread (OpenMP keeps one per thread; a new thread would use every core) and
-the BLAS path from 4 probes a batch. A real mosquitto, a real FAISS index."""
+the BLAS path from 4 probes a batch; the service also runs the garbage collector less often. A real
+mosquitto, a real FAISS index."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ import pytest
 from classifier_service.core import Classifier
 from classifier_service.matcher import Matcher
 from classifier_service.quality import Cohort
-from classifier_service.service import BLAS_FROM, ClassifierService
+from classifier_service.service import BLAS_FROM, GC_THRESHOLDS, ClassifierService
 from facewire.config import ClassifierSettings, MqttSettings
 from facewire.mqtt import MqttConnection
 from facewire.schema import FaceEmbedding, FaceResult
@@ -26,12 +28,15 @@ from tests.test_schema import embedding, unit
 
 @pytest.fixture
 def one_thread() -> Iterator[None]:
-    """FAISS on one OpenMP thread on this (main) thread, as ``classifier.faiss_threads: 1`` sets it; restored."""
+    """FAISS on one OpenMP thread on this (main) thread, as ``classifier.faiss_threads: 1`` sets it; restored,
+    with the garbage collector's thresholds."""
     threads, threshold = faiss.omp_get_max_threads(), faiss.cvar.distance_compute_blas_threshold
+    collector = gc.get_threshold()
     faiss.omp_set_num_threads(1)
     yield
     faiss.omp_set_num_threads(threads)
     faiss.cvar.distance_compute_blas_threshold = threshold
+    gc.set_threshold(*collector)
 
 
 def fresh_thread_count() -> int:
@@ -72,3 +77,4 @@ def test_the_worker_searches_with_the_main_threads_openmp_count_and_blas_from_4_
         node.close()
         service.stop()
     assert seen[0] == (1, BLAS_FROM * 128)
+    assert gc.get_threshold() == GC_THRESHOLDS != (700, 10, 10), "generation 0 collected less often than by default"
