@@ -33,8 +33,6 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.exception import MalformedPacket
 
-PUBLISH = 0x30
-PUBACK = 0x40
 READ_SIZE = 256 * 1024  # bytes taken from the socket at once
 MAX_LENGTH_BYTES = 4  # the MQTT remaining length is at most four bytes long
 
@@ -61,12 +59,6 @@ def _frame(buffer: bytearray, start: int) -> tuple[int, int] | None:
         if shift >= 7 * MAX_LENGTH_BYTES:
             return MALFORMED
     return (at, at + length) if at + length <= len(buffer) else None
-
-
-def _publish_mid(body: bytes) -> int:
-    """The packet identifier of a QoS 1 PUBLISH body."""
-    at = 2 + ((body[0] << 8) | body[1])
-    return (body[at] << 8) | body[at + 1]
 
 
 def _paho_packet(command: int = 0, body: bytes = b"") -> Any:
@@ -152,11 +144,9 @@ class BulkClient(paho.Client):
 
     def _handle(self, command: int, body: bytes) -> MQTTErrorCode:
         kind = command & 0xF0
-        if kind == PUBLISH and self._publish_packet(command, body):
-            if (command & 0x06) == 0x02 and not self._manual_ack:
-                return self._send_puback(_publish_mid(body))
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-        if kind == PUBACK and len(body) >= 2:
+        if kind == paho.PUBLISH and (rc := self._publish_packet(command, body)) is not None:
+            return rc
+        if kind == paho.PUBACK and len(body) >= 2:
             self._puback_packet(body)
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         self._in_packet = _paho_packet(command, body)
@@ -168,30 +158,33 @@ class BulkClient(paho.Client):
         finally:
             self._in_packet = _paho_packet()
 
-    def _publish_packet(self, command: int, body: bytes) -> bool:
-        """Hand on a QoS 0/1 PUBLISH without properties; False leaves it to paho (QoS 2, properties...)."""
+    def _publish_packet(self, command: int, body: bytes) -> MQTTErrorCode | None:
+        """Hand on a QoS 0/1 PUBLISH without properties (and acknowledge it, as paho would without manual
+        acks); None leaves it to paho (QoS 2, properties, a topic that is empty or not UTF-8...)."""
         qos = (command & 0x06) >> 1
         if qos > 1 or len(body) < 2:
-            return False
-        at = 2 + ((body[0] << 8) | body[1])
-        mid = 0
+            return None
+        topic_end = 2 + ((body[0] << 8) | body[1])
+        at, mid = topic_end, 0
         if qos:
             if at + 2 > len(body):
-                return False
+                return None
             mid = (body[at] << 8) | body[at + 1]
             at += 2
         if self._v5:
             if at >= len(body) or body[at] != 0:
-                return False  # properties (a response topic...): paho decodes them
+                return None  # properties (a response topic...): paho decodes them
             at += 1
         try:
-            topic = body[2 : 2 + ((body[0] << 8) | body[1])].decode("utf-8")
+            topic = body[2:topic_end].decode("utf-8")
         except UnicodeDecodeError:
-            return False
+            return None
         if not topic:
-            return False
+            return None
         self.on_publish_packet(topic, body[at:], qos, bool(command & 0x01), mid)
-        return True
+        if qos and not self._manual_ack:
+            return self._send_puback(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _puback_packet(self, body: bytes) -> None:
         """Settle a publish: out of paho's books, then to ``on_puback_packet`` (mid, reason code)."""
