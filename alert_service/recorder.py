@@ -35,6 +35,8 @@ class Recorder(ResultSubscriber):
     ) -> None:
         super().__init__(connection, topics, instance, settings.share_group)
         self.store = store
+        # A restart whose session the broker lost asks for the results since the newest one it stored.
+        connection.resume_after = store.newest_decided_at()
         self.settings = settings
         self.received = 0
         self.inserted = 0

@@ -17,6 +17,7 @@ from facewire.storage.sql import Database, Dialect
 
 COLUMNS = "node, seq, track, frame, ts, decided_at, name, known, score, threshold, gallery_version, model, candidates"
 DELETE_CHUNK = 5000
+NEWEST_ROWS = 1000  # the newest result is looked for among the rows written last (batches mix their order)
 
 
 class SqlResultLog(ResultLog):
@@ -46,6 +47,12 @@ class SqlResultLog(ResultLog):
     def count(self) -> int:
         with self.database.read() as db:
             return int(db.execute("SELECT count(*) FROM results").fetchone()[0])
+
+    def newest_decided_at(self) -> float | None:
+        latest = f"SELECT decided_at FROM results ORDER BY id DESC LIMIT {NEWEST_ROWS}"
+        with self.database.read() as db:
+            found = db.execute(f"SELECT max(decided_at) FROM ({latest}) AS latest").fetchone()
+        return None if found is None or found[0] is None else float(found[0])
 
     def enforce_retention(self, max_age_days: float, max_rows: int, now: float) -> int:
         deleted = 0

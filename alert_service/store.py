@@ -133,6 +133,10 @@ class ResultLog(ABC):
     def count(self) -> int: ...
 
     @abstractmethod
+    def newest_decided_at(self) -> float | None:
+        """When the newest of the last rows written was classified (None: no rows)."""
+
+    @abstractmethod
     def enforce_retention(self, max_age_days: float, max_rows: int, now: float) -> int:
         """Delete rows older than ``max_age_days`` and beyond the newest ``max_rows`` (0: no bound)."""
 

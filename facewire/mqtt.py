@@ -348,6 +348,10 @@ class MqttConnection:
         # what was published before the new SUBSCRIBE, never reaches this client.
         self.on_messages_missed: Callable[[float], None] | None = None
         self._lost_at: float | None = None  # wall time the last connection ended; None before the first
+        # Wall time up to which an earlier run of this client handled its messages durably (a subscriber's newest
+        # stored result), if it knows: its first connect is then judged like a reconnect after a connection lost
+        # at that time, so a restart that finds its session gone asks for what it missed too.
+        self.resume_after: float | None = None
         self.client: paho.Client
         if settings.bulk_reads:
             self.client = BulkClient(
@@ -590,13 +594,14 @@ class MqttConnection:
         log.info(kv("mqtt-connected", url=self.settings.url, client=self.client_id))
         if self.on_connection_change:
             self.on_connection_change(True)
-        if self.session_expiry and self._lost_at is not None:
+        lost_at = self._lost_at if self._lost_at is not None else self.resume_after
+        if self.session_expiry and lost_at is not None:
             if not getattr(flags, "session_present", True):
-                log.warning(kv("mqtt-session-lost", client=self.client_id, disconnected_at=moment(self._lost_at)))
+                log.warning(kv("mqtt-session-lost", client=self.client_id, disconnected_at=moment(lost_at)))
             elif not any(topic.startswith("$share/") for topic in self._subscriptions):
                 return
             if self.on_messages_missed:
-                self.on_messages_missed(self._lost_at)
+                self.on_messages_missed(lost_at)
 
     def _on_disconnect(self, _c: paho.Client, _u: object, _f: object, reason: paho.ReasonCode, _p: object) -> None:
         if self._connected.is_set():

@@ -9,7 +9,8 @@ the latest 1.5 keep-alives later. So after a reconnect everything published from
 A subscriber whose session the broker lost also missed what was published between the crash and its
 new SUBSCRIBE, which a publisher that reconnected first may already have re-sent. It asks the
 classifiers for their recent results, and the ``forgotten`` and ``renamed`` gallery events, again
-(:class:`facewire.schema.replay.ReplayRequest`).
+(:class:`facewire.schema.replay.ReplayRequest`). A subscriber process restarted meanwhile asks too, from
+the newest result it had stored (``MqttConnection.resume_after``; the recorder does this).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def ask_for_replay_when_messages_missed(
 ) -> None:
     """Make ``connection`` ask for the recent results again whenever a reconnect may have missed some: its
     session is gone, or it subscribes in a ``$share`` group (mosquitto 2 restores a shared subscription after
-    a restart only when the client subscribes again; the recorder, alerts and forward services do).
+    a restart only when the client subscribes again; the recorder, alerts and forward services do). The first
+    connect of a new process counts as such a reconnect when ``connection.resume_after`` is set.
 
     Call after subscribing to the results: the request goes out after the re-SUBSCRIBE, so the replay finds
     the subscription. If no classifier is connected yet (unheard), each one re-publishes on its own

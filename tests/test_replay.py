@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from alert_service.recorder import Recorder
+from alert_service.sqlite_log import SqliteResultLog
 from classifier_service.gallery.client import GalleryClient
 from edge_agent.forwarder import Forwarder
 from edge_agent.spool import Spool
-from facewire.config import MqttSettings
+from facewire.config import MqttSettings, RecorderSettings
 from facewire.errors import SchemaError
 from facewire.mqtt import Message, MqttConnection
 from facewire.replay import ask_for_replay_when_messages_missed, lost_since
@@ -344,3 +346,71 @@ def test_the_edge_re_sends_what_the_broker_lost_after_an_outage_longer_than_its_
         spool.close()
         if back is not None:
             back.stop()
+
+
+# --- a restarted recorder asks from its newest row -----------------------------------------------------------------
+
+
+def start_recorder(url: str, database: Path) -> Recorder:
+    """An in-process recorder with the CLI's persistent session (client ``recorder-r1``) writing ``database``."""
+    store = SqliteResultLog(database)
+    settings = RecorderSettings(database=database, batch_wait_ms=50, retention_interval=3600)
+    connection = MqttConnection(
+        MqttSettings(url=url), "recorder-r1", session_expiry=3600, manual_ack=True, receive_maximum=1000
+    )
+    recorder = Recorder(store, connection, T, settings, "r1")
+    connection.set_will(recorder.will())
+    connection.connect()
+    recorder.start()
+    return recorder
+
+
+def stop_recorder(recorder: Recorder) -> None:
+    recorder.stop()
+    recorder.store.close()
+
+
+@pytest.mark.slow
+def test_a_recorder_restarted_after_the_broker_lost_its_session_asks_from_its_newest_row(
+    tmp_path: Path, sample_dir: Path, broker: LocalBroker
+) -> None:
+    """The recorder is down (an upgrade, say) when the broker crashes before snapshotting its session; the
+    results made before it is back reach only the subscribers that were there. Its new process has lost no
+    connection, but it knows when its newest stored result was made: it asks for a replay from there, and
+    the detection log ends up with every result."""
+    gallery, _probes = split_sample(sample_dir, tmp_path)
+    database = tmp_path / "results.sqlite"
+    classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="c1").start()
+    live = Collector(broker.url, [T.results_all()]).start()
+    edge = MqttConnection(MqttSettings(url=broker.url), "plain-edge")
+    payloads = synthetic_stream("cam-1", 2 * KEYS)
+    recorder = start_recorder(broker.url, database)
+    assert recorder.connection.resume_after is None, "an empty log has nothing to resume from"
+    try:
+        edge.connect()
+        for payload in payloads[:KEYS]:
+            edge.publish(T.embeddings("cam-1"), payload)
+        assert wait_until(lambda: recorder.store.count() == KEYS, 60)
+        stop_recorder(recorder)
+        broker.kill()
+        broker.start()
+
+        def answered() -> set[tuple[str, int]]:
+            return {FaceResult.from_json(p).key for _t, p in live.messages}
+
+        for _ in range(30):  # until the classifier is back (a publish before that reaches no one)
+            edge.publish(T.embeddings("cam-1"), payloads[KEYS])
+            if wait_until(lambda: ("cam-1", KEYS) in answered(), 1.0):
+                break
+        for payload in payloads[KEYS + 1 :]:
+            edge.publish(T.embeddings("cam-1"), payload)
+        keys = {("cam-1", seq) for seq in range(2 * KEYS)}
+        assert wait_until(lambda: keys <= answered(), 60), "the classifier answered the second half"
+        recorder = start_recorder(broker.url, database)
+        assert recorder.connection.resume_after is not None
+        assert wait_until(lambda: recorder.store.count() == 2 * KEYS, 30), f"{recorder.store.count()} rows"
+    finally:
+        edge.close()
+        live.stop()
+        stop_recorder(recorder)
+        assert classifier.stop() == 0

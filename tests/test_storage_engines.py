@@ -78,6 +78,19 @@ def test_redelivered_rows_are_never_duplicated(database_url: str) -> None:
         second.close()
 
 
+def test_the_newest_result_is_found_among_the_rows_written_last(database_url: str) -> None:
+    """What a restarted recorder asks a replay from: batches mix their order, so it is the latest
+    classification among the rows written last, not the last row's."""
+    log = open_result_log(database_url)
+    try:
+        assert log.newest_decided_at() is None
+        log.insert(rows(40, start=20))
+        log.insert(rows(10))  # a late batch of older results
+        assert log.newest_decided_at() == pytest.approx(T0 + 59 + 0.05)
+    finally:
+        log.close()
+
+
 def test_retention_by_age_and_by_rows(database_url: str) -> None:
     log = open_result_log(database_url)
     try:
