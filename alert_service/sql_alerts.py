@@ -156,6 +156,11 @@ class SqlAlertStore(AlertStore):
     def prune_sightings(self, before: float) -> int:
         return self._run("DELETE FROM sightings WHERE ts < ?", (before,))
 
+    def newest_sighting_ts(self) -> float | None:
+        with self.database.read() as db:
+            found = db.execute("SELECT max(ts) FROM sightings").fetchone()
+        return None if found is None or found[0] is None else float(found[0])
+
     def erase_person(self, person: str, marker: str) -> int:
         with self._db() as db:
             sql = self.dialect.sql

@@ -233,6 +233,10 @@ class AlertStore(ABC):
     def prune_sightings(self, before: float) -> int: ...
 
     @abstractmethod
+    def newest_sighting_ts(self) -> float | None:
+        """The capture time of the newest sighting kept (None: none)."""
+
+    @abstractmethod
     def erase_person(self, person: str, marker: str) -> int:
         """Replace ``person`` by ``marker`` in sightings, incidents and alerts (ids included); idempotent."""
 

@@ -10,18 +10,25 @@ reconnect ran before the recorder's new SUBSCRIBE.
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from alert_service.alerts import AlertEngine, AlertService
 from alert_service.recorder import Recorder
+from alert_service.rules import RuleBook
 from alert_service.sqlite_log import SqliteResultLog
+from alert_service.store_factory import open_alert_store
+from alert_service.subscriber import ResultSubscriber
 from classifier_service.gallery.client import GalleryClient
 from edge_agent.forwarder import Forwarder
 from edge_agent.spool import Spool
-from facewire.config import MqttSettings, RecorderSettings
+from facewire.config import AlertSettings, MqttSettings, RecorderSettings
 from facewire.errors import SchemaError
 from facewire.mqtt import Message, MqttConnection
 from facewire.replay import ask_for_replay_when_messages_missed, lost_since
@@ -348,50 +355,71 @@ def test_the_edge_re_sends_what_the_broker_lost_after_an_outage_longer_than_its_
             back.stop()
 
 
-# --- a restarted recorder asks from its newest row -----------------------------------------------------------------
+# --- a restarted recorder or alert service asks from what it stored last ---------------------------------------------
 
 
-def start_recorder(url: str, database: Path) -> Recorder:
-    """An in-process recorder with the CLI's persistent session (client ``recorder-r1``) writing ``database``."""
-    store = SqliteResultLog(database)
-    settings = RecorderSettings(database=database, batch_wait_ms=50, retention_interval=3600)
+@dataclass
+class DurableSubscriber:
+    """An in-process recorder or alert service with the CLI's persistent session, and how many results it kept."""
+
+    service: ResultSubscriber
+    stored: Callable[[], int]
+    close_store: Callable[[], None]
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.close_store()
+
+
+def start_durable(kind: str, url: str, database: Path) -> DurableSubscriber:
+    """A ``kind`` ("recorder" or "alerts") subscriber (client ``<kind>-r1``) keeping what it handles in ``database``."""
     connection = MqttConnection(
-        MqttSettings(url=url), "recorder-r1", session_expiry=3600, manual_ack=True, receive_maximum=1000
+        MqttSettings(url=url), f"{kind}-r1", session_expiry=3600, manual_ack=True, receive_maximum=1000
     )
-    recorder = Recorder(store, connection, T, settings, "r1")
-    connection.set_will(recorder.will())
+    service: ResultSubscriber
+    if kind == "recorder":
+        log = SqliteResultLog(database)
+        settings = RecorderSettings(database=database, batch_wait_ms=50, retention_interval=3600)
+        service, stored, close_store = Recorder(log, connection, T, settings, "r1"), log.count, log.close
+    else:
+        store = open_alert_store(database)
+        conf = AlertSettings(database=database)
+        service = AlertService(AlertEngine(RuleBook(conf), store), connection, T, conf, "r1")
+        close_store = store.close
+
+        def stored() -> int:  # every unknown result is a sighting of the unknown-face rule
+            with closing(sqlite3.connect(database)) as db:
+                return int(db.execute("SELECT count(*) FROM sightings").fetchone()[0])
+
+    connection.set_will(service.will())
     connection.connect()
-    recorder.start()
-    return recorder
-
-
-def stop_recorder(recorder: Recorder) -> None:
-    recorder.stop()
-    recorder.store.close()
+    service.start()
+    return DurableSubscriber(service, stored, close_store)
 
 
 @pytest.mark.slow
-def test_a_recorder_restarted_after_the_broker_lost_its_session_asks_from_its_newest_row(
-    tmp_path: Path, sample_dir: Path, broker: LocalBroker
+@pytest.mark.parametrize("kind", ["recorder", "alerts"])
+def test_a_subscriber_restarted_after_the_broker_lost_its_session_asks_from_what_it_stored_last(
+    kind: str, tmp_path: Path, sample_dir: Path, broker: LocalBroker
 ) -> None:
-    """The recorder is down (an upgrade, say) when the broker crashes before snapshotting its session; the
-    results made before it is back reach only the subscribers that were there. Its new process has lost no
-    connection, but it knows when its newest stored result was made: it asks for a replay from there, and
-    the detection log ends up with every result."""
+    """The recorder (or alert service) is down, an upgrade say, when the broker crashes before snapshotting its
+    session; the results made before it is back reach only the subscribers that were there. Its new process
+    has lost no connection, but it knows the newest result it stored (the newest sighting): it asks for a
+    replay from there, and ends up with every result."""
     gallery, _probes = split_sample(sample_dir, tmp_path)
-    database = tmp_path / "results.sqlite"
+    database = tmp_path / f"{kind}.sqlite"
     classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="c1").start()
     live = Collector(broker.url, [T.results_all()]).start()
     edge = MqttConnection(MqttSettings(url=broker.url), "plain-edge")
-    payloads = synthetic_stream("cam-1", 2 * KEYS)
-    recorder = start_recorder(broker.url, database)
-    assert recorder.connection.resume_after is None, "an empty log has nothing to resume from"
+    payloads = synthetic_stream("cam-1", 2 * KEYS)  # strangers to this gallery
+    subscriber = start_durable(kind, broker.url, database)
+    assert subscriber.service.connection.resume_after is None, "an empty store has nothing to resume from"
     try:
         edge.connect()
         for payload in payloads[:KEYS]:
             edge.publish(T.embeddings("cam-1"), payload)
-        assert wait_until(lambda: recorder.store.count() == KEYS, 60)
-        stop_recorder(recorder)
+        assert wait_until(lambda: subscriber.stored() == KEYS, 60)
+        subscriber.stop()
         broker.kill()
         broker.start()
 
@@ -406,11 +434,11 @@ def test_a_recorder_restarted_after_the_broker_lost_its_session_asks_from_its_ne
             edge.publish(T.embeddings("cam-1"), payload)
         keys = {("cam-1", seq) for seq in range(2 * KEYS)}
         assert wait_until(lambda: keys <= answered(), 60), "the classifier answered the second half"
-        recorder = start_recorder(broker.url, database)
-        assert recorder.connection.resume_after is not None
-        assert wait_until(lambda: recorder.store.count() == 2 * KEYS, 30), f"{recorder.store.count()} rows"
+        subscriber = start_durable(kind, broker.url, database)
+        assert subscriber.service.connection.resume_after is not None
+        assert wait_until(lambda: subscriber.stored() == 2 * KEYS, 30), f"{subscriber.stored()} kept"
     finally:
         edge.close()
         live.stop()
-        stop_recorder(recorder)
+        subscriber.stop()
         assert classifier.stop() == 0

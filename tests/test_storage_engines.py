@@ -162,6 +162,17 @@ def test_an_incident_is_raised_once_across_replicas(database_url: str) -> None:
             store.close()
 
 
+def test_the_newest_sighting_is_what_a_restarted_alert_service_asks_from(database_url: str) -> None:
+    store = open_alert_store(database_url)
+    try:
+        assert store.newest_sighting_ts() is None
+        for seq, ts in ((1, T0 + 7), (2, T0 + 3)):  # the later one written first
+            store.add_sighting(Sighting("unknown", "cam1", "cam1", seq, 0, "unknown", 0.2, ts))
+        assert store.newest_sighting_ts() == pytest.approx(T0 + 7)
+    finally:
+        store.close()
+
+
 def test_forget_erases_a_person_from_alerts_and_sightings(database_url: str) -> None:
     store = open_alert_store(database_url)
     marker = erasure_marker("Tony_Blair")
