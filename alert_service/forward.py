@@ -66,6 +66,8 @@ class ResultForwarder(ResultSubscriber):
     ) -> None:
         super().__init__(connection, topics, instance, settings.share_group)
         self.outbox = outbox
+        # A restart whose session the broker lost asks for the results since the newest one it handled.
+        connection.resume_after = outbox.handled_until()
         self.sender = sender
         self.settings = settings
         self.filter = ForwardFilter(tuple(settings.people), tuple(settings.nodes), settings.only)
@@ -99,7 +101,7 @@ class ResultForwarder(ResultSubscriber):
             return
         wanted = [self.scrub(item.result) for item in batch if self.filter.wants(item.result)]
         try:
-            self.queued += self.outbox.put(wanted)
+            self.queued += self.outbox.put(wanted, max(item.result.classified_at for item in batch))
         except Exception as exc:  # a full or locked disk: retried, never acked unstored
             self.retry_later(batch, exc)
             return

@@ -28,7 +28,9 @@ SCHEMA = (
     " seq INTEGER NOT NULL, UNIQUE (node, seq))",
     "CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY, node TEXT, seq INTEGER, body BLOB,"
     " status INTEGER, answer TEXT, at REAL)",
+    "CREATE TABLE IF NOT EXISTS progress (key TEXT PRIMARY KEY, value REAL NOT NULL)",
 )
+HANDLED_UNTIL = "handled_until"  # progress key: the newest classification time of the results handled
 
 
 @dataclass(frozen=True)
@@ -56,19 +58,31 @@ class ForwardQueue:
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the forward queue {path}: {exc}") from exc
 
-    def put(self, results: Sequence[FaceResult]) -> int:
-        """Store ``results`` in one transaction (a (node, seq) already queued is skipped); returns how many were new."""
+    def put(self, results: Sequence[FaceResult], handled_until: float | None = None) -> int:
+        """Store ``results`` in one transaction (a (node, seq) already queued is skipped); returns how many were new.
+        ``handled_until``: the newest classification time of the batch they were picked from, kept with them."""
         rows = [(r.node, r.seq, r.to_json()) for r in results]
         with self._lock:
-            before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
+            added = self._db.executemany(
                 "INSERT OR IGNORE INTO outbox (node, seq, body) SELECT ?, ?, ? WHERE NOT EXISTS"
                 " (SELECT 1 FROM delivered WHERE node = ?1 AND seq = ?2)",
                 rows,
-            )
+            ).rowcount
+            if handled_until is not None:
+                self._db.execute(
+                    "INSERT INTO progress (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                    (HANDLED_UNTIL, handled_until),
+                )
             self._db.execute("COMMIT")
-            return self._db.total_changes - before
+            return max(added, 0)
+
+    def handled_until(self) -> float | None:
+        """The newest classification time of every batch ``put`` so far (None: none yet)."""
+        with self._lock:
+            found = self._db.execute("SELECT value FROM progress WHERE key = ?", (HANDLED_UNTIL,)).fetchone()
+        return None if found is None else float(found[0])
 
     def oldest(self, most: int) -> list[Pending]:
         with self._lock:

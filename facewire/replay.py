@@ -10,7 +10,7 @@ A subscriber whose session the broker lost also missed what was published betwee
 new SUBSCRIBE, which a publisher that reconnected first may already have re-sent. It asks the
 classifiers for their recent results, and the ``forgotten`` and ``renamed`` gallery events, again
 (:class:`facewire.schema.replay.ReplayRequest`). A subscriber process restarted meanwhile asks too, from
-the newest result it had stored (``MqttConnection.resume_after``; the recorder and the alert service do).
+the newest result it had stored (``MqttConnection.resume_after``; the recorder, alert and forward services do).
 """
 
 from __future__ import annotations

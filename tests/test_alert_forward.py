@@ -131,3 +131,16 @@ def test_forgetting_a_person_scrubs_results_still_waiting(tmp_path: Path) -> Non
     assert queue.erase("Tony_Blair", marker) == 2  # the name, and a candidate of the unknown face
     bodies = [pending.body for pending in queue.oldest(10)]
     assert all(b"Tony_Blair" not in body for body in bodies) and marker.encode() in bodies[0]
+
+
+def test_the_outbox_keeps_the_newest_classification_handled_across_restarts(tmp_path: Path) -> None:
+    """What a restarted forwarder asks a replay from: only ever later, also for batches it forwarded nothing of."""
+    queue = ForwardQueue(tmp_path / "forward.sqlite")
+    assert queue.handled_until() is None
+    assert queue.put([face("door", 1), face("door", 2)], handled_until=1000.0) == 2
+    assert queue.put([face("door", 2)], handled_until=900.0) == 0  # a redelivery from an older batch
+    assert queue.put([], handled_until=1100.0) == 0  # a batch the filter wanted nothing of
+    queue.close()
+    reopened = ForwardQueue(tmp_path / "forward.sqlite")
+    assert reopened.handled_until() == 1100.0 and reopened.depth == 2
+    reopened.close()

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from alert_service.alerts import AlertEngine, AlertService
+from alert_service.forward import HttpSender, ResultForwarder
+from alert_service.forward_queue import ForwardQueue
 from alert_service.recorder import Recorder
 from alert_service.rules import RuleBook
 from alert_service.sqlite_log import SqliteResultLog
@@ -28,7 +30,7 @@ from alert_service.subscriber import ResultSubscriber
 from classifier_service.gallery.client import GalleryClient
 from edge_agent.forwarder import Forwarder
 from edge_agent.spool import Spool
-from facewire.config import AlertSettings, MqttSettings, RecorderSettings
+from facewire.config import AlertSettings, ForwardSettings, MqttSettings, RecorderSettings
 from facewire.errors import SchemaError
 from facewire.mqtt import Message, MqttConnection
 from facewire.replay import ask_for_replay_when_messages_missed, lost_since
@@ -360,7 +362,7 @@ def test_the_edge_re_sends_what_the_broker_lost_after_an_outage_longer_than_its_
 
 @dataclass
 class DurableSubscriber:
-    """An in-process recorder or alert service with the CLI's persistent session, and how many results it kept."""
+    """An in-process recorder, alert service or forwarder with the CLI's persistent session, and what it kept."""
 
     service: ResultSubscriber
     stored: Callable[[], int]
@@ -372,7 +374,7 @@ class DurableSubscriber:
 
 
 def start_durable(kind: str, url: str, database: Path) -> DurableSubscriber:
-    """A ``kind`` ("recorder" or "alerts") subscriber (client ``<kind>-r1``) keeping what it handles in ``database``."""
+    """A ``kind`` ("recorder", "alerts" or "forward") subscriber, client ``<kind>-r1``, storing in ``database``."""
     connection = MqttConnection(
         MqttSettings(url=url), f"{kind}-r1", session_expiry=3600, manual_ack=True, receive_maximum=1000
     )
@@ -381,6 +383,15 @@ def start_durable(kind: str, url: str, database: Path) -> DurableSubscriber:
         log = SqliteResultLog(database)
         settings = RecorderSettings(database=database, batch_wait_ms=50, retention_interval=3600)
         service, stored, close_store = Recorder(log, connection, T, settings, "r1"), log.count, log.close
+    elif kind == "forward":  # an endpoint that is never there: everything stays in the outbox
+        conf = ForwardSettings(url="http://127.0.0.1:9/facewire", queue=database, backoff_max=1.0)
+        outbox = ForwardQueue(database)
+        service = ResultForwarder(outbox, HttpSender(outbox, conf), connection, T, conf, "r1")
+        close_store = outbox.close
+
+        def stored() -> int:
+            return outbox.depth
+
     else:
         store = open_alert_store(database)
         conf = AlertSettings(database=database)
@@ -398,14 +409,14 @@ def start_durable(kind: str, url: str, database: Path) -> DurableSubscriber:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["recorder", "alerts"])
+@pytest.mark.parametrize("kind", ["recorder", "alerts", "forward"])
 def test_a_subscriber_restarted_after_the_broker_lost_its_session_asks_from_what_it_stored_last(
     kind: str, tmp_path: Path, sample_dir: Path, broker: LocalBroker
 ) -> None:
-    """The recorder (or alert service) is down, an upgrade say, when the broker crashes before snapshotting its
-    session; the results made before it is back reach only the subscribers that were there. Its new process
-    has lost no connection, but it knows the newest result it stored (the newest sighting): it asks for a
-    replay from there, and ends up with every result."""
+    """A results subscriber is down (an upgrade, say) when the broker crashes before snapshotting its session;
+    the results made before it is back reach only the subscribers that were there. Its new process has lost no
+    connection, but it knows what it stored last (the recorder's newest row, the alert rules' newest sighting,
+    the forwarder's newest result handled): it asks for a replay from there, and ends up with every result."""
     gallery, _probes = split_sample(sample_dir, tmp_path)
     database = tmp_path / f"{kind}.sqlite"
     classifier = RunningClassifier(broker.url, gallery, tmp_path, instance="c1").start()
