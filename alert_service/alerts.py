@@ -74,12 +74,13 @@ class AlertService(ResultSubscriber):
         instance: str,
         webhook: AlertSender | None = None,
     ) -> None:
-        super().__init__(connection, topics, instance, settings.share_group)
-        self.engine = engine
-        # A restart whose session the broker lost asks for the results since its newest sighting (a result no
-        # rule looked at needs no second look); an edge clock ahead of ours must not put that in the future.
+        # Its newest sighting (a result no rule looked at needs no second look); an edge clock ahead of ours
+        # must not put that in the future.
         newest = engine.store.newest_sighting_ts()
-        connection.resume_after = None if newest is None else min(newest, time.time())
+        super().__init__(
+            connection, topics, instance, settings.share_group, None if newest is None else min(newest, time.time())
+        )
+        self.engine = engine
         self.webhook = webhook
         self.processed = 0
         self.raised = 0

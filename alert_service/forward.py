@@ -64,10 +64,8 @@ class ResultForwarder(ResultSubscriber):
         settings: ForwardSettings,
         instance: str,
     ) -> None:
-        super().__init__(connection, topics, instance, settings.share_group)
+        super().__init__(connection, topics, instance, settings.share_group, outbox.handled_until())
         self.outbox = outbox
-        # A restart whose session the broker lost asks for the results since the newest one it handled.
-        connection.resume_after = outbox.handled_until()
         self.sender = sender
         self.settings = settings
         self.filter = ForwardFilter(tuple(settings.people), tuple(settings.nodes), settings.only)

@@ -33,10 +33,8 @@ class Recorder(ResultSubscriber):
         settings: RecorderSettings,
         instance: str,
     ) -> None:
-        super().__init__(connection, topics, instance, settings.share_group)
+        super().__init__(connection, topics, instance, settings.share_group, store.newest_decided_at())
         self.store = store
-        # A restart whose session the broker lost asks for the results since the newest one it stored.
-        connection.resume_after = store.newest_decided_at()
         self.settings = settings
         self.received = 0
         self.inserted = 0

@@ -158,8 +158,8 @@ class SqlAlertStore(AlertStore):
 
     def newest_sighting_ts(self) -> float | None:
         with self.database.read() as db:
-            found = db.execute("SELECT max(ts) FROM sightings").fetchone()
-        return None if found is None or found[0] is None else float(found[0])
+            newest = db.execute("SELECT max(ts) FROM sightings").fetchone()[0]
+        return None if newest is None else float(newest)
 
     def erase_person(self, person: str, marker: str) -> int:
         with self._db() as db:

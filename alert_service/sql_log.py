@@ -51,8 +51,8 @@ class SqlResultLog(ResultLog):
     def newest_decided_at(self) -> float | None:
         latest = f"SELECT decided_at FROM results ORDER BY id DESC LIMIT {NEWEST_ROWS}"
         with self.database.read() as db:
-            found = db.execute(f"SELECT max(decided_at) FROM ({latest}) AS latest").fetchone()
-        return None if found is None or found[0] is None else float(found[0])
+            newest = db.execute(f"SELECT max(decided_at) FROM ({latest}) AS latest").fetchone()[0]
+        return None if newest is None else float(newest)
 
     def enforce_retention(self, max_age_days: float, max_rows: int, now: float) -> int:
         deleted = 0

@@ -60,7 +60,16 @@ class ResultSubscriber(ABC):
 
     service = "subscriber"
 
-    def __init__(self, connection: MqttConnection, topics: Topics, instance: str, share_group: str) -> None:
+    def __init__(
+        self,
+        connection: MqttConnection,
+        topics: Topics,
+        instance: str,
+        share_group: str,
+        stored_until: float | None = None,
+    ) -> None:
+        """``stored_until``: when the newest result this subscriber had stored in an earlier run was made (None:
+        it does not know), so a restart whose session the broker lost asks for what came since."""
         self.connection = connection
         self.topics = topics
         self.instance = instance
@@ -78,6 +87,7 @@ class ResultSubscriber(ABC):
         connection.subscribe(self.topics.gallery_events(), self._on_gallery_event)
         # A broker that crashed before snapshotting this session forgot the subscription: ask for the results
         # published before the new SUBSCRIBE again (every subscriber is idempotent on (node, seq)).
+        connection.resume_after = stored_until
         ask_for_replay_when_messages_missed(connection, topics, f"{self.service}-{instance}")
         self.erased: dict[str, str] = {}  # person -> erasure marker, applied to results still in flight
         self._erasures: queue.Queue[tuple[str, Message, int]] = queue.Queue()

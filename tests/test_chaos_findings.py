@@ -28,6 +28,7 @@ from facewire_console.broker import LocalBroker
 from harness.faults import SpooledPublisher
 from harness.probes import probe
 from harness.processes import SAMPLE, Collector, RunningClassifier, run_module
+from tests.alert_support import wait_until
 from tests.gallery_support import make_gallery
 
 EMBEDDINGS = "facewire/embeddings/cam-1"
@@ -68,10 +69,7 @@ def test_an_embedding_spooled_right_after_a_broker_restart_is_answered(tmp_path:
         classifier = RunningClassifier(broker.url, gallery, tmp_path / "c1", instance="c1").start()
         # The edge also re-sends 1 (acknowledged just before the connection was lost: a crashed broker may
         # have lost it), so a second result may be a duplicate of 1: wait for 2 itself.
-        deadline = time.monotonic() + 40
-        while 2 not in seqs(results) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert 2 in seqs(results)
+        assert wait_until(lambda: 2 in seqs(results), 40), seqs(results)
         assert edge.wait_drained(10)
     finally:
         edge.close()
